@@ -1,0 +1,163 @@
+"""Command line: `selfsup demo | pretrain | knn`. Every command's last line is JSON with --json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selfsup.config import SECTIONS, ConfigError, build_config, load_yaml, merge, recipe
+from selfsup.methods import METHODS
+from selfsup.options import describe
+
+# Short flags for the options people change most; every option also has a --section.name form.
+SHORTCUTS = {"data": ("data", "name"), "backbone": ("backbone", "name"), "patch_size": ("backbone", "patch_size"),
+             "epochs": ("optim", "epochs"), "minutes": ("optim", "minutes"), "batch_size": ("optim", "batch_size"),
+             "lr": ("optim", "lr"), "seed": ("run", "seed"), "devices": ("run", "devices"),
+             "num_nodes": ("run", "num_nodes"), "out": ("run", "out")}
+
+
+def _value(text: str) -> Any:
+    """Option values are read as YAML scalars/lists: 0.1, 8, true, [0.4, 1.0], null, vit-small."""
+    return yaml.safe_load(text)
+
+
+def _help(help_text: str, default: Any, paper: Any) -> str:
+    extra = f" (default: {default}" + (f"; paper: {paper})" if paper is not None and paper != default else ")")
+    return (help_text + extra).replace("%", "%%")
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    """--section.option flags for every declared option, generated from the dataclasses."""
+    for section, cls in {**SECTIONS, **{m.name: m.config_class for m in METHODS.values()}}.items():
+        group = p.add_argument_group(f"{section} options")
+        for name, default, text, paper in describe(cls):
+            group.add_argument(f"--{section}.{name.replace('_', '-')}", dest=f"{section}.{name}", type=_value,
+                               default=argparse.SUPPRESS, metavar="V", help=_help(text, default, paper))
+
+
+def add_pretrain_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML recipe; command-line options override it (see src/selfsup/configs/)")
+    p.add_argument("--method", default=argparse.SUPPRESS, choices=sorted(METHODS), help="pre-training method")
+    for flag, (section, name) in SHORTCUTS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=f"{section}.{name}", type=_value,
+                       default=argparse.SUPPRESS, metavar="V", help=f"same as --{section}.{name.replace('_', '-')}")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    add_config_options(p)
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Nested overrides from the dotted option names that were given."""
+    out: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if key == "method":
+            out["method"] = value
+        elif "." in key:
+            section, name = key.split(".", 1)
+            out.setdefault(section, {})[name] = value
+    return out
+
+
+def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
+    raw = base or {}
+    if getattr(args, "config", None):
+        raw = merge(raw, load_yaml(args.config))
+    overrides = overrides_from(args)
+    optim = overrides.get("optim", {})
+    if "epochs" in optim and "minutes" not in optim:  # an explicit epoch count replaces a recipe's budget
+        optim["minutes"] = None
+    method = overrides.get("method", raw.get("method", "dino"))
+    stray = [k for k in overrides if k in METHODS and k != method]
+    if stray:
+        raise ConfigError(f"--{stray[0]}.* options were given but the method is {method}: drop them or "
+                          f"pass --method {stray[0]}")
+    return build_config(merge(raw, overrides), where=args.config or "command line")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> dict[str, Any]:
+    from selfsup.engine.pretrain import pretrain
+
+    cfg = resolve_config(args)
+    result = pretrain(cfg, resume=args.resume, progress=not args.no_progress)
+    summary = {"out": str(result.out), "steps": result.steps, "total_steps": result.total_steps,
+               "minutes": round(result.minutes, 2), "images_per_s": round(result.images_per_s, 1),
+               "interrupted": result.interrupted}
+    if result.interrupted:
+        print(f"stopped at step {result.steps}/{result.total_steps}; continue with the same command and --resume",
+              file=sys.stderr)
+    if result.knn:
+        summary["knn_top1"] = result.knn["top1"]
+        print(f"k-NN top-1 on the test split: {result.knn['top1']:.2f}% (k={result.knn['k']}, "
+              f"T={result.knn['temperature']})")
+    return summary
+
+
+def cmd_knn(args: argparse.Namespace) -> dict[str, Any]:
+    from selfsup.data import load_data
+    from selfsup.eval.knn_protocol import knn_eval
+    from selfsup.models.io import load_backbone, normalizer
+
+    backbone, spec = load_backbone(Path(args.checkpoint) / "backbone.safetensors")
+    splits = load_data(args.data)
+    _check_channels(splits.train.channels, spec.in_chans, args.data)
+    result = knn_eval(backbone, normalizer(spec), splits, k=args.k, temperature=args.temperature).as_dict()
+    print(f"k-NN on {splits.name}: top-1 {result['top1']:.2f}% (k={result['k']}, T={result['temperature']}, "
+          f"{result['n_train']} train / {result['n_test']} test)")
+    return result
+
+
+def _check_channels(data_channels: int, model_channels: int, data: str) -> None:
+    if data_channels != model_channels:
+        raise ConfigError(f"--data {data} has {data_channels}-channel images but the backbone was trained on "
+                          f"{model_channels}-channel images: evaluate on data with the same channels")
+
+
+def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    from selfsup.demo import run_demo
+
+    return run_demo(resolve_config(args, base=recipe("demo")), progress=not args.no_progress)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="selfsup", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="pre-train DINO on Fashion-MNIST (digits if absent) and compare k-NN "
+                          "of learned features, random init and raw pixels",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_pretrain_options(demo)
+    pre = sub.add_parser("pretrain", help="pre-train a backbone without labels")
+    add_pretrain_options(pre)
+    knn = sub.add_parser("knn", help="weighted k-NN top-1 of a pre-trained backbone on a dataset's test split")
+    knn.add_argument("--checkpoint", required=True, help="run directory written by pretrain")
+    knn.add_argument("--data", required=True, help="dataset whose train split is the memory bank")
+    knn.add_argument("--k", type=int, default=20, help="neighbours (DINO: 20)")
+    knn.add_argument("--temperature", type=float, default=0.07, help="vote weight exp(sim/T) (DINO: 0.07)")
+    knn.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    return p
+
+
+COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "knn": cmd_knn}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from selfsup.errors import USER_ERRORS
+
+    try:
+        summary = COMMANDS[args.command](args)
+    except USER_ERRORS as e:
+        print(f"selfsup {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Batched multi-crop views made on the training device with kornia.
+
+A batch of uint8 images (B, C, H, W) becomes `n_global` views at `global_size` followed by `n_local`
+views at `local_size`, each a float tensor normalised with the dataset's mean/std. Every op samples its
+parameters per image, so one call augments the whole batch without a Python loop over samples.
+The DINO recipe: global view 1 always blurred, global view 2 blurred with p=0.1 and solarised with p=0.2,
+local views blurred with p=0.5. Colour ops that make no sense for 1-channel data (saturation, hue,
+grayscale) are left out for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kornia.augmentation as K
+import torch
+from torch import nn
+
+from selfsup.options import opt
+
+
+@dataclass
+class ViewsConfig:
+    global_size: int | None = opt(None, "Side of the global crops (teacher and student); default: the "
+                                  "images' side. Must be a multiple of the ViT patch size.", paper=224)
+    local_size: int | None = opt(None, "Side of the local crops (student only); default: 96/224 of the "
+                                 "global side, rounded to a multiple of the patch size.", paper=96)
+    n_global: int = opt(2, "Number of global crops.", paper=2)
+    n_local: int = opt(6, "Number of local crops. More helps accuracy (the paper's 2x224+10x96 beats "
+                       "2x224) but each costs a forward/backward; 0 disables multi-crop.", paper=10)
+    global_scale: tuple[float, float] = opt((0.4, 1.0), "Area range of global crops. Widen to (0.14, 1) "
+                                           "when there are no local crops.", paper=(0.4, 1.0))
+    local_scale: tuple[float, float] = opt((0.05, 0.4), "Area range of local crops.", paper=(0.05, 0.4))
+    flip: float = opt(0.5, "Horizontal-flip probability. Set 0 where orientation carries the label.", paper=0.5)
+    color_jitter: float = opt(0.8, "Colour-jitter probability (brightness/contrast 0.4; saturation 0.2 and "
+                              "hue 0.1 on colour images only).", paper=0.8)
+    grayscale: float = opt(0.2, "Random-grayscale probability (colour images only).", paper=0.2)
+    blur: bool = opt(True, "DINO's Gaussian blur (p=1.0 / 0.1 on the global crops, 0.5 on local ones), "
+                     "sigma 0.1-2.0 scaled from 224 px to the crop size.", paper=True)
+    solarize: float = opt(0.2, "Solarisation probability on the second global crop.", paper=0.2)
+
+
+def _blur(size: int, p: float) -> nn.Module:
+    # DINO blurs 224-px crops with sigma in [0.1, 2.0]: keep the same sigma relative to the crop size.
+    scale = size / 224
+    k = max(3, int(23 * scale) // 2 * 2 + 1)
+    return K.RandomGaussianBlur((k, k), (0.1 * scale, 2.0 * scale), p=p)
+
+
+def _pipeline(cfg: ViewsConfig, size: int, scale: tuple[float, float], channels: int, blur_p: float,
+              solarize_p: float) -> nn.Sequential:
+    ops: list[nn.Module] = [K.RandomResizedCrop((size, size), scale=scale)]
+    if cfg.flip > 0:
+        ops.append(K.RandomHorizontalFlip(p=cfg.flip))
+    if cfg.color_jitter > 0:
+        sat, hue = (0.2, 0.1) if channels == 3 else (0.0, 0.0)
+        ops.append(K.ColorJitter(0.4, 0.4, sat, hue, p=cfg.color_jitter))
+    if cfg.grayscale > 0 and channels == 3:
+        ops.append(K.RandomGrayscale(p=cfg.grayscale))
+    if cfg.blur and blur_p > 0:
+        ops.append(_blur(size, blur_p))
+    if solarize_p > 0:
+        ops.append(K.RandomSolarize(0.0, 0.0, p=solarize_p))
+    return nn.Sequential(*ops)
+
+
+class MultiCropViews(nn.Module):
+    """uint8 (B, C, H, W) -> list of n_global + n_local normalised float views (globals first)."""
+
+    def __init__(self, cfg: ViewsConfig, channels: int, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        blur_g = (1.0, 0.1) if cfg.blur else (0.0, 0.0)
+        self.globals = nn.ModuleList(
+            _pipeline(cfg, cfg.global_size, cfg.global_scale, channels, blur_g[i % 2], cfg.solarize * (i % 2))
+            for i in range(cfg.n_global)
+        )
+        self.local = _pipeline(cfg, cfg.local_size, cfg.local_scale, channels, 0.5, 0.0)
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = images.float().div_(255)  # (B, C, H, W) in [0, 1]
+        views = [aug(x) for aug in self.globals] + [self.local(x) for _ in range(self.cfg.n_local)]
+        return [(v - self.mean) / self.std for v in views]
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Un-augmented float input for evaluation: uint8 or [0,1] float (B, C, H, W) -> normalised."""
+        x = images.float() / 255 if images.dtype == torch.uint8 else images
+        return (x - self.mean) / self.std
+
+
+def channel_stats(images: torch.Tensor, max_images: int = 10000) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] units of a uint8 (N, C, H, W) stack (first `max_images`)."""
+    x = images[:max_images].float() / 255
+    return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()

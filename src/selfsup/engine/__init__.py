@@ -1,0 +1,1 @@
+"""The training engine: Lightning Fabric loop, checkpoints, logging."""

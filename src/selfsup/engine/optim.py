@@ -1,0 +1,48 @@
+"""Optimiser, parameter groups and the per-step learning-rate / weight-decay schedules."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from selfsup.schedules import cosine_schedule
+
+
+def param_groups(model: nn.Module) -> list[dict]:
+    """Two groups as in DINO: weights are decayed; biases and 1-d parameters (norms) are not."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(param_groups(model), lr=0.0, weight_decay=0.0)
+
+
+def optim_schedules(cfg, total_steps: int, steps_per_epoch: int, world_batch: int) -> dict[str, np.ndarray]:
+    """lr: linear warm-up to lr x batch/256, cosine to min_lr; wd: cosine from weight_decay to _end."""
+    peak = cfg.lr * world_batch / 256
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    return {"lr": cosine_schedule(peak, cfg.min_lr, total_steps, warm),
+            "wd": cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, total_steps)}
+
+
+def apply_schedules(optimizer: torch.optim.Optimizer, lr: float, wd: float) -> None:
+    for i, group in enumerate(optimizer.param_groups):
+        group["lr"] = lr
+        if i == 0:  # only the regularised group is decayed
+            group["weight_decay"] = wd
+
+
+def clip_gradients(model: nn.Module, clip: float) -> None:
+    """DINO's clipping: each parameter's gradient norm is clipped to `clip` on its own."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if clip <= 0 or not grads:
+        return
+    norms = torch._foreach_norm(grads)
+    scale = [(clip / (n + 1e-6)).clamp(max=1.0) for n in norms]
+    torch._foreach_mul_(grads, scale)

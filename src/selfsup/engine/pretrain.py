@@ -1,0 +1,325 @@
+"""The pre-training loop on Lightning Fabric: devices, DDP, precision, checkpoints, resume, logging."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric import Fabric
+
+from selfsup.config import ConfigError, PretrainConfig, save_yaml
+from selfsup.data import Splits, load_data
+from selfsup.data.views import MultiCropViews, channel_stats
+from selfsup.engine.checkpoint import atomic_save, check_compatible, load_checkpoint
+from selfsup.engine.logging import RunLogger
+from selfsup.engine.optim import apply_schedules, build_optimizer, clip_gradients, optim_schedules
+from selfsup.eval.knn_protocol import knn_eval
+from selfsup.methods import METHODS, Method
+from selfsup.models import build_backbone
+from selfsup.models.io import BackboneSpec, normalizer, save_backbone
+from selfsup.models.vit import VIT_PRESETS, pick_patch_size
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stayed non-finite for several steps in a row."""
+
+
+@dataclass
+class RunResult:
+    out: Path
+    steps: int
+    total_steps: int
+    minutes: float
+    images_per_s: float
+    interrupted: bool
+    knn: dict[str, Any] | None
+
+
+def make_fabric(cfg: PretrainConfig) -> Fabric:
+    run = cfg.run
+    accel = run.accelerator if run.accelerator != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    precision = run.precision or ("bf16-mixed" if accel == "cuda" else "32-true")
+    multi = str(run.devices) not in ("1",) or run.num_nodes > 1
+    return Fabric(accelerator=accel, devices=run.devices, num_nodes=run.num_nodes,
+                  strategy="ddp" if multi else "auto", precision=precision)
+
+
+def resolve_sizes(cfg: PretrainConfig, image_size: int) -> PretrainConfig:
+    """Fill in the crop sizes and ViT patch size left open (None) from the data's image size."""
+    v, b = cfg.views, cfg.backbone
+    g = v.global_size or image_size
+    patch = b.patch_size
+    if patch is None and b.name in VIT_PRESETS:
+        patch = pick_patch_size(VIT_PRESETS[b.name].patch_size, g)
+    unit = patch or 1
+    local = v.local_size or max(unit, round(g * 96 / 224 / unit) * unit)
+    return dataclasses.replace(cfg, views=dataclasses.replace(v, global_size=g, local_size=local),
+                               backbone=dataclasses.replace(b, patch_size=patch))
+
+
+def build_method(cfg: PretrainConfig, channels: int) -> Method:
+    """The configured method around a fresh backbone; sizes must be resolved (see resolve_sizes)."""
+    v, b = cfg.views, cfg.backbone
+    for name, size in (("views.global_size", v.global_size), ("views.local_size", v.local_size)):
+        if b.patch_size and size % b.patch_size and (name.endswith("global_size") or v.n_local):
+            raise ConfigError(f"--{name} {size} is not a multiple of the patch size {b.patch_size}: choose a "
+                              f"multiple of {b.patch_size} or another --backbone.patch-size")
+    backbone = build_backbone(b.name, v.global_size, channels, b.patch_size, b.drop_path)
+    return METHODS[cfg.method](backbone, cfg.method_cfg, n_global=v.n_global)
+
+
+def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
+                      views: list[torch.Tensor], step: int, lr: float, wd: float, clip: float) -> tuple[float, bool]:
+    """Forward, backward, clip, step and the method's hooks; `model` is the Fabric-wrapped `method`.
+
+    A non-finite loss on any process skips the step on every process (so DDP stays in step) and
+    returns (nan, False).
+    """
+    apply_schedules(optimizer, lr, wd)
+    loss, _ = model(views, step)
+    finite = bool(fabric.all_reduce(torch.isfinite(loss.detach()).float(), reduce_op="min").item() > 0)
+    if not finite:
+        optimizer.zero_grad(set_to_none=True)
+        return float("nan"), False
+    fabric.backward(loss)
+    method.on_after_backward(step)
+    clip_gradients(method, clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    method.on_after_step(step)
+    return float(loss.detach()), True
+
+
+class _Stop:
+    """Set by SIGINT/SIGTERM; the loop checkpoints and returns at the end of the current step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Stop:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """One pre-training run. `fit()` trains to the end (or until stopped) and evaluates."""
+
+    def __init__(self, cfg: PretrainConfig, resume: bool = False, progress: bool = True,
+                 stop_at_step: int | None = None) -> None:
+        self.cfg, self.resume, self.show_progress = cfg, resume, progress
+        self.stop_at_step = stop_at_step  # behave as if interrupted after this step (tests of resume)
+        self.out = Path(cfg.run.out)
+        self.fabric = make_fabric(cfg)
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        f, cfg = self.fabric, self.cfg
+        f.launch()
+        self.splits: Splits = load_data(cfg.data.name, cfg.data.image_size)
+        train = self.splits.train
+        self.cfg = cfg = resolve_sizes(cfg, train.size)
+        self.images = train.images  # labels are never used by pre-training
+        mean, std = channel_stats(self.images)
+        self.spec = BackboneSpec(cfg.backbone.name, cfg.views.global_size, train.channels,
+                                 cfg.backbone.patch_size, mean, std)
+        torch.manual_seed(cfg.run.seed)  # identical initialisation on every process
+        self.method = build_method(cfg, train.channels)
+        self.views = MultiCropViews(cfg.views, train.channels, mean, std).to(f.device)
+        self.world_batch = cfg.optim.batch_size
+        if self.world_batch % f.world_size:
+            raise ConfigError(f"--batch-size {self.world_batch} is not divisible by the {f.world_size} "
+                              "processes: choose a multiple")
+        self.local_batch = self.world_batch // f.world_size
+        self.steps_per_epoch = len(self.images) // self.world_batch
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"--batch-size {self.world_batch} is larger than the {len(self.images)} "
+                              f"training images of {cfg.data.name}: lower it")
+        self.optimizer = build_optimizer(self.method)
+        self.start_step, self.nonfinite, self.total_steps = 0, 0, 0
+        ckpt = self._load_resume()
+        self.model, self.optimizer = f.setup(self.method, self.optimizer)
+        if ckpt is None:
+            self.total_steps = self._plan_steps()
+        self.method.setup(self.total_steps, self.steps_per_epoch)
+        self.sched = optim_schedules(cfg.optim, self.total_steps, self.steps_per_epoch, self.world_batch)
+        torch.manual_seed(cfg.run.seed + f.global_rank)  # different augmentations per process
+        if ckpt is not None:
+            self._restore_rng(ckpt["rng"])
+        if f.is_global_zero:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_yaml(cfg, self.out / "config.yaml")
+
+    def _load_resume(self) -> dict[str, Any] | None:
+        path = self.out / "checkpoints" / "last.pt"
+        if not self.resume:
+            if path.exists():
+                raise ConfigError(f"{path} exists: pass --resume to continue that run, or a new --out")
+            return None
+        ckpt = load_checkpoint(path)
+        check_compatible(ckpt, self.cfg.method, self.cfg.backbone.name, path)
+        self.method.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.start_step, self.total_steps = ckpt["step"], ckpt["total_steps"]
+        self.nonfinite = ckpt.get("nonfinite", 0)
+        return ckpt
+
+    def _plan_steps(self) -> int:
+        o = self.cfg.optim
+        if o.minutes is None:
+            return max(1, math.ceil(o.epochs * self.steps_per_epoch))
+        seconds = self._calibrate()
+        total = int(o.minutes * 60 / seconds)
+        return int(self.fabric.broadcast(max(total, 1)))
+
+    def _calibrate(self, warm: int = 2, timed: int = 4) -> float:
+        """Seconds per step, measured on the real model; every state it touches is restored afterwards."""
+        saved = (copy.deepcopy(self.method.state_dict()), copy.deepcopy(self.optimizer.state_dict()),
+                 torch.get_rng_state())
+        self.method.setup(warm + timed, self.steps_per_epoch)
+        self.sched = optim_schedules(self.cfg.optim, warm + timed, self.steps_per_epoch, self.world_batch)
+        perm = torch.arange(len(self.images))
+        for i in range(warm + timed):
+            if i == warm:
+                t0 = time.perf_counter()
+            self._step(i, perm[:self.local_batch])
+        seconds = (time.perf_counter() - t0) / timed
+        self.method.load_state_dict(saved[0])
+        self.optimizer.load_state_dict(saved[1])
+        torch.set_rng_state(saved[2])
+        return seconds
+
+    # -- one step ----------------------------------------------------------------------------------
+    def _step(self, step: int, idx: torch.Tensor) -> tuple[float, bool]:
+        """One optimisation step on the images at `idx`; returns (loss, finite)."""
+        views = self.views(self.fabric.to_device(self.images[idx]))
+        return optimization_step(self.fabric, self.model, self.method, self.optimizer, views, step,
+                                 float(self.sched["lr"][step]), float(self.sched["wd"][step]),
+                                 self.cfg.optim.clip_grad)
+
+    def _epoch_perm(self, epoch: int) -> torch.Tensor:
+        """This process's share of the epoch's shuffle (a function of seed and epoch only)."""
+        g = torch.Generator().manual_seed(self.cfg.run.seed * 100003 + epoch)
+        perm = torch.randperm(len(self.images), generator=g)[: self.steps_per_epoch * self.world_batch]
+        return perm[self.fabric.global_rank :: self.fabric.world_size]
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _rng_states(self) -> torch.Tensor:
+        states = self.fabric.all_gather(torch.get_rng_state())
+        return states.view(self.fabric.world_size, -1).cpu()
+
+    def _restore_rng(self, states: torch.Tensor) -> None:
+        if states.shape[0] != self.fabric.world_size:
+            raise ConfigError(f"checkpoint was written by {states.shape[0]} processes; resume with the same "
+                              "--devices and --num-nodes")
+        torch.set_rng_state(states[self.fabric.global_rank].clone())
+
+    def save(self, next_step: int) -> None:
+        rng = self._rng_states()  # collective: every process takes part
+        if self.fabric.is_global_zero:
+            atomic_save({"method": self.cfg.method, "backbone": self.cfg.backbone.name,
+                         "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+                         "step": next_step, "total_steps": self.total_steps, "rng": rng,
+                         "steps_per_epoch": self.steps_per_epoch, "nonfinite": self.nonfinite,
+                         "config": self.cfg.to_dict()}, self.out / "checkpoints" / "last.pt")
+            save_backbone(self.method.eval_backbone(), self.spec, self.out / "backbone.safetensors")
+        self.fabric.barrier()
+
+    # -- loop --------------------------------------------------------------------------------------
+    def fit(self) -> RunResult:
+        self._setup()
+        f, run = self.fabric, self.cfg.run
+        log = RunLogger(self.out, self.total_steps, self.start_step, f.is_global_zero, self.show_progress)
+        t_start, steps_done, interrupted, in_a_row = time.time(), 0, False, 0
+        t_log, n_log, loss_sum = time.time(), 0, 0.0
+        perm, perm_epoch = None, -1
+        deadline = t_start + 60 * self.cfg.optim.minutes * 1.1 if self.cfg.optim.minutes else None
+        with _Stop() as stop:
+            for step in range(self.start_step, self.total_steps):
+                epoch, i = divmod(step, self.steps_per_epoch)
+                if epoch != perm_epoch:
+                    perm, perm_epoch = self._epoch_perm(epoch), epoch
+                loss, finite = self._step(step, perm[i * self.local_batch : (i + 1) * self.local_batch])
+                steps_done += 1
+                in_a_row = 0 if finite else in_a_row + 1
+                self.nonfinite += 0 if finite else 1
+                if in_a_row >= run.max_nonfinite:
+                    self._diverged(step)
+                loss_sum, n_log = loss_sum + (loss if finite else 0.0), n_log + finite
+                log.progress(1)
+                if (step + 1) % run.log_every == 0 or step + 1 == self.total_steps:
+                    ips = run.log_every * self.world_batch / max(time.time() - t_log, 1e-9)
+                    values = self._log_values(step, epoch, loss_sum / max(n_log, 1), ips)
+                    log.log(step + 1, values)
+                    log.progress(0, loss=values["loss"], img_s=round(ips))
+                    t_log, n_log, loss_sum = time.time(), 0, 0.0
+                late = deadline is not None and time.time() > deadline  # over budget: end the run here
+                asked = stop.requested or step + 1 == self.stop_at_step
+                flags = f.all_reduce(torch.tensor([float(asked), float(late)]), reduce_op="max")
+                if flags.sum() > 0 and step + 1 < self.total_steps:
+                    interrupted = bool(flags[0] > 0)
+                    if interrupted:
+                        self.save(step + 1)
+                    break
+                if (step + 1) % run.checkpoint_every == 0:
+                    self.save(step + 1)
+        last = step + 1 if self.total_steps > self.start_step else self.start_step
+        if not interrupted:
+            self.save(last)
+        log.close()
+        minutes = (time.time() - t_start) / 60
+        ips = steps_done * self.world_batch / max(minutes * 60, 1e-9)
+        knn = None if interrupted else self._final_eval(log)
+        return RunResult(self.out, last, self.total_steps, minutes, ips, interrupted, knn)
+
+    def _log_values(self, step: int, epoch: int, loss: float, ips: float) -> dict[str, Any]:
+        return {"epoch": round(step / self.steps_per_epoch, 4), "loss": loss, "lr": float(self.sched["lr"][step]),
+                "wd": float(self.sched["wd"][step]), "images_per_s": ips, "nonfinite_steps": self.nonfinite,
+                **self.method.schedule_values(step)}
+
+    def _diverged(self, step: int) -> None:
+        raise TrainingDiverged(
+            f"the loss was not finite for {self.cfg.run.max_nonfinite} steps in a row (last at step {step}). "
+            "Usual causes: a learning rate too high for the batch (lower --optim.lr), a teacher temperature "
+            "above 0.07 (lower --dino.teacher-temp), too short a warm-up (--optim.warmup-epochs), fp16 "
+            "overflow (use --run.precision bf16-mixed or 32-true), or degenerate input images. The last "
+            f"checkpoint is in {self.out / 'checkpoints'}."
+        )
+
+    def _final_eval(self, log: RunLogger) -> dict[str, Any] | None:
+        test = self.splits.test
+        if not (self.cfg.run.eval_knn and test is not None and test.labels is not None
+                and self.splits.train.labels is not None):
+            return None
+        result = None
+        if self.fabric.is_global_zero:
+            backbone = self.method.eval_backbone()
+            result = knn_eval(backbone, normalizer(self.spec), self.splits, self.fabric.device).as_dict()
+            (self.out / "eval").mkdir(exist_ok=True)
+            (self.out / "eval" / "knn.json").write_text(json.dumps(result, indent=1))
+            log.log(self.total_steps, {f"knn_{k}": v for k, v in result.items()})
+        self.fabric.barrier()
+        return result
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> RunResult:
+    return Trainer(cfg, resume, progress).fit()

@@ -1,0 +1,9 @@
+"""The errors that mean bad input from the user: the CLI prints their message, not a traceback."""
+
+from selfsup.config import ConfigError
+from selfsup.data.dataset import DataError
+from selfsup.engine.checkpoint import CheckpointError
+from selfsup.engine.pretrain import TrainingDiverged
+from selfsup.models.io import BackboneFileError
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError, BackboneFileError, TrainingDiverged)

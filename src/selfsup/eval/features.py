@@ -1,0 +1,44 @@
+"""Frozen-backbone feature extraction for evaluation protocols (k-NN, linear probe)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def extract_features(model: nn.Module, images: torch.Tensor, batch_size: int = 512,
+                     device: str | torch.device = "cpu",
+                     normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Features of uint8 images: (N, C, H, W) uint8 -> (N, D) float32 on the CPU.
+
+    Batches are moved to `device`, scaled to [0, 1], passed through `normalize` (if given) and the model
+    in eval mode under `torch.inference_mode`; only one batch is held as float at a time. The model's
+    training flag is restored afterwards, even on error.
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(f"images must be a (N, C, H, W) uint8 tensor, got {tuple(images.shape)} "
+                         f"{images.dtype}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            chunks = [_embed_batch(model, images[i:i + batch_size], device, normalize)
+                      for i in range(0, len(images), batch_size)]
+    finally:
+        model.train(was_training)
+    if not chunks:
+        raise ValueError("images is empty: nothing to extract")
+    return torch.cat(chunks)  # (N, D)
+
+
+def _embed_batch(model: nn.Module, batch: torch.Tensor, device: str | torch.device,
+                 normalize: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+    x = batch.to(device, non_blocking=True).float().div_(255)  # (b, C, H, W) in [0, 1]
+    if normalize is not None:
+        x = normalize(x)
+    feats = model(x)  # (b, D)
+    return feats.reshape(len(batch), -1).float().cpu()

@@ -1,0 +1,130 @@
+"""DINO: self-distillation with no labels (Caron et al., 2021), as in facebookresearch/dino main_dino.py.
+
+The student sees all views (global + local); the teacher, an EMA of the student, sees the global views.
+Teacher outputs are centred (EMA centre) and sharpened (low temperature); the loss is the cross-entropy
+between teacher and student distributions over all (teacher global view, student view) pairs except a
+view with itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfsup.methods.base import Method, all_reduce_mean, ema_update, forward_multicrop
+from selfsup.models.heads import DINOHead
+from selfsup.models.vit import DropPath
+from selfsup.options import opt
+from selfsup.schedules import cosine_schedule, linear_warmup_constant
+
+
+@dataclass
+class DinoConfig:
+    out_dim: int = opt(4096, "Prototypes K in the last head layer. Larger helps on complex data; "
+                       "cost grows linearly. The CPU preset uses 4096 on 10-class data.", paper=65536)
+    hidden_dim: int = opt(2048, "Hidden width of the 3-layer head MLP.", paper=2048)
+    bottleneck_dim: int = opt(256, "Bottleneck before the weight-normalised last layer.", paper=256)
+    norm_last_layer: bool = opt(True, "Fix the norm of the last layer's weights. True is more stable; "
+                                "False can give better ViT-S results but may need a lower teacher momentum.",
+                                paper=True)
+    use_bn_in_head: bool = opt(False, "BatchNorm in the head MLP (False for ViT, as the paper).", paper=False)
+    momentum_teacher: float = opt(0.996, "Base EMA momentum of the teacher, raised to 1 with a cosine. "
+                                  "Use 0.9995 with batches of 256 and 0.99 for short runs.", paper=0.996)
+    teacher_temp: float = opt(0.04, "Final teacher temperature. 0.04 works well; above 0.07 training "
+                              "tends to be unstable.", paper=0.04)
+    warmup_teacher_temp: float = opt(0.04, "Initial teacher temperature; lower it (0.04) if the loss "
+                                     "does not decrease at first.", paper=0.04)
+    warmup_teacher_temp_epochs: float = opt(0.0, "Epochs of linear teacher-temperature warm-up.", paper=0)
+    student_temp: float = opt(0.1, "Student temperature.", paper=0.1)
+    center_momentum: float = opt(0.9, "EMA momentum of the centre of the teacher outputs.", paper=0.9)
+    freeze_last_layer: float = opt(1.0, "Epochs during which the head's last layer is not updated; "
+                                   "helps the first epoch. Increase if the loss does not decrease.", paper=1)
+
+
+class DINOLoss(nn.Module):
+    """Cross-entropy between centred+sharpened teacher and student distributions, with an EMA centre."""
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
+        super().__init__()
+        self.student_temp, self.center_momentum = student_temp, center_momentum
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def forward(self, student_out: torch.Tensor, teacher_out: torch.Tensor, n_views: int,
+                teacher_temp: float) -> torch.Tensor:
+        """student_out: (n_views*B, K), teacher_out: (n_global*B, K), both ordered view by view."""
+        n_global = teacher_out.shape[0] * n_views // student_out.shape[0]
+        logp = F.log_softmax(student_out.float() / self.student_temp, dim=-1).chunk(n_views)  # V x (B, K)
+        q = F.softmax((teacher_out.float() - self.center) / teacher_temp, dim=-1).detach().chunk(n_global)
+        cross = -torch.einsum("ibk,vbk->iv", torch.stack(q), torch.stack(logp)) / q[0].shape[0]  # (G, V)
+        same = torch.eye(n_global, n_views, dtype=torch.bool, device=cross.device)
+        return cross[~same].mean()
+
+    @torch.no_grad()
+    def update_center(self, teacher_out: torch.Tensor) -> None:
+        batch_center = all_reduce_mean(teacher_out.float().mean(dim=0, keepdim=True))
+        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
+
+
+class DINO(Method):
+    name = "dino"
+    config_class = DinoConfig
+
+    def __init__(self, backbone: nn.Module, cfg: DinoConfig, n_global: int = 2) -> None:
+        super().__init__(backbone, cfg, n_global)
+        head = DINOHead(backbone.embed_dim, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim,
+                        use_bn=cfg.use_bn_in_head, norm_last_layer=cfg.norm_last_layer)
+        self.head = head
+        self.teacher = nn.ModuleDict({"backbone": copy.deepcopy(backbone), "head": copy.deepcopy(head)})
+        self.teacher.requires_grad_(False)
+        for m in self.teacher.modules():  # the teacher never drops paths (DINO builds it without)
+            if isinstance(m, DropPath):
+                m.p = 0.0
+        self.loss_fn = DINOLoss(cfg.out_dim, cfg.student_temp, cfg.center_momentum)
+
+    def setup(self, total_steps: int, steps_per_epoch: int) -> None:
+        super().setup(total_steps, steps_per_epoch)
+        c = self.cfg
+        self.momentum = cosine_schedule(c.momentum_teacher, 1.0, total_steps)
+        warm = int(c.warmup_teacher_temp_epochs * steps_per_epoch)
+        self.teacher_temp = linear_warmup_constant(c.warmup_teacher_temp, c.teacher_temp, total_steps, warm)
+        self.freeze_steps = int(c.freeze_last_layer * steps_per_epoch)
+
+    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        n_global = self.n_global
+        with torch.no_grad():
+            teacher_out = self.teacher["head"](self.teacher["backbone"](torch.cat(views[:n_global])))
+        student_out = self.head(forward_multicrop(self.backbone, views))
+        loss = self.loss_fn(student_out, teacher_out, len(views), float(self.teacher_temp[step]))
+        self.loss_fn.update_center(teacher_out)
+        return loss, {}
+
+    def on_after_backward(self, step: int) -> None:
+        if step < self.freeze_steps:  # DINO: keep the last layer fixed during the first epoch(s)
+            for p in self.head.last_layer.parameters():
+                p.grad = None
+
+    @torch.no_grad()
+    def on_after_step(self, step: int) -> None:
+        m = float(self.momentum[step])
+        ema_update(self.teacher["backbone"], self.backbone, m)
+        ema_update(self.teacher["head"], self.head, m)
+
+    def eval_backbone(self) -> nn.Module:
+        return self.teacher["backbone"]
+
+    def schedule_values(self, step: int) -> dict[str, float]:
+        return {"momentum": float(self.momentum[step]), "teacher_temp": float(self.teacher_temp[step])}
+
+
+def entropy_stats(teacher_out: torch.Tensor, temp: float) -> dict[str, float]:
+    """Collapse diagnostics of teacher distributions: mean entropy and entropy of the mean (nats)."""
+    p = F.softmax(teacher_out / temp, dim=-1)
+    h = -(p * p.clamp_min(1e-12).log()).sum(-1).mean()
+    pm = p.mean(0)
+    return {"H_teacher": float(h), "H_mean": float(-(pm * pm.clamp_min(1e-12).log()).sum()),
+            "H_max": float(np.log(p.shape[-1]))}

@@ -1,0 +1,28 @@
+"""Backbones: Vision Transformers and ResNets, built by name."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from selfsup.models.vit import VIT_PRESETS, VisionTransformer, vit
+
+RESNETS = ("resnet18", "resnet50")
+BACKBONES = tuple(VIT_PRESETS) + RESNETS
+
+
+def build_backbone(name: str, img_size: int, in_chans: int, patch_size: int | None = None,
+                   drop_path: float = 0.0) -> nn.Module:
+    """A backbone whose forward maps (B, in_chans, H, W) to (B, embed_dim) features.
+
+    ResNets get the small-image stem (3x3 conv, no max-pool) for images of 64 px or less.
+    """
+    if name in VIT_PRESETS:
+        return vit(name, img_size, in_chans, patch_size, drop_path)
+    if name in RESNETS:
+        from selfsup.models.resnet import ResNet
+
+        return ResNet(depth=int(name[6:]), in_chans=in_chans, small_stem=img_size <= 64)
+    raise ValueError(f"unknown --backbone {name!r}: choose one of {', '.join(BACKBONES)}")
+
+
+__all__ = ["BACKBONES", "VisionTransformer", "build_backbone"]

@@ -1,0 +1,220 @@
+"""Vision Transformer (ViT / DeiT) with DINO's conventions.
+
+Parameter names follow the official DINO / timm ViT (`cls_token`, `pos_embed`, `patch_embed.proj`,
+`blocks.N.attn.qkv`, `blocks.N.mlp.fc1`, `norm`, ...) so official checkpoints load with `load_state_dict`.
+Position embeddings are interpolated (bicubic) to any crop size whose sides the patch size divides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ViTPreset:
+    embed_dim: int
+    depth: int
+    num_heads: int
+    patch_size: int
+    mlp_ratio: float = 4.0
+
+
+# Official sizes (DeiT / DINO) and small CPU presets. Patch size is a default; any value may be passed.
+VIT_PRESETS: dict[str, ViTPreset] = {
+    "vit-tiny": ViTPreset(192, 12, 3, 16),
+    "vit-small": ViTPreset(384, 12, 6, 16),
+    "vit-base": ViTPreset(768, 12, 12, 16),
+    # CPU presets for 28-32 px images: few tokens, shallow, so a 2-core CPU trains them in minutes.
+    "vit-cpu": ViTPreset(128, 4, 4, 7),
+    "vit-cpu-p4": ViTPreset(128, 4, 4, 4),
+}
+
+
+def pick_patch_size(preset_patch: int, image_size: int) -> int:
+    """The preset's patch size if it cuts `image_size` into at least 4x4 patches, else the largest of
+    16, 14, 8, 7, 4, 2 that divides it into at least 7x7 (e.g. 16 at 224 px, 4 at 28 or 32 px)."""
+    if image_size % preset_patch == 0 and image_size // preset_patch >= 4:
+        return preset_patch
+    for p in (16, 14, 8, 7, 4, 2):
+        if image_size % p == 0 and image_size // p >= 7:
+            return p
+    return 1
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop the whole residual branch per sample with probability p."""
+    if p == 0.0 or not training:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - p)
+    return x * keep / (1 - p)
+
+
+class DropPath(nn.Module):
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.p, self.training)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, N, C/heads)
+        if return_attention:  # explicit softmax: the maps are the output
+            attn = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)  # (B, heads, N, N)
+            out = attn @ v
+        else:
+            attn, out = None, F.scaled_dot_product_attention(q, k, v)
+        out = self.proj(out.transpose(1, 2).reshape(B, N, C))
+        return (out, attn) if return_attention else out
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), x + mlp(norm(x)), with stochastic depth."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        if return_attention:
+            y, attn = self.attn(self.norm1(x), return_attention=True)
+        else:
+            y, attn = self.attn(self.norm1(x)), None
+        x = x + self.drop_path(y)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return (x, attn) if return_attention else x
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        H, W = x.shape[-2:]
+        if H % self.patch_size or W % self.patch_size:
+            raise ValueError(
+                f"image size {H}x{W} is not divisible by patch size {self.patch_size}: "
+                f"choose a crop size that is a multiple of {self.patch_size} (e.g. --global-size) "
+                "or another --patch-size"
+            )
+        return self.proj(x).flatten(2).transpose(1, 2)  # (B, h*w, D)
+
+
+class VisionTransformer(nn.Module):
+    """ViT backbone. forward(x) -> CLS features (B, embed_dim)."""
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 192,
+        depth: int = 12,
+        num_heads: int = 3,
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.embed_dim, self.patch_size, self.num_heads = embed_dim, patch_size, num_heads
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        n_patches = (img_size // patch_size) ** 2
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, n_patches + 1, embed_dim))
+        rates = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth grows with depth
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, r) for r in rates)
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.apply(_init_weights)
+
+    def interpolate_pos_encoding(self, h: int, w: int) -> torch.Tensor:
+        """Position embeddings for an h x w patch grid: (1, 1 + h*w, D), bicubic-resized from the stored grid."""
+        n = self.pos_embed.shape[1] - 1
+        if h * w == n and h == w:
+            return self.pos_embed
+        side = int(math.isqrt(n))
+        grid = self.pos_embed[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)  # (1, D, side, side)
+        grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+        return torch.cat([self.pos_embed[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
+
+    def prepare_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        x = self.patch_embed(x)  # (B, h*w, D)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1+h*w, D)
+        return x + self.interpolate_pos_encoding(h, w)
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """All normalised tokens of the last block: (B, 1 + h*w, D); index 0 is CLS."""
+        x = self.prepare_tokens(x)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_tokens(x)[:, 0]
+
+    def get_last_selfattention(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax attention of the last block: (B, heads, 1 + h*w, 1 + h*w)."""
+        x = self.prepare_tokens(x)
+        for blk in self.blocks[:-1]:
+            x = blk(x)
+        return self.blocks[-1](x, return_attention=True)[1]
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def vit(name: str, img_size: int, in_chans: int, patch_size: int | None = None, drop_path_rate: float = 0.0):
+    """Build a preset ViT ('vit-tiny', 'vit-small', 'vit-base', 'vit-cpu', ...) for img_size crops."""
+    p = VIT_PRESETS[name]
+    return VisionTransformer(
+        img_size=img_size,
+        patch_size=patch_size or p.patch_size,
+        in_chans=in_chans,
+        embed_dim=p.embed_dim,
+        depth=p.depth,
+        num_heads=p.num_heads,
+        mlp_ratio=p.mlp_ratio,
+        drop_path_rate=drop_path_rate,
+    )

@@ -1,0 +1,79 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from selfsup.data import DataError
+from selfsup.data.cifar import is_cifar_dir, load_cifar
+
+
+def test_cifar10_layout_and_pixels(cifar10_dir):
+    folder, batches = cifar10_dir
+    splits = load_cifar(folder)
+    assert splits.name == "cifar10"
+    assert splits.train.images.shape == (10, 3, 32, 32) and splits.test.images.shape == (3, 3, 32, 32)
+    assert splits.train.images.dtype == torch.uint8 and splits.train.labels.dtype == torch.int64
+    rows, labels = batches["data_batch_2"]
+    first = splits.train.images[2].numpy()  # batch 2 starts after the 2 images of batch 1
+    assert np.array_equal(first[0], rows[0, :1024].reshape(32, 32))  # R plane, row-major
+    assert np.array_equal(first[2], rows[0, 2048:].reshape(32, 32))  # B plane
+    expected = [label for name in [f"data_batch_{k}" for k in range(1, 6)] for label in batches[name][1]]
+    assert splits.train.labels.tolist() == expected
+    assert splits.test.labels.tolist() == batches["test_batch"][1]
+    assert splits.train.classes[:3] == ["airplane", "automobile", "bird"] and len(splits.train.classes) == 10
+
+
+def test_cifar100_fine_labels(cifar100_dir):
+    splits = load_cifar(cifar100_dir)
+    assert splits.name == "cifar100"
+    assert splits.train.labels.tolist() == [0, 99, 5, 42] and splits.test.labels.tolist() == [7, 99]
+    assert splits.train.num_classes == 100 and splits.train.classes[99] == "class99"
+    assert splits.test.images.shape == (2, 3, 32, 32)
+
+
+def test_detects_extracted_archive_folder(cifar100_dir):
+    parent = cifar100_dir.parent
+    assert is_cifar_dir(parent) and len(load_cifar(parent).train) == 4
+
+
+def test_is_cifar_dir_false_for_other_folders(tmp_path):
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "train").mkdir()  # a folder, not the CIFAR-100 file
+    assert not is_cifar_dir(tmp_path)
+    assert not is_cifar_dir(tmp_path / "missing")
+
+
+def test_missing_file_lists_expected(cifar10_dir):
+    folder, _ = cifar10_dir
+    (folder / "data_batch_4").unlink()
+    (folder / "batches.meta").unlink()
+    with pytest.raises(DataError) as info:
+        load_cifar(folder)
+    message = str(info.value)
+    assert str(folder) in message and "data_batch_4, batches.meta" in message
+    assert "test_batch" in message and "CIFAR-100" in message
+
+
+def test_corrupt_pickle_names_file(cifar10_dir):
+    folder, _ = cifar10_dir
+    bad = folder / "data_batch_3"
+    bad.write_bytes(bad.read_bytes()[:50])
+    with pytest.raises(DataError) as info:
+        load_cifar(folder)
+    assert str(bad) in str(info.value)
+
+
+def test_wrong_data_shape(cifar10_dir):
+    folder, _ = cifar10_dir
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.zeros((3, 100), np.uint8), b"labels": [0, 1, 2]}, f)
+    with pytest.raises(DataError, match=r"test_batch.*\(3, 100\)"):
+        load_cifar(folder)
+
+
+def test_label_out_of_range(cifar100_dir):
+    with open(cifar100_dir / "test", "wb") as f:
+        pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"fine_labels": [100]}, f)
+    with pytest.raises(DataError, match="100 classes"):
+        load_cifar(cifar100_dir)

@@ -1,0 +1,27 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from lightning.fabric import Fabric
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ddp_worker import initial_state, one_step  # noqa: E402
+
+
+def test_two_process_ddp_step_equals_single_process_on_concatenated_batch(tmp_path):
+    out = tmp_path / "ddp.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           str(Path(__file__).parent / "ddp_worker.py"), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = torch.load(out, weights_only=True)
+    single = one_step(Fabric(accelerator="cpu", devices=1))
+    assert not torch.equal(single["loss_fn.center"], torch.zeros_like(single["loss_fn.center"]))
+    moved = [k for k, v in single.items() if k.startswith("backbone.")
+             and not torch.allclose(v, initial_state()[k], atol=1e-4)]
+    assert len(moved) > 10  # the step really changed the student
+    for k, v in single.items():
+        assert torch.allclose(v, ddp[k], atol=1e-6, rtol=1e-5), k

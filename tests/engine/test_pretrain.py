@@ -1,0 +1,80 @@
+import json
+
+import pytest
+import torch
+
+from selfsup.config import ConfigError
+from selfsup.engine.checkpoint import CheckpointError
+from selfsup.engine.pretrain import Trainer, pretrain
+from selfsup.models.io import load_backbone
+
+
+def test_two_step_smoke_run_writes_the_run_directory(tiny_cfg):
+    cfg = tiny_cfg(optim={"epochs": 2 / 22}, run={"eval_knn": True})
+    result = pretrain(cfg, progress=False)
+    out = result.out
+    assert result.steps == 2 and not result.interrupted
+    for name in ["config.yaml", "metrics.jsonl", "checkpoints/last.pt", "backbone.safetensors", "eval/knn.json"]:
+        assert (out / name).exists(), name
+    assert list((out / "tensorboard").iterdir())
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "loss" in x] == [1, 2]
+    assert all(x["loss"] > 0 for x in lines if "loss" in x)
+    assert 0 <= result.knn["top1"] <= 100 and result.knn["n_test"] == 360
+    backbone, spec = load_backbone(out / "backbone.safetensors")
+    assert spec.in_chans == 1 and spec.img_size == 28
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    teacher = {k[len("teacher.backbone."):]: v for k, v in ckpt["model"].items() if k.startswith("teacher.backbone.")}
+    assert all(torch.equal(teacher[k], v) for k, v in backbone.state_dict().items())
+
+
+def test_resume_is_exact(tiny_cfg, tmp_path):
+    straight = pretrain(tiny_cfg(run={"out": str(tmp_path / "a")}), progress=False)
+    cfg = tiny_cfg(run={"out": str(tmp_path / "b")})
+    first = Trainer(cfg, progress=False, stop_at_step=2).fit()
+    assert first.interrupted and first.steps == 2
+    second = pretrain(cfg, resume=True, progress=False)
+    assert second.steps == straight.steps == 4
+    a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert torch.equal(a["rng"], b["rng"])
+
+
+def test_existing_run_needs_resume_and_matching_method(tiny_cfg):
+    cfg = tiny_cfg(optim={"epochs": 1 / 22})
+    pretrain(cfg, progress=False)
+    with pytest.raises(ConfigError, match="--resume"):
+        pretrain(cfg, progress=False)
+    other = tiny_cfg(optim={"epochs": 1 / 22}, backbone={"name": "vit-cpu-p4", "patch_size": 7})
+    with pytest.raises(CheckpointError, match="backbone 'vit-cpu'"):
+        pretrain(other, resume=True, progress=False)
+
+
+def test_resume_without_checkpoint_says_how(tiny_cfg):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        pretrain(tiny_cfg(), resume=True, progress=False)
+
+
+def test_patch_size_that_does_not_divide_the_crop(tiny_cfg):
+    with pytest.raises(ConfigError, match="views.global_size 28 is not a multiple of the patch size 5"):
+        pretrain(tiny_cfg(backbone={"patch_size": 5}), progress=False)
+
+
+def test_non_finite_loss_stops_with_explanation(tiny_cfg):
+    cfg = tiny_cfg(optim={"epochs": 10 / 22}, run={"max_nonfinite": 3})
+    trainer = Trainer(cfg, progress=False)
+    trainer._setup()
+    trainer.views.mean.fill_(float("nan"))  # every view is NaN -> every loss is NaN
+    trainer._setup = lambda: None
+    from selfsup.engine.pretrain import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="3 steps in a row.*learning rate"):
+        trainer.fit()
+
+
+def test_minutes_budget_calibrates_the_step_count(tiny_cfg):
+    result = pretrain(tiny_cfg(optim={"minutes": 0.05, "epochs": 1000}), progress=False)
+    assert 1 <= result.total_steps < 1000 * 22
+    assert result.steps == result.total_steps or result.minutes <= 0.1

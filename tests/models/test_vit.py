@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from selfsup.models.vit import VisionTransformer, vit
+
+
+def test_official_parameter_names():
+    names = set(vit("vit-small", 224, 3).state_dict())
+    for n in ["cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.norm1.weight",
+              "blocks.0.attn.qkv.weight", "blocks.0.attn.proj.bias", "blocks.11.mlp.fc1.weight",
+              "blocks.11.mlp.fc2.bias", "norm.weight"]:
+        assert n in names
+    assert sum(p.numel() for p in vit("vit-small", 224, 3).parameters()) == 21_665_664  # DINO ViT-S/16
+
+
+def test_pos_embed_interpolation_any_crop():
+    m = VisionTransformer(img_size=28, patch_size=4, in_chans=1, embed_dim=32, depth=1, num_heads=2)
+    assert m.interpolate_pos_encoding(7, 7) is m.pos_embed
+    pe = m.interpolate_pos_encoding(3, 5)
+    assert pe.shape == (1, 1 + 15, 32)
+    assert torch.equal(pe[:, 0], m.pos_embed[:, 0])  # CLS position is kept
+    for size in (12, 28, 44):
+        assert m(torch.randn(2, 1, size, size)).shape == (2, 32)
+
+
+def test_interpolation_of_constant_grid_is_constant():
+    m = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=8, depth=1, num_heads=2)
+    with torch.no_grad():
+        m.pos_embed[:, 1:] = 0.5
+    assert torch.allclose(m.interpolate_pos_encoding(6, 6)[:, 1:], torch.full((1, 36, 8), 0.5), atol=1e-5)
+
+
+def test_patch_size_must_divide():
+    m = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=16, depth=1, num_heads=2)
+    with pytest.raises(ValueError, match="not divisible by patch size 7"):
+        m(torch.randn(1, 1, 30, 30))
+
+
+def test_attention_maps_and_sdpa_agree_with_explicit_softmax():
+    torch.manual_seed(0)
+    m = VisionTransformer(img_size=16, patch_size=4, in_chans=3, embed_dim=32, depth=2, num_heads=4).eval()
+    x = torch.randn(2, 3, 16, 16)
+    attn = m.get_last_selfattention(x)
+    assert attn.shape == (2, 4, 17, 17)
+    assert torch.allclose(attn.sum(-1), torch.ones(2, 4, 17), atol=1e-5)
+    tokens = m.prepare_tokens(x)
+    for blk in m.blocks[:-1]:
+        tokens = blk(tokens)
+    fast = m.blocks[-1](tokens)
+    slow, _ = m.blocks[-1](tokens, return_attention=True)
+    assert torch.allclose(fast, slow, atol=1e-5)
+
+
+def test_drop_path_only_in_training():
+    m = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=16, depth=2, num_heads=2,
+                          drop_path_rate=0.5)
+    x = torch.randn(4, 1, 16, 16)
+    m.eval()
+    assert torch.equal(m(x), m(x))
+    m.train()
+    torch.manual_seed(0)
+    a = m(x)
+    torch.manual_seed(1)
+    assert not torch.allclose(a, m(x))

@@ -1,0 +1,45 @@
+import pytest
+
+from selfsup.config import ConfigError, build_config, load_yaml, merge, recipe, save_yaml
+from selfsup.methods.dino import DinoConfig
+
+
+def test_defaults_and_sections():
+    cfg = build_config({})
+    assert cfg.method == "dino" and isinstance(cfg.method_cfg, DinoConfig)
+    assert cfg.optim.lr == 0.0005 and cfg.method_cfg.teacher_temp == 0.04
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = build_config({"optim": {"lr": 0.01}, "dino": {"out_dim": 512}, "views": {"global_scale": [0.3, 1]}})
+    save_yaml(cfg, tmp_path / "c.yaml")
+    again = build_config(load_yaml(tmp_path / "c.yaml"))
+    assert again.to_dict() == cfg.to_dict()
+    assert again.views.global_scale == (0.3, 1)
+
+
+def test_unknown_options_are_named():
+    with pytest.raises(ConfigError, match="unknown option.*teacher_tmp"):
+        build_config({"dino": {"teacher_tmp": 0.1}})
+    with pytest.raises(ConfigError, match="unknown section.*optimizer"):
+        build_config({"optimizer": {}})
+    with pytest.raises(ConfigError, match="unknown method 'dinov9'"):
+        build_config({"method": "dinov9"})
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("optim: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        load_yaml(p)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_yaml(tmp_path / "missing.yaml")
+
+
+def test_merge_is_nested():
+    assert merge({"a": {"x": 1, "y": 2}, "b": 3}, {"a": {"y": 5}}) == {"a": {"x": 1, "y": 5}, "b": 3}
+
+
+def test_bundled_recipes_build():
+    for name in ("demo", "dino_vit_small"):
+        build_config(recipe(name), where=name)

@@ -1,0 +1,19 @@
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_options_doc_is_generated_from_the_code():
+    spec = importlib.util.spec_from_file_location("options_doc", ROOT / "scripts" / "options_doc.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert (ROOT / "docs" / "options.md").read_text() == mod.render(), "run scripts/options_doc.py"
+
+
+def test_readme_opens_with_the_two_commands_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```", 2)[1].splitlines()[1:]
+    commands = [line for line in block if line.strip() and not line.startswith("#")]
+    assert len(commands) == 2 and commands[0].endswith("selfsup demo")
+    assert commands[1] in (ROOT / ".ci" / "run").read_text()
