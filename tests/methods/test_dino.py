@@ -113,3 +113,15 @@ def test_loss_is_low_when_student_matches_sharp_teacher():
     matched = loss_fn(torch.cat([t, t]), t, n_views=2, teacher_temp=1.0)
     wrong = loss_fn(torch.cat([t.flip(0), t.flip(0)]), t, n_views=2, teacher_temp=1.0)
     assert matched < wrong
+
+
+def test_collapse_stats_detect_both_modes():
+    from selfsup.methods.dino import collapse_stats
+
+    K = 16
+    uniform = collapse_stats(torch.zeros(5, K), temp=0.04)
+    assert uniform["teacher_entropy"] == pytest.approx(math.log(K), rel=1e-5)
+    one_proto = collapse_stats(F.one_hot(torch.full((5,), 3), K).float() * 10, temp=0.04)
+    assert one_proto["teacher_entropy"] < 1e-3 and one_proto["teacher_batch_entropy"] < 1e-3
+    spread = collapse_stats(F.one_hot(torch.arange(8), K).float() * 10, temp=0.04)
+    assert spread["teacher_batch_entropy"] == pytest.approx(math.log(8), rel=1e-3)

@@ -77,25 +77,26 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
 
 
 def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
-                      views: list[torch.Tensor], step: int, lr: float, wd: float, clip: float) -> tuple[float, bool]:
+                      views: list[torch.Tensor], step: int, lr: float, wd: float, clip: float
+                      ) -> tuple[float, bool, dict[str, float]]:
     """Forward, backward, clip, step and the method's hooks; `model` is the Fabric-wrapped `method`.
 
     A non-finite loss on any process skips the step on every process (so DDP stays in step) and
-    returns (nan, False).
+    returns (nan, False, {}). The dict holds the method's diagnostics for this step.
     """
     apply_schedules(optimizer, lr, wd)
-    loss, _ = model(views, step)
+    loss, logs = model(views, step)
     finite = bool(fabric.all_reduce(torch.isfinite(loss.detach()).float(), reduce_op="min").item() > 0)
     if not finite:
         optimizer.zero_grad(set_to_none=True)
-        return float("nan"), False
+        return float("nan"), False, {}
     fabric.backward(loss)
     method.on_after_backward(step)
     clip_gradients(method, clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     method.on_after_step(step)
-    return float(loss.detach()), True
+    return float(loss.detach()), True, logs
 
 
 class _Stop:
@@ -119,6 +120,28 @@ class _Stop:
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+class _Meter:
+    """Means of the loss and the method's diagnostics, and images/s, over a logging interval."""
+
+    def __init__(self) -> None:
+        self.t, self.steps, self.finite, self.sums = time.time(), 0, 0, {}
+
+    def add(self, loss: float, finite: bool, logs: dict[str, float]) -> None:
+        self.steps += 1
+        if finite:
+            self.finite += 1
+            for k, v in {"loss": loss, **logs}.items():
+                self.sums[k] = self.sums.get(k, 0.0) + float(v)
+
+    def flush(self, batch: int) -> dict[str, float]:
+        now = time.time()
+        out = {k: v / max(self.finite, 1) for k, v in self.sums.items()}
+        out.setdefault("loss", float("nan"))
+        out["images_per_s"] = self.steps * batch / max(now - self.t, 1e-9)
+        self.t, self.steps, self.finite, self.sums = now, 0, 0, {}
+        return out
 
 
 class Trainer:
@@ -209,7 +232,7 @@ class Trainer:
         return seconds
 
     # -- one step ----------------------------------------------------------------------------------
-    def _step(self, step: int, idx: torch.Tensor) -> tuple[float, bool]:
+    def _step(self, step: int, idx: torch.Tensor) -> tuple[float, bool, dict[str, float]]:
         """One optimisation step on the images at `idx`; returns (loss, finite)."""
         views = self.views(self.fabric.to_device(self.images[idx]))
         return optimization_step(self.fabric, self.model, self.method, self.optimizer, views, step,
@@ -245,56 +268,60 @@ class Trainer:
         self.fabric.barrier()
 
     # -- loop --------------------------------------------------------------------------------------
+    def _batches(self):
+        """(step, indices of this process's batch) from start_step on; the shuffle is redrawn per epoch."""
+        perm, perm_epoch = None, -1
+        for step in range(self.start_step, self.total_steps):
+            epoch, i = divmod(step, self.steps_per_epoch)
+            if epoch != perm_epoch:
+                perm, perm_epoch = self._epoch_perm(epoch), epoch
+            yield step, perm[i * self.local_batch : (i + 1) * self.local_batch]
+
+    def _stop_flags(self, step: int, stop: _Stop, deadline: float | None) -> tuple[bool, bool]:
+        """(interrupted, out of time), agreed by all processes."""
+        asked = stop.requested or step + 1 == self.stop_at_step
+        late = deadline is not None and time.time() > deadline
+        flags = self.fabric.all_reduce(torch.tensor([float(asked), float(late)]), reduce_op="max")
+        return bool(flags[0] > 0), bool(flags[1] > 0)
+
     def fit(self) -> RunResult:
         self._setup()
-        f, run = self.fabric, self.cfg.run
-        log = RunLogger(self.out, self.total_steps, self.start_step, f.is_global_zero, self.show_progress)
-        t_start, steps_done, interrupted, in_a_row = time.time(), 0, False, 0
-        t_log, n_log, loss_sum = time.time(), 0, 0.0
-        perm, perm_epoch = None, -1
-        deadline = t_start + 60 * self.cfg.optim.minutes * 1.1 if self.cfg.optim.minutes else None
+        run = self.cfg.run
+        log = RunLogger(self.out, self.total_steps, self.start_step, self.fabric.is_global_zero,
+                        self.show_progress)
+        meter, t_start, step, in_a_row, interrupted = _Meter(), time.time(), self.start_step - 1, 0, False
+        # a --minutes run ends at its calibrated step count; 10% slack before it is cut short
+        deadline = t_start + 66 * self.cfg.optim.minutes if self.cfg.optim.minutes else None
         with _Stop() as stop:
-            for step in range(self.start_step, self.total_steps):
-                epoch, i = divmod(step, self.steps_per_epoch)
-                if epoch != perm_epoch:
-                    perm, perm_epoch = self._epoch_perm(epoch), epoch
-                loss, finite = self._step(step, perm[i * self.local_batch : (i + 1) * self.local_batch])
-                steps_done += 1
+            for step, idx in self._batches():
+                loss, finite, logs = self._step(step, idx)
                 in_a_row = 0 if finite else in_a_row + 1
-                self.nonfinite += 0 if finite else 1
+                self.nonfinite += not finite
                 if in_a_row >= run.max_nonfinite:
                     self._diverged(step)
-                loss_sum, n_log = loss_sum + (loss if finite else 0.0), n_log + finite
+                meter.add(loss, finite, logs)
                 log.progress(1)
                 if (step + 1) % run.log_every == 0 or step + 1 == self.total_steps:
-                    ips = run.log_every * self.world_batch / max(time.time() - t_log, 1e-9)
-                    values = self._log_values(step, epoch, loss_sum / max(n_log, 1), ips)
-                    log.log(step + 1, values)
-                    log.progress(0, loss=values["loss"], img_s=round(ips))
-                    t_log, n_log, loss_sum = time.time(), 0, 0.0
-                late = deadline is not None and time.time() > deadline  # over budget: end the run here
-                asked = stop.requested or step + 1 == self.stop_at_step
-                flags = f.all_reduce(torch.tensor([float(asked), float(late)]), reduce_op="max")
-                if flags.sum() > 0 and step + 1 < self.total_steps:
-                    interrupted = bool(flags[0] > 0)
-                    if interrupted:
-                        self.save(step + 1)
+                    self._log(log, step, meter.flush(self.world_batch))
+                interrupted, late = self._stop_flags(step, stop, deadline)
+                if (interrupted or late) and step + 1 < self.total_steps:
                     break
                 if (step + 1) % run.checkpoint_every == 0:
                     self.save(step + 1)
-        last = step + 1 if self.total_steps > self.start_step else self.start_step
-        if not interrupted:
-            self.save(last)
+        last = step + 1
+        self.save(last)
         log.close()
         minutes = (time.time() - t_start) / 60
-        ips = steps_done * self.world_batch / max(minutes * 60, 1e-9)
+        ips = (last - self.start_step) * self.world_batch / max(minutes * 60, 1e-9)
         knn = None if interrupted else self._final_eval(log)
         return RunResult(self.out, last, self.total_steps, minutes, ips, interrupted, knn)
 
-    def _log_values(self, step: int, epoch: int, loss: float, ips: float) -> dict[str, Any]:
-        return {"epoch": round(step / self.steps_per_epoch, 4), "loss": loss, "lr": float(self.sched["lr"][step]),
-                "wd": float(self.sched["wd"][step]), "images_per_s": ips, "nonfinite_steps": self.nonfinite,
-                **self.method.schedule_values(step)}
+    def _log(self, log: RunLogger, step: int, interval: dict[str, float]) -> None:
+        values = {"epoch": round((step + 1) / self.steps_per_epoch, 4), **interval,
+                  "lr": float(self.sched["lr"][step]), "wd": float(self.sched["wd"][step]),
+                  "nonfinite_steps": self.nonfinite, **self.method.schedule_values(step)}
+        log.log(step + 1, values)
+        log.progress(0, loss=values["loss"], img_s=round(values["images_per_s"]))
 
     def _diverged(self, step: int) -> None:
         raise TrainingDiverged(

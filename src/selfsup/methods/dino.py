@@ -99,9 +99,11 @@ class DINO(Method):
         with torch.no_grad():
             teacher_out = self.teacher["head"](self.teacher["backbone"](torch.cat(views[:n_global])))
         student_out = self.head(forward_multicrop(self.backbone, views))
-        loss = self.loss_fn(student_out, teacher_out, len(views), float(self.teacher_temp[step]))
+        temp = float(self.teacher_temp[step])
+        loss = self.loss_fn(student_out, teacher_out, len(views), temp)
+        logs = collapse_stats(teacher_out.detach().float() - self.loss_fn.center, temp)
         self.loss_fn.update_center(teacher_out)
-        return loss, {}
+        return loss, logs
 
     def on_after_backward(self, step: int) -> None:
         if step < self.freeze_steps:  # DINO: keep the last layer fixed during the first epoch(s)
@@ -121,10 +123,13 @@ class DINO(Method):
         return {"momentum": float(self.momentum[step]), "teacher_temp": float(self.teacher_temp[step])}
 
 
-def entropy_stats(teacher_out: torch.Tensor, temp: float) -> dict[str, float]:
-    """Collapse diagnostics of teacher distributions: mean entropy and entropy of the mean (nats)."""
-    p = F.softmax(teacher_out / temp, dim=-1)
-    h = -(p * p.clamp_min(1e-12).log()).sum(-1).mean()
+def collapse_stats(logits: torch.Tensor, temp: float) -> dict[str, float]:
+    """The two collapse modes of DINO, read off the teacher's centred logits (B, K):
+    `teacher_entropy` near log K means uniform outputs (too much centring); `teacher_batch_entropy`
+    (entropy of the batch-mean distribution) near 0 means every image goes to one prototype (too much
+    sharpening). Healthy training keeps the first well below log K and the second well above 0."""
+    p = F.softmax(logits / temp, dim=-1)
     pm = p.mean(0)
-    return {"H_teacher": float(h), "H_mean": float(-(pm * pm.clamp_min(1e-12).log()).sum()),
-            "H_max": float(np.log(p.shape[-1]))}
+    return {"teacher_entropy": float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean()),
+            "teacher_batch_entropy": float(-(pm * pm.clamp_min(1e-12).log()).sum()),
+            "log_K": float(np.log(p.shape[-1]))}

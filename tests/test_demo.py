@@ -1,0 +1,29 @@
+import json
+
+import selfsup.data.fashion_mnist as fm
+from selfsup.cli import main
+
+
+def test_demo_prints_the_three_rows_and_json(tmp_path, capsys):
+    args = ["demo", "--data", "digits", "--minutes", "0.05", "--batch-size", "64", "--out", str(tmp_path / "d"),
+            "--views.n-local", "0", "--no-progress", "--json"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "raw pixels" in out and "random init" in out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["dataset"] == "digits" and summary["minutes"] > 0
+    assert abs(summary["knn_pixels"] - 96.94) < 0.01  # the brief's measured floor on this split
+    for key in ("knn_learned", "knn_random"):
+        assert 10 < summary[key] <= 100
+
+
+def test_demo_falls_back_to_digits_with_a_notice(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(fm, "DEFAULT_DIR", tmp_path / "absent")
+    monkeypatch.delenv(fm.ENV_VAR, raising=False)
+    args = ["demo", "--minutes", "0.02", "--batch-size", "64", "--out", str(tmp_path / "d"),
+            "--views.n-local", "0", "--no-progress", "--json"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    notices = [line for line in captured.err.splitlines() if line.startswith("notice:")]
+    assert len(notices) == 1 and "digits" in notices[0]
+    assert json.loads(captured.out.strip().splitlines()[-1])["dataset"] == "digits"
