@@ -80,11 +80,13 @@ def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None)
     return build_config(merge(raw, overrides), where=args.config or "command line")
 
 
-def cmd_pretrain(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_pretrain(args: argparse.Namespace) -> dict[str, Any] | None:
     from selfsup.engine.pretrain import pretrain
 
     cfg = resolve_config(args)
     result = pretrain(cfg, resume=args.resume, progress=not args.no_progress)
+    if not result.is_main:
+        return None
     summary = {"out": str(result.out), "steps": result.steps, "total_steps": result.total_steps,
                "minutes": round(result.minutes, 2), "images_per_s": round(result.images_per_s, 1),
                "interrupted": result.interrupted}
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"selfsup {args.command}: error: {e}", file=sys.stderr)
         return 2
-    if args.json:
+    if args.json and summary is not None:
         print(json.dumps(summary))
     return 0
 

@@ -63,6 +63,8 @@ class RunConfig:
     checkpoint_every: int = opt(200, "Steps between checkpoints: at most this much work is lost on a crash.")
     log_every: int = opt(20, "Steps between metric lines.")
     eval_knn: bool = opt(True, "Run the k-NN evaluation on the test split at the end of training.")
+    knn_every: int = opt(0, "Also run it every this many steps (0: only at the end), logged as knn_top1 in "
+                         "metrics.jsonl: an accuracy-versus-time curve. Each costs two feature passes.")
     max_nonfinite: int = opt(5, "Stop after this many consecutive steps with a non-finite loss.")
 
 

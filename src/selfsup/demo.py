@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,12 +30,24 @@ def choose_data(cfg: PretrainConfig) -> PretrainConfig:
     return cfg
 
 
-def run_demo(cfg: PretrainConfig, progress: bool = True) -> dict[str, Any]:
+def fresh_out(cfg: PretrainConfig) -> PretrainConfig:
+    """A new run directory: runs/demo, else runs/demo-2, -3, ... so a second demo never stops on the first."""
+    base, n = Path(cfg.run.out), 1
+    out = base
+    while (out / "checkpoints").exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out=str(out)))
+
+
+def run_demo(cfg: PretrainConfig, progress: bool = True) -> dict[str, Any] | None:
     t0 = time.time()
-    cfg = choose_data(cfg)
+    cfg = fresh_out(choose_data(cfg))
     result = pretrain(cfg, resume=False, progress=progress)
     if result.interrupted:
         raise SystemExit(f"demo interrupted; the run is in {result.out}")
+    if not result.is_main:
+        return None
     splits = load_data(cfg.data.name, cfg.data.image_size)
     learned, spec = load_backbone(result.out / "backbone.safetensors")
     torch.manual_seed(cfg.run.seed)  # the same initialisation the run started from

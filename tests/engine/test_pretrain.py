@@ -10,7 +10,7 @@ from selfsup.models.io import load_backbone
 
 
 def test_two_step_smoke_run_writes_the_run_directory(tiny_cfg):
-    cfg = tiny_cfg(optim={"epochs": 2 / 22}, run={"eval_knn": True})
+    cfg = tiny_cfg(optim={"epochs": 2 / 22}, run={"eval_knn": True, "knn_every": 1})
     result = pretrain(cfg, progress=False)
     out = result.out
     assert result.steps == 2 and not result.interrupted
@@ -20,6 +20,8 @@ def test_two_step_smoke_run_writes_the_run_directory(tiny_cfg):
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "loss" in x] == [1, 2]
     assert all(x["loss"] > 0 for x in lines if "loss" in x)
+    assert [x["step"] for x in lines if "knn_top1" in x] == [1, 2]  # periodic, then final
+    assert all(0 < x["teacher_entropy"] <= x["log_K"] + 1e-6 for x in lines if "loss" in x)
     assert 0 <= result.knn["top1"] <= 100 and result.knn["n_test"] == 360
     backbone, spec = load_backbone(out / "backbone.safetensors")
     assert spec.in_chans == 1 and spec.img_size == 28

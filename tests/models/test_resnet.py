@@ -3,14 +3,7 @@ import torch
 
 from selfsup.models.resnet import ResNet, resnet18, resnet50
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Single-threaded convs: much faster than 2 spinning threads on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(m: torch.nn.Module) -> int:

@@ -8,6 +8,7 @@ import json
 import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class RunResult:
+    is_main: bool  # False on the other processes of a distributed run, which report nothing
     out: Path
     steps: int
     total_steps: int
@@ -247,7 +249,10 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _rng_states(self) -> torch.Tensor:
-        states = self.fabric.all_gather(torch.get_rng_state())
+        with warnings.catch_warnings():  # Lightning's all_gather uses a torch API that warns of deprecation
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", message=".*all_gather is deprecated")
+            states = self.fabric.all_gather(torch.get_rng_state())
         return states.view(self.fabric.world_size, -1).cpu()
 
     def _restore_rng(self, states: torch.Tensor) -> None:
@@ -289,7 +294,9 @@ class Trainer:
         run = self.cfg.run
         log = RunLogger(self.out, self.total_steps, self.start_step, self.fabric.is_global_zero,
                         self.show_progress)
-        meter, t_start, step, in_a_row, interrupted = _Meter(), time.time(), self.start_step - 1, 0, False
+        meter, step, in_a_row, interrupted = _Meter(), self.start_step - 1, 0, False
+        t_start = self.t_start = time.time()
+        self.eval_seconds = 0.0
         # a --minutes run ends at its calibrated step count; 10% slack before it is cut short
         deadline = t_start + 66 * self.cfg.optim.minutes if self.cfg.optim.minutes else None
         with _Stop() as stop:
@@ -303,6 +310,13 @@ class Trainer:
                 log.progress(1)
                 if (step + 1) % run.log_every == 0 or step + 1 == self.total_steps:
                     self._log(log, step, meter.flush(self.world_batch))
+                if run.knn_every and (step + 1) % run.knn_every == 0 and step + 1 < self.total_steps:
+                    spent = time.time()
+                    self._knn(log, step + 1)
+                    spent = time.time() - spent
+                    self.eval_seconds += spent
+                    deadline = deadline + spent if deadline else None  # evaluation time is not training time
+                    meter.t += spent
                 interrupted, late = self._stop_flags(step, stop, deadline)
                 if (interrupted or late) and step + 1 < self.total_steps:
                     break
@@ -311,10 +325,10 @@ class Trainer:
         last = step + 1
         self.save(last)
         log.close()
-        minutes = (time.time() - t_start) / 60
+        minutes = (time.time() - t_start - self.eval_seconds) / 60  # training time
         ips = (last - self.start_step) * self.world_batch / max(minutes * 60, 1e-9)
         knn = None if interrupted else self._final_eval(log)
-        return RunResult(self.out, last, self.total_steps, minutes, ips, interrupted, knn)
+        return RunResult(self.fabric.is_global_zero, self.out, last, self.total_steps, minutes, ips, interrupted, knn)
 
     def _log(self, log: RunLogger, step: int, interval: dict[str, float]) -> None:
         values = {"epoch": round((step + 1) / self.steps_per_epoch, 4), **interval,
@@ -333,6 +347,14 @@ class Trainer:
         )
 
     def _final_eval(self, log: RunLogger) -> dict[str, Any] | None:
+        result = self._knn(log, self.total_steps)
+        if result is not None:
+            (self.out / "eval").mkdir(exist_ok=True)
+            (self.out / "eval" / "knn.json").write_text(json.dumps(result, indent=1))
+        return result
+
+    def _knn(self, log: RunLogger, step: int) -> dict[str, Any] | None:
+        """k-NN top-1 of the evaluated backbone on the test split (rank 0), logged at `step`."""
         test = self.splits.test
         if not (self.cfg.run.eval_knn and test is not None and test.labels is not None
                 and self.splits.train.labels is not None):
@@ -341,9 +363,8 @@ class Trainer:
         if self.fabric.is_global_zero:
             backbone = self.method.eval_backbone()
             result = knn_eval(backbone, normalizer(self.spec), self.splits, self.fabric.device).as_dict()
-            (self.out / "eval").mkdir(exist_ok=True)
-            (self.out / "eval" / "knn.json").write_text(json.dumps(result, indent=1))
-            log.log(self.total_steps, {f"knn_{k}": v for k, v in result.items()})
+            train_min = (time.time() - self.t_start - self.eval_seconds) / 60
+            log.log(step, {**{f"knn_{k}": v for k, v in result.items()}, "train_minutes": round(train_min, 3)})
         self.fabric.barrier()
         return result
 
