@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -58,10 +59,12 @@ def run_demo(cfg: PretrainConfig, progress: bool = True) -> dict[str, Any] | Non
     }
     minutes = (time.time() - t0) / 60
     _print_table(cfg, rows, result, minutes)
-    return {"dataset": cfg.data.name, "knn_learned": rows["learned"], "knn_random": rows["random"],
+    summary = {"dataset": cfg.data.name, "knn_learned": rows["learned"], "knn_random": rows["random"],
             "knn_pixels": rows["pixels"], "minutes": round(minutes, 2), "train_minutes": round(result.minutes, 2),
             "steps": result.steps, "epochs": round(result.steps * cfg.optim.batch_size / len(splits.train), 2),
             "images_per_s": round(result.images_per_s, 1), "out": str(result.out)}
+    (result.out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
 
 
 def _print_table(cfg: PretrainConfig, rows: dict[str, float], result, minutes: float) -> None:
