@@ -19,7 +19,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
-FLOORS = {"fashion-mnist": "84.6% raw pixels (brief's floor)", "digits": "96.9% raw pixels (brief's floor)"}
+FLOORS = {"fashion-mnist": "the brief's floor: 84.6%", "digits": "the brief's floor: 96.9%"}
 
 
 def cpu_name() -> str:
@@ -37,7 +37,7 @@ def run_demo(extra: list[str]) -> dict:
 
 def table(r: dict, extra: list[str]) -> str:
     return "\n".join([
-        f"`selfsup demo {' '.join(extra)}`".replace(" `", "`") + f" on {r['dataset']}, measured "
+        f"`{' '.join(['selfsup demo', *extra])}`" + f" on {r['dataset']}, measured "
         f"{time.strftime('%Y-%m-%d')} on {cpu_name()} ({torch.get_num_threads()} threads), torch "
         f"{torch.__version__}: {r['steps']} steps ({r['epochs']} epochs, {r['images_per_s']:.0f} images/s) in "
         f"{r['train_minutes']:.1f} min of training, **{r['minutes']:.1f} min** wall-clock in all.",
@@ -58,7 +58,7 @@ def curve(out: Path) -> list[tuple[int, float, float]]:
 
 def curve_doc(r: dict, extra: list[str]) -> str:
     lines = ["# The demo's accuracy-versus-minutes curve", "",
-             f"Written by `benchmarks/demo_results.py {' '.join(extra)}`".replace(" `", "`")
+             f"Written by `{' '.join(['benchmarks/demo_results.py', *extra])}`"
              + f" on {time.strftime('%Y-%m-%d')}, {cpu_name()}. k-NN top-1 (k=20, T=0.07) of the DINO "
              "teacher's CLS token on the "
              f"{r['dataset']} test split, evaluated during the demo run (`run.knn_every`) and at its end.", "",

@@ -80,3 +80,10 @@ def test_minutes_budget_calibrates_the_step_count(tiny_cfg):
     result = pretrain(tiny_cfg(optim={"minutes": 0.05, "epochs": 1000}), progress=False)
     assert 1 <= result.total_steps < 1000 * 22
     assert result.steps == result.total_steps or result.minutes <= 0.1
+
+
+def test_resume_with_other_model_options_is_refused(tiny_cfg):
+    pretrain(tiny_cfg(optim={"epochs": 1 / 22}), progress=False)
+    other = tiny_cfg(optim={"epochs": 1 / 22}, dino={"out_dim": 96})
+    with pytest.raises(CheckpointError, match="does not fit this run's model"):
+        pretrain(other, resume=True, progress=False)

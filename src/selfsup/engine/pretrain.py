@@ -19,7 +19,7 @@ from lightning.fabric import Fabric
 from selfsup.config import ConfigError, PretrainConfig, save_yaml
 from selfsup.data import Splits, load_data
 from selfsup.data.views import MultiCropViews, channel_stats
-from selfsup.engine.checkpoint import atomic_save, check_compatible, load_checkpoint
+from selfsup.engine.checkpoint import CheckpointError, atomic_save, check_compatible, load_checkpoint
 from selfsup.engine.logging import RunLogger
 from selfsup.engine.optim import apply_schedules, build_optimizer, clip_gradients, optim_schedules
 from selfsup.eval.knn_protocol import knn_eval
@@ -202,8 +202,12 @@ class Trainer:
             return None
         ckpt = load_checkpoint(path)
         check_compatible(ckpt, self.cfg.method, self.cfg.backbone.name, path)
-        self.method.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            self.method.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path} does not fit this run's model ({str(e)[:300]}): resume with the "
+                                  "options of the original run (its config.yaml) or use a new --out") from e
         self.start_step, self.total_steps = ckpt["step"], ckpt["total_steps"]
         self.nonfinite = ckpt.get("nonfinite", 0)
         return ckpt
