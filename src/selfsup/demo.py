@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from selfsup.config import PretrainConfig
-from selfsup.data import DataNotFound, load_data
+from selfsup.data import DataNotFound
+from selfsup.data.fashion_mnist import find_fashion_mnist
 from selfsup.engine.pretrain import pretrain
 from selfsup.eval.knn_protocol import knn_eval
 from selfsup.models.io import load_backbone, normalizer
@@ -24,7 +25,7 @@ def choose_data(cfg: PretrainConfig) -> PretrainConfig:
     if cfg.data.name != "fashion-mnist":
         return cfg
     try:
-        load_data("fashion-mnist")
+        find_fashion_mnist()  # presence only: the run loads it once
     except DataNotFound as e:
         print(f"notice: Fashion-MNIST not found ({e}); using scikit-learn's digits instead", file=sys.stderr)
         return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name="digits"))
@@ -49,7 +50,7 @@ def run_demo(cfg: PretrainConfig, progress: bool = True) -> dict[str, Any] | Non
         raise SystemExit(f"demo interrupted; the run is in {result.out}")
     if not result.is_main:
         return None
-    splits = load_data(cfg.data.name, cfg.data.image_size)
+    splits = result.splits  # the data the run trained and evaluated on, not loaded again
     learned, spec = load_backbone(result.out / "backbone.safetensors")
     torch.manual_seed(cfg.run.seed)  # the same initialisation the run started from
     rows = {

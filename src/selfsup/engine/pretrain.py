@@ -43,6 +43,7 @@ class RunResult:
     images_per_s: float
     interrupted: bool
     knn: dict[str, Any] | None
+    splits: Splits | None = None  # the data of the run, for callers that evaluate further
 
 
 def make_fabric(cfg: PretrainConfig) -> Fabric:
@@ -332,7 +333,8 @@ class Trainer:
         minutes = (time.time() - t_start - self.eval_seconds) / 60  # training time
         ips = (last - self.start_step) * self.world_batch / max(minutes * 60, 1e-9)
         knn = None if interrupted else self._final_eval(log)
-        return RunResult(self.fabric.is_global_zero, self.out, last, self.total_steps, minutes, ips, interrupted, knn)
+        return RunResult(self.fabric.is_global_zero, self.out, last, self.total_steps, minutes, ips, interrupted, knn,
+                         self.splits)
 
     def _log(self, log: RunLogger, step: int, interval: dict[str, float]) -> None:
         values = {"epoch": round((step + 1) / self.steps_per_epoch, 4), **interval,

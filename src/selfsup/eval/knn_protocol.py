@@ -17,7 +17,7 @@ def knn_eval(backbone: nn.Module, prepare: Callable[[torch.Tensor], torch.Tensor
              batch_size: int = 512) -> KnnResult:
     """Features of the train and test images (no augmentation) -> weighted k-NN top-1 on test.
 
-    `backbone=None`-style raw-pixel baselines pass `nn.Flatten()` as the backbone.
+    For the raw-pixel baseline pass `nn.Flatten()` as the backbone and no `prepare`.
     """
     if splits.test is None or splits.test.labels is None or splits.train.labels is None:
         raise ValueError(f"{splits.name} has no labelled test split: k-NN needs labels for train and test")
