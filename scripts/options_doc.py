@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from selfsup.config import SECTIONS
@@ -20,7 +21,13 @@ def render() -> str:
              "same text. Set them in a YAML recipe (`section: {name: value}`) or as `--section.name VALUE`.", ""]
     sections = {**SECTIONS, **{m.name: m.config_class for m in METHODS.values()}}
     for section, cls in sections.items():
-        lines += [f"## {section}", "", "| option | default | paper | help |", "|---|---|---|---|"]
+        lines += [f"## {section}", ""]
+        method = METHODS.get(section)
+        if method is not None:
+            lines += [f"`--method {section}`: {sys.modules[method.__module__].__doc__.strip().splitlines()[0]}", ""]
+            changed = [f"`--{s}.{k.replace('_', '-')} {v}`" for s, kv in method.defaults.items() for k, v in kv.items()]
+            lines += [f"Changes to the shared defaults above: {', '.join(changed)}.", ""] if changed else []
+        lines += ["| option | default | paper | help |", "|---|---|---|---|"]
         for name, default, text, paper in describe(cls):
             paper_s = "" if paper is None else f"`{paper}`"
             lines.append(f"| `--{section}.{name.replace('_', '-')}` | `{default}` | {paper_s} | {text} |")

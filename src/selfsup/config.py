@@ -48,6 +48,10 @@ class OptimConfig:
     weight_decay: float = opt(0.04, "Initial weight decay (norms and biases are never decayed).", paper=0.04)
     weight_decay_end: float = opt(0.4, "Final weight decay of the cosine schedule. A higher value makes "
                                   "ViT features sparser and helps.", paper=0.4)
+    optimizer: str = opt("adamw", "adamw, lars or sgd. AdamW suits ViTs (DINO, MoCo v3); the ResNet papers use "
+                         "LARS (SimCLR, BYOL, Barlow Twins, SwAV, VICReg: lr about 0.3, weight decay 1e-6 to "
+                         "1.5e-6) or SGD (SimSiam, MoCo v2: lr 0.05-0.03, weight decay 1e-4).", paper="adamw")
+    momentum: float = opt(0.9, "Momentum of SGD and LARS.", paper=0.9)
     clip_grad: float = opt(3.0, "Per-parameter gradient-norm clip (0 disables). Around 0.3-1.0 helps "
                            "optimisation of larger ViTs.", paper=3.0)
 
@@ -65,6 +69,9 @@ class RunConfig:
     eval_knn: bool = opt(True, "Run the k-NN evaluation on the test split at the end of training.")
     knn_every: int = opt(0, "Also run it every this many steps (0: only at the end), logged as knn_top1 in "
                          "metrics.jsonl: an accuracy-versus-time curve. Each costs two feature passes.")
+    sync_bn: bool = opt(True, "With several GPUs, synchronise BatchNorm statistics across processes (SimCLR, "
+                        "BYOL, SimSiam, Barlow Twins need it with small per-GPU batches). CPU runs keep "
+                        "per-process statistics (gloo has no SyncBatchNorm).")
     max_nonfinite: int = opt(5, "Stop after this many consecutive steps with a non-finite loss.")
 
 
@@ -126,6 +133,7 @@ def build_config(raw: dict[str, Any], where: str = "config") -> PretrainConfig:
     method = raw.pop("method", "dino")
     if method not in METHODS:
         raise ConfigError(f"{where}: unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    raw = merge(METHODS[method].defaults, raw)  # the method's own defaults, below recipe and flags
     kwargs = {k: _section(cls, raw.pop(k, None) or {}, f"{where} [{k}]") for k, cls in SECTIONS.items()}
     mcfg = _section(METHODS[method].config_class, raw.pop(method, None) or {}, f"{where} [{method}]")
     if raw:

@@ -1,4 +1,8 @@
-"""Run by test_ddp.py under torch.distributed.run: one DINO step on this process's half of a fixed batch."""
+"""Run by the DDP tests under torch.distributed.run: one step of METHOD on this process's share of a fixed
+batch; rank 0 saves the state after the step to OUT.
+
+    python -m torch.distributed.run --nproc_per_node=2 ddp_worker.py METHOD OUT
+"""
 
 import sys
 
@@ -7,28 +11,38 @@ from lightning.fabric import Fabric
 
 from selfsup.engine.optim import param_groups
 from selfsup.engine.pretrain import optimization_step
-from selfsup.methods.dino import DINO, DinoConfig
+from selfsup.methods import METHODS, Method
 from selfsup.models.vit import VisionTransformer
 
+# Small heads, and no BatchNorm in them: on CPU, BatchNorm statistics are per process (gloo has no
+# SyncBatchNorm), which would differ from the concatenated batch by design.
+TINY = {
+    "dino": {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16, "freeze_last_layer": 0},
+    "simclr": {"proj_hidden_dim": 32, "proj_output_dim": 16, "proj_bn": False},
+}
 
-def fixed_views(batch: int) -> list[torch.Tensor]:
+
+def fixed_views(batch: int, name: str) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(123)
-    return [torch.randn(batch, 1, 16, 16, generator=g) for _ in range(2)] + \
-           [torch.randn(batch, 1, 8, 8, generator=g) for _ in range(2)]
+    views = [torch.randn(batch, 1, 16, 16, generator=g) for _ in range(2)] + \
+            [torch.randn(batch, 1, 8, 8, generator=g) for _ in range(2)]
+    return views if METHODS[name].multicrop else views[:2]
 
 
-def build() -> DINO:
+def build(name: str, **overrides) -> Method:
+    """METHOD around a 2-block ViT on 16 px images, with TINY's options updated by `overrides`."""
     torch.manual_seed(0)
     vit = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=2)
-    return DINO(vit, DinoConfig(out_dim=64, hidden_dim=32, bottleneck_dim=16, freeze_last_layer=0))
+    method = METHODS[name]
+    return method(vit, method.config_class(**{**TINY[name], **overrides}))
 
 
-def initial_state() -> dict[str, torch.Tensor]:
-    return build().state_dict()
+def initial_state(name: str) -> dict[str, torch.Tensor]:
+    return build(name).state_dict()
 
 
-def one_step(fabric: Fabric, batch: int = 8) -> dict[str, torch.Tensor]:
-    method = build()
+def one_step(fabric: Fabric, name: str, batch: int = 8) -> dict[str, torch.Tensor]:
+    method = build(name)
     method.setup(total_steps=10, steps_per_epoch=5)
     # SGD, not AdamW: Adam's first step is lr * sign(grad), which turns float noise in gradients that
     # are zero in exact arithmetic (attention key biases) into +-lr differences.
@@ -36,7 +50,7 @@ def one_step(fabric: Fabric, batch: int = 8) -> dict[str, torch.Tensor]:
     model, optimizer = fabric.setup(method, optimizer)
     r, w = fabric.global_rank, fabric.world_size
     share = batch // w
-    views = [v[r * share:(r + 1) * share] for v in fixed_views(batch)]
+    views = [v[r * share:(r + 1) * share] for v in fixed_views(batch, name)]
     optimization_step(fabric, model, method, optimizer, views, step=0, lr=0.5, wd=0.04, clip=3.0)
     return {k: v.detach().clone() for k, v in method.state_dict().items()}
 
@@ -44,6 +58,6 @@ def one_step(fabric: Fabric, batch: int = 8) -> dict[str, torch.Tensor]:
 if __name__ == "__main__":
     fabric = Fabric(accelerator="cpu", devices=2, strategy="ddp")
     fabric.launch()
-    state = one_step(fabric)
+    state = one_step(fabric, sys.argv[1])
     if fabric.global_rank == 0:
-        torch.save(state, sys.argv[1])
+        torch.save(state, sys.argv[2])

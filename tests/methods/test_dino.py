@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selfsup.methods.base import ema_update, forward_multicrop
+from selfsup.methods.base import forward_multicrop
 from selfsup.methods.dino import DINO, DinoConfig, DINOLoss
+from selfsup.methods.momentum import ema_update
 from selfsup.models.vit import VisionTransformer
 
 

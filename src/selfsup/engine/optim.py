@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from selfsup.config import ConfigError
+from selfsup.engine.lars import LARS
 from selfsup.schedules import cosine_schedule
 
 
@@ -19,8 +21,21 @@ def param_groups(model: nn.Module) -> list[dict]:
     return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups(model), lr=0.0, weight_decay=0.0)
+OPTIMIZERS = ("adamw", "lars", "sgd")
+
+
+def build_optimizer(model: nn.Module, name: str = "adamw", momentum: float = 0.9) -> torch.optim.Optimizer:
+    """AdamW (DINO, MoCo v3 ViT), LARS (SimCLR, BYOL, Barlow Twins, SwAV, VICReg) or SGD (SimSiam, MoCo v2);
+    lr and weight decay are set every step by `apply_schedules`."""
+    groups = param_groups(model)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=0.0, weight_decay=0.0)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=0.0, momentum=momentum, weight_decay=0.0)
+    if name == "lars":
+        groups[1]["lars_exclude"] = True
+        return LARS(groups, lr=0.0, momentum=momentum)
+    raise ConfigError(f"unknown --optim.optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
 
 
 def optim_schedules(cfg, total_steps: int, steps_per_epoch: int, world_batch: int) -> dict[str, np.ndarray]:

@@ -75,8 +75,13 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
         if b.patch_size and size % b.patch_size and (name.endswith("global_size") or v.n_local):
             raise ConfigError(f"--{name} {size} is not a multiple of the patch size {b.patch_size}: choose a "
                               f"multiple of {b.patch_size} or another --backbone.patch-size")
+    method = METHODS[cfg.method]
+    if not method.multicrop and (v.n_global != 2 or v.n_local):
+        raise ConfigError(f"{cfg.method} compares exactly two views, got --views.n-global {v.n_global} and "
+                          f"--views.n-local {v.n_local}: set --views.n-global 2 --views.n-local 0 (only dino "
+                          "and swav take local crops)")
     backbone = build_backbone(b.name, v.global_size, channels, b.patch_size, b.drop_path)
-    return METHODS[cfg.method](backbone, cfg.method_cfg, n_global=v.n_global)
+    return method(backbone, cfg.method_cfg, n_global=v.n_global)
 
 
 def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
@@ -180,7 +185,9 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise ConfigError(f"--batch-size {self.world_batch} is larger than the {len(self.images)} "
                               f"training images of {cfg.data.name}: lower it")
-        self.optimizer = build_optimizer(self.method)
+        if f.world_size > 1 and f.device.type == "cuda" and cfg.run.sync_bn:
+            self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+        self.optimizer = build_optimizer(self.method, cfg.optim.optimizer, cfg.optim.momentum)
         self.start_step, self.nonfinite, self.total_steps = 0, 0, 0
         ckpt = self._load_resume()
         self.model, self.optimizer = f.setup(self.method, self.optimizer)

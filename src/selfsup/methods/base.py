@@ -12,13 +12,21 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+# Shared defaults of the methods that compare two views of each image: no local crops, and the wide crop
+# range of SimCLR/BYOL/MoCo (0.08-1 of the area) instead of multi-crop's 0.4-1.
+TWO_VIEW_DEFAULTS: dict[str, dict[str, Any]] = {"views": {"n_local": 0, "global_scale": (0.08, 1.0)}}
 
 
 class Method(nn.Module):
     name: ClassVar[str] = ""
     config_class: ClassVar[type] = object
+    # Whether the method takes local crops after the global ones (DINO, SwAV); the others compare 2 views.
+    multicrop: ClassVar[bool] = False
+    # Section values this method changes from the shared defaults (below any recipe or flag), e.g. the
+    # two-view methods' {"views": {"n_local": 0}}. docs/options.md lists them per method.
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, backbone: nn.Module, cfg: Any, n_global: int = 2) -> None:
         super().__init__()
@@ -46,6 +54,11 @@ class Method(nn.Module):
         """The backbone whose features are evaluated and exported."""
         return self.backbone
 
+    def embed(self, views: list[torch.Tensor], module: nn.Module | None = None) -> list[torch.Tensor]:
+        """`module` (default: the backbone) applied to every view, as a list of (B, D) tensors."""
+        out = forward_multicrop(module or self.backbone, views)  # (V*B, D)
+        return list(out.chunk(len(views)))
+
     def schedule_values(self, step: int) -> dict[str, float]:
         """Scheduled hyper-parameters at `step`, for logging."""
         return {}
@@ -60,23 +73,3 @@ def forward_multicrop(backbone: nn.Module, views: list[torch.Tensor]) -> torch.T
         out.append(backbone(torch.cat(views[start:end])))
         start = end
     return torch.cat(out)
-
-
-@torch.no_grad()
-def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target <- momentum * target + (1 - momentum) * online, over parameters (buffers are copied)."""
-    t_params = [p for p in target.parameters()]
-    o_params = [p.detach() for p in online.parameters()]
-    torch._foreach_mul_(t_params, momentum)
-    torch._foreach_add_(t_params, o_params, alpha=1 - momentum)
-    for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
-        tb.copy_(ob)
-
-
-def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
-    """Mean over processes when running distributed; identity otherwise."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        x = x.clone()
-        dist.all_reduce(x)
-        x /= dist.get_world_size()
-    return x

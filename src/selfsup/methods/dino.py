@@ -8,7 +8,6 @@ view with itself.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.methods.base import Method, all_reduce_mean, ema_update, forward_multicrop
+from selfsup.methods.base import Method, forward_multicrop
+from selfsup.methods.distributed import all_reduce_mean
+from selfsup.methods.momentum import ema_update, momentum_copy
 from selfsup.models.heads import DINOHead
-from selfsup.models.vit import DropPath
 from selfsup.options import opt
 from selfsup.schedules import cosine_schedule, linear_warmup_constant
 
@@ -73,17 +73,14 @@ class DINOLoss(nn.Module):
 class DINO(Method):
     name = "dino"
     config_class = DinoConfig
+    multicrop = True
 
     def __init__(self, backbone: nn.Module, cfg: DinoConfig, n_global: int = 2) -> None:
         super().__init__(backbone, cfg, n_global)
         head = DINOHead(backbone.embed_dim, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim,
                         use_bn=cfg.use_bn_in_head, norm_last_layer=cfg.norm_last_layer)
         self.head = head
-        self.teacher = nn.ModuleDict({"backbone": copy.deepcopy(backbone), "head": copy.deepcopy(head)})
-        self.teacher.requires_grad_(False)
-        for m in self.teacher.modules():  # the teacher never drops paths (DINO builds it without)
-            if isinstance(m, DropPath):
-                m.p = 0.0
+        self.teacher = momentum_copy(backbone=backbone, head=head)
         self.loss_fn = DINOLoss(cfg.out_dim, cfg.student_temp, cfg.center_momentum)
 
     def setup(self, total_steps: int, steps_per_epoch: int) -> None:

@@ -7,10 +7,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int, batch_norm: bool = False,
-        last_bn: bool = False) -> nn.Sequential:
-    """`layers` Linear layers with GELU (and optional BatchNorm) between them; layers=1 is one Linear."""
+        last_bn: bool = False, act: str = "gelu") -> nn.Sequential:
+    """`layers` Linear layers with `act` (and optional BatchNorm) between them; layers=1 is one Linear.
+
+    `last_bn` ends with a BatchNorm without affine parameters (SimSiam's projector, MoCo v3's heads,
+    Barlow Twins' normalisation); the Linear before any BatchNorm has no bias (it would be cancelled).
+    """
     dims = [in_dim] + [hidden_dim] * (layers - 1) + [out_dim]
     mods: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
@@ -18,7 +24,7 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int, batch_norm: boo
         mods.append(nn.Linear(a, b, bias=not (batch_norm and not last) and not (last and last_bn)))
         if not last:
             mods += [nn.BatchNorm1d(b)] if batch_norm else []
-            mods.append(nn.GELU())
+            mods.append(ACTIVATIONS[act]())
         elif last_bn:
             mods.append(nn.BatchNorm1d(b, affine=False))
     return nn.Sequential(*mods)

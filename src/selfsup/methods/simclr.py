@@ -1,0 +1,57 @@
+"""SimCLR (Chen et al., 2020): a projection MLP and the NT-Xent loss over the 2N views of a batch.
+
+Each view's positive is the other view of the same image; the other 2N-2 views are negatives. With several
+processes the candidates are gathered from all of them with gradients flowing back (`gather_with_grad`),
+so the negatives are those of the whole global batch, as in the official code; the positives' indices are
+offset by the process rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from selfsup.eval.collapse import embedding_std
+from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
+from selfsup.methods.distributed import gather_with_grad, rank
+from selfsup.methods.info_nce import info_nce
+from selfsup.models.heads import mlp
+from selfsup.options import opt
+
+
+@dataclass
+class SimCLRConfig:
+    proj_hidden_dim: int = opt(2048, "Hidden width of the projection MLP.", paper=2048)
+    proj_output_dim: int = opt(128, "Output width of the projection MLP (the loss's space).", paper=128)
+    proj_layers: int = opt(2, "Linear layers in the projection MLP (SimCLR v2 uses 3).", paper=2)
+    proj_bn: bool = opt(True, "BatchNorm in the projection MLP (per process on CPU; synchronised on GPUs).",
+                        paper=True)
+    temperature: float = opt(0.2, "NT-Xent temperature. The paper's 0.1 is tuned for batch 4096 with LARS; "
+                             "0.2-0.5 suits small batches and short runs (solo-learn's CIFAR recipes use "
+                             "0.2).", paper=0.1)
+
+
+def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent of this process's (2B, d) embeddings, views stacked [z1; z2], against all processes' views."""
+    n = z.shape[0]
+    candidates = gather_with_grad(z)  # (world*2B, d), rank-ordered
+    own = torch.arange(n, device=z.device) + rank() * n
+    positive = (torch.arange(n, device=z.device) + n // 2) % n + rank() * n
+    return info_nce(z, candidates, positive, temperature, exclude=own)
+
+
+class SimCLR(Method):
+    name = "simclr"
+    config_class = SimCLRConfig
+    defaults = TWO_VIEW_DEFAULTS
+
+    def __init__(self, backbone: nn.Module, cfg: SimCLRConfig, n_global: int = 2) -> None:
+        super().__init__(backbone, cfg, n_global)
+        self.projector = mlp(backbone.embed_dim, cfg.proj_hidden_dim, cfg.proj_output_dim, cfg.proj_layers,
+                             batch_norm=cfg.proj_bn, act="relu")
+
+    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        z = self.projector(torch.cat(self.embed(views)))  # (2B, d): view 1 then view 2
+        return nt_xent(z, self.cfg.temperature), {"emb_std": embedding_std(z)}
