@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from selfsup.config import SECTIONS
+from selfsup.eval.protocols import PROTOCOLS
 from selfsup.methods import METHODS
 from selfsup.options import describe
 
@@ -32,7 +33,23 @@ def render() -> str:
             paper_s = "" if paper is None else f"`{paper}`"
             lines.append(f"| `--{section}.{name.replace('_', '-')}` | `{default}` | {paper_s} | {text} |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + protocol_sections())
+
+
+def protocol_sections() -> list[str]:
+    """One table per evaluation protocol: the flags of `selfsup eval PROTOCOL` (same text as its --help)."""
+    lines = ["# Evaluation protocols", "",
+             "`selfsup eval PROTOCOL --checkpoint RUN [--data D]` takes these flags besides `--data`, `--seed`, "
+             "`--device`, `--feature-batch-size`, `--no-cache` and `--json`; each run writes RUN/eval/PROTOCOL.json.",
+             ""]
+    for name, protocol in PROTOCOLS.items():
+        lines += [f"## eval {name}", "", protocol.help + ".", "", "| option | default | paper | help |",
+                  "|---|---|---|---|"]
+        for opt_name, default, text, paper in describe(protocol.options):
+            paper_s = "" if paper is None else f"`{paper}`"
+            lines.append(f"| `--{opt_name.replace('_', '-')}` | `{default}` | {paper_s} | {text} |")
+        lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

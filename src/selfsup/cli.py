@@ -1,16 +1,17 @@
-"""Command line: `selfsup demo | pretrain | knn`. Every command's last line is JSON with --json."""
+"""Command line: `selfsup demo | pretrain | eval PROTOCOL | knn | report | embed`. Every command's last line is
+JSON with --json."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from selfsup.config import SECTIONS, ConfigError, build_config, load_yaml, merge, recipe
+from selfsup.eval import commands
 from selfsup.methods import METHODS
 from selfsup.options import describe
 
@@ -100,26 +101,6 @@ def cmd_pretrain(args: argparse.Namespace) -> dict[str, Any] | None:
     return summary
 
 
-def cmd_knn(args: argparse.Namespace) -> dict[str, Any]:
-    from selfsup.data import load_data
-    from selfsup.eval.knn_protocol import knn_eval
-    from selfsup.models.io import load_backbone, normalizer
-
-    backbone, spec = load_backbone(Path(args.checkpoint) / "backbone.safetensors")
-    splits = load_data(args.data)
-    _check_channels(splits.train.channels, spec.in_chans, args.data)
-    result = knn_eval(backbone, normalizer(spec), splits, k=args.k, temperature=args.temperature).as_dict()
-    print(f"k-NN on {splits.name}: top-1 {result['top1']:.2f}% (k={result['k']}, T={result['temperature']}, "
-          f"{result['n_train']} train / {result['n_test']} test)")
-    return result
-
-
-def _check_channels(data_channels: int, model_channels: int, data: str) -> None:
-    if data_channels != model_channels:
-        raise ConfigError(f"--data {data} has {data_channels}-channel images but the backbone was trained on "
-                          f"{model_channels}-channel images: evaluate on data with the same channels")
-
-
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from selfsup.demo import run_demo
 
@@ -135,16 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_pretrain_options(demo)
     pre = sub.add_parser("pretrain", help="pre-train a backbone without labels")
     add_pretrain_options(pre)
-    knn = sub.add_parser("knn", help="weighted k-NN top-1 of a pre-trained backbone on a dataset's test split")
-    knn.add_argument("--checkpoint", required=True, help="run directory written by pretrain")
-    knn.add_argument("--data", required=True, help="dataset whose train split is the memory bank")
-    knn.add_argument("--k", type=int, default=20, help="neighbours (DINO: 20)")
-    knn.add_argument("--temperature", type=float, default=0.07, help="vote weight exp(sim/T) (DINO: 0.07)")
-    knn.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    commands.add_eval_parser(sub)
+    commands.add_knn_parser(sub)
+    commands.add_report_parser(sub)
+    commands.add_embed_parser(sub)
     return p
 
 
-COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "knn": cmd_knn}
+COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "eval": commands.cmd_eval, "knn": commands.cmd_knn,
+            "report": commands.cmd_report, "embed": commands.cmd_embed}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from selfsup.config import ConfigError
 from selfsup.data.dataset import DataError
 from selfsup.engine.checkpoint import CheckpointError
 from selfsup.engine.pretrain import TrainingDiverged
+from selfsup.eval.context import EvalError
 from selfsup.models.io import BackboneFileError
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, BackboneFileError, TrainingDiverged)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, BackboneFileError, TrainingDiverged, EvalError)

@@ -19,6 +19,14 @@ from selfsup.models.vit import VisionTransformer
 TINY = {
     "dino": {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16, "freeze_last_layer": 0},
     "simclr": {"proj_hidden_dim": 32, "proj_output_dim": 16, "proj_bn": False},
+    "moco-v2": {"proj_hidden_dim": 32, "proj_output_dim": 16, "proj_bn": False, "queue_size": 256},
+    "moco-v3": {"proj_hidden_dim": 32, "pred_hidden_dim": 32, "out_dim": 16, "head_bn": False},
+    "swav": {"proj_hidden_dim": 32, "proj_output_dim": 16, "n_prototypes": 16, "head_bn": False,
+             "freeze_prototypes_iters": 0, "queue_length": 0},
+    "byol": {"proj_hidden_dim": 32, "proj_output_dim": 16, "head_bn": False},
+    "simsiam": {"proj_dim": 16, "pred_hidden_dim": 8, "head_bn": False},
+    "barlow-twins": {"proj_hidden_dim": 32, "proj_output_dim": 16, "head_bn": False},
+    "vicreg": {"proj_hidden_dim": 32, "proj_output_dim": 16, "head_bn": False},
 }
 
 

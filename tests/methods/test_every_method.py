@@ -17,6 +17,11 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
 from ddp_worker import TINY, build  # noqa: E402
 
 FROZEN_TARGET = {"dino": {"momentum_teacher": 1.0, "center_momentum": 1.0}}
+# Methods whose loss on a fixed batch cannot fall by design, with the reason and where they are checked.
+NO_FIXED_BATCH_DESCENT = {
+    "moco-v2": "its negatives are a queue of past keys: on 32 fixed images it fills with stale keys of the same "
+               "images, each query's own among them (test_moco_v2.py trains with a queue of other images)",
+}
 
 
 def test_every_method_has_a_tiny_config_for_the_tests():
@@ -50,6 +55,8 @@ def test_loss_goes_down_on_fixed_digit_views(name):
 
     DINO's target moves: as the EMA teacher sharpens its cross-entropy rises by design, so here the
     teacher and its centre are frozen (momentum 1) and the student must move towards it."""
+    if name in NO_FIXED_BATCH_DESCENT:
+        pytest.skip(NO_FIXED_BATCH_DESCENT[name])
     torch.manual_seed(0)
     images = load_data("digits").train.images[:32].float() / 255
     small = torch.nn.functional.interpolate(images, size=16, mode="bilinear", antialias=True)

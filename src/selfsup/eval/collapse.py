@@ -16,6 +16,11 @@ def embedding_std(z: torch.Tensor) -> float:
     return float(F.normalize(z.float(), dim=-1).std(dim=0).mean())
 
 
+def collapse_logs(z: torch.Tensor) -> dict[str, float]:
+    """What methods log: `emb_std` of their head's outputs (B, d) and its isotropic value `emb_std_ideal`."""
+    return {"emb_std": embedding_std(z), "emb_std_ideal": ideal_std(z.shape[-1])}
+
+
 def ideal_std(dim: int) -> float:
     """The value of `embedding_std` for isotropic Gaussian embeddings of dimension `dim`."""
     return 1 / math.sqrt(dim)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.eval.collapse import collapse_logs
 from selfsup.methods.base import Method, forward_multicrop
 from selfsup.methods.distributed import all_reduce_mean
 from selfsup.methods.momentum import ema_update, momentum_copy
@@ -98,7 +99,8 @@ class DINO(Method):
         student_out = self.head(forward_multicrop(self.backbone, views))
         temp = float(self.teacher_temp[step])
         loss = self.loss_fn(student_out, teacher_out, len(views), temp)
-        logs = collapse_stats(teacher_out.detach().float() - self.loss_fn.center, temp)
+        logs = {**collapse_stats(teacher_out.detach().float() - self.loss_fn.center, temp),
+                **collapse_logs(student_out.detach())}
         self.loss_fn.update_center(teacher_out)
         return loss, logs
 

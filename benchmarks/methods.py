@@ -1,0 +1,164 @@
+"""Every pre-training method on the same data, backbone, views, optimiser, budget and seed.
+
+    .venv/bin/python benchmarks/methods.py [--minutes 3] [--methods simclr,byol] [--data fashion-mnist]
+
+Each method is pre-trained in its own process (so its peak memory is its own) for the same wall-clock
+budget, then its exported backbone is measured on the test split:
+  - k-NN top-1 (k=20, T=0.07, cosine, weighted votes: DINO's eval_knn.py),
+  - a linear probe of the frozen features (selfsup.eval.linear: BatchNorm + linear layer, learning rate
+    chosen on a validation split carved from train),
+  - SimSiam's collapse measure: the per-dimension std of the L2-normalised test features (0 = collapsed,
+    1/sqrt(d) = spread like an isotropic Gaussian).
+Raw pixels and the randomly initialised backbone are rows of the same table. Writes docs/methods.md and
+docs/methods.json; the README links the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from selfsup.data import Splits, load_data
+from selfsup.eval.collapse import embedding_std, ideal_std
+from selfsup.eval.features import extract_features
+from selfsup.eval.knn import knn_classify
+from selfsup.eval.linear import linear_probe
+from selfsup.methods import METHODS
+from selfsup.models.io import load_backbone, normalizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# One recipe for every method: the demo's backbone and optimiser, two 28-px views (no multi-crop, so that
+# DINO and SwAV see the same views as the others), the methods' own CPU-preset heads.
+SHARED = {
+    "backbone": {"name": "vit-cpu", "patch_size": 7, "drop_path": 0.0},
+    "views": {"global_size": 28, "n_global": 2, "n_local": 0, "global_scale": [0.2, 1.0], "color_jitter": 0.5,
+              "solarize": 0.0},
+    "optim": {"batch_size": 256, "lr": 0.001, "warmup_epochs": 0.3, "weight_decay": 0.04, "weight_decay_end": 0.4},
+    "run": {"checkpoint_every": 100000, "eval_knn": False},
+}
+METHOD_OVERRIDES = {"dino": {"out_dim": 1024, "hidden_dim": 1024, "momentum_teacher": 0.99, "freeze_last_layer": 0.1}}
+
+
+def pretrain_in_process(method: str, data: str, minutes: float, seed: int, out: Path) -> dict:
+    """`selfsup pretrain` in a child process: its JSON summary plus the child's peak resident memory."""
+    out.mkdir(parents=True, exist_ok=True)
+    raw = {"method": method, "data": {"name": data}, **SHARED,
+           "optim": {**SHARED["optim"], "minutes": minutes},
+           "run": {**SHARED["run"], "out": str(out / "run"), "seed": seed}}
+    if method in METHOD_OVERRIDES:
+        raw[method] = METHOD_OVERRIDES[method]
+    (out / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    cmd = [sys.executable, "-m", "selfsup.cli", "pretrain", "--config", str(out / "recipe.yaml"), "--json",
+           "--no-progress"]
+    with open(out / "log.txt", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        stdout = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{method} failed (exit {status}); see {out / 'log.txt'}")
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    summary["peak_mem_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    return summary
+
+
+def measure(model: nn.Module, prepare, splits: Splits, seed: int) -> dict:
+    """k-NN, linear probe and collapse measure of `model`'s frozen features."""
+    train = extract_features(model, splits.train.images, normalize=prepare)  # (N, D)
+    test = extract_features(model, splits.test.images, normalize=prepare)
+    knn = knn_classify(train, splits.train.labels, test, splits.test.labels, k=20, temperature=0.07,
+                       num_classes=splits.train.num_classes)
+    linear = linear_probe(train, splits.train.labels, test, splits.test.labels, splits.train.num_classes, seed=seed)
+    return {"knn": knn.top1, "linear": linear["top1"], "feature_std": embedding_std(test) / ideal_std(test.shape[1])}
+
+
+def head_std(run: Path) -> float | None:
+    """The method's own collapse measure at the end of training: `emb_std` of its head's outputs (logged
+    per interval in metrics.jsonl) over the isotropic value 1/sqrt(d)."""
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    last = [x for x in lines if "emb_std" in x]
+    return last[-1]["emb_std"] / last[-1]["emb_std_ideal"] if last else None
+
+
+def row(name: str, backbone: str, m: dict, run: dict | None = None) -> dict:
+    run = run or {}
+    return {"method": name, "backbone": backbone, **m, **{k: run.get(k) for k in
+            ("epochs", "minutes", "images_per_s", "peak_mem_mb", "steps", "head_std")}}
+
+
+def run_all(methods: list[str], data: str, minutes: float, seed: int, work: Path) -> list[dict]:
+    splits = load_data(data, 28)
+    rows = [row("raw pixels", "-", measure(nn.Flatten(), None, splits, seed))]
+    for method in methods:
+        t0 = time.time()
+        summary = pretrain_in_process(method, data, minutes, seed, work / method)
+        model, spec = load_backbone(work / method / "run" / "backbone.safetensors")
+        if not any(r["method"] == "random init" for r in rows):  # the same architecture, untrained
+            torch.manual_seed(seed)
+            rows.append(row("random init", spec.name, measure(spec.build(), normalizer(spec), splits, seed)))
+        summary["epochs"] = summary["steps"] / (len(splits.train.images) // SHARED["optim"]["batch_size"])
+        summary["head_std"] = head_std(work / method / "run")
+        rows.append(row(method, spec.name, measure(model, normalizer(spec), splits, seed), summary))
+        print(f"{method}: k-NN {rows[-1]['knn']:.2f}%, linear {rows[-1]['linear']:.2f}% "
+              f"({(time.time() - t0) / 60:.1f} min)", flush=True)
+    return rows
+
+
+def fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    lines = [
+        f"# Methods on {args.data}: same backbone, views, optimiser, budget and seed", "",
+        f"Written by `benchmarks/methods.py --minutes {args.minutes} --data {args.data}` on "
+        f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {os.cpu_count()} CPU cores, no GPU.",
+        f"Each method trained for {args.minutes} wall-clock minutes (the step count is calibrated from its "
+        "measured speed) from seed 0 with the shared recipe in the script (vit-cpu on 7x7 patches, two 28-px "
+        "views, AdamW, batch 256) and its own CPU-preset head options (docs/options.md). Test split: k-NN top-1 "
+        "(k=20, T=0.07) and linear probe of the frozen backbone features. The last two columns are SimSiam's "
+        "collapse measure, the per-dimension std of L2-normalised embeddings, divided by its value for "
+        "isotropic Gaussian embeddings (1/sqrt(d)): 0 means collapsed, 1 means spread in every direction. "
+        "`head std` is measured on the method's head outputs over the last logging interval of training "
+        "(where the loss acts), `feature std` on the backbone features of the test images (not centred, so "
+        "a shared mean direction lowers it without collapse).", "",
+        "| method | backbone | epochs | train minutes | images/s | peak mem (MB) | k-NN top-1 (%) | "
+        "linear top-1 (%) | head std | feature std |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['backbone']} | {fmt(r['epochs'], '.2f')} | {fmt(r['minutes'], '.1f')} | "
+                     f"{fmt(r['images_per_s'], '.0f')} | {fmt(r['peak_mem_mb'], '.0f')} | {r['knn']:.2f} | "
+                     f"{r['linear']:.2f} | {fmt(r['head_std'], '.3f')} | {r['feature_std']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=3.0, help="training budget per method")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: all registered)")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=str(ROOT / "runs" / "bench-methods"), help="run directories go here")
+    p.add_argument("--out", default=str(ROOT / "docs" / "methods.md"))
+    args = p.parse_args()
+    work = Path(args.work)
+    if work.exists() and any(work.iterdir()):
+        sys.exit(f"{work} is not empty: pass a new --work directory")
+    rows = run_all(args.methods.split(","), args.data, args.minutes, args.seed, work)
+    text = markdown(rows, args)
+    Path(args.out).write_text(text)
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Bringing an evaluation dataset to the input a backbone was pre-trained on: its channel count and side.
+
+Transfer evaluation (pre-train on Fashion-MNIST, evaluate on CIFAR-10, or the reverse) needs it, and so does
+any protocol on data whose images differ from the pre-training crops. Grayscale becomes RGB by repeating
+the channel; RGB becomes grayscale by ITU-R BT.601 luminance (0.299 R + 0.587 G + 0.114 B, PIL's
+`convert("L")`); the side is changed with `resize_square` (centre square crop, then bilinear, antialiased
+when shrinking). Other channel counts cannot be converted and raise a DataError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from selfsup.data.dataset import DataError, ImageSet, Splits
+from selfsup.data.resize import resize_square
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
+
+
+def to_channels(images: torch.Tensor, channels: int, batch: int = 4096) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> (N, channels, H, W) uint8: 1 -> 3 by repetition, 3 -> 1 by luminance."""
+    c = images.shape[1]
+    if c == channels:
+        return images
+    if c == 1 and channels == 3:
+        return images.expand(-1, 3, -1, -1).contiguous()
+    if c == 3 and channels == 1:
+        w = torch.tensor(LUMA).view(1, 3, 1, 1)
+        out = [(chunk.float() * w).sum(dim=1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+               for chunk in images.split(batch)]  # (b, 1, H, W) each
+        return torch.cat(out) if out else images.new_empty((0, 1, *images.shape[-2:]))
+    raise DataError(f"cannot convert {c}-channel images to the backbone's {channels} channels (only grayscale "
+                    "<-> RGB is supported): evaluate on grayscale or RGB data")
+
+
+def adapt_set(images: ImageSet, channels: int, size: int) -> ImageSet:
+    """The image set with `channels` channels and side `size` (labels and classes kept)."""
+    x = to_channels(images.images, channels)
+    if x.shape[-2:] != (size, size):
+        x = resize_square(x, size)
+    return dataclasses.replace(images, images=x)
+
+
+def adapt_splits(splits: Splits, channels: int, size: int) -> tuple[Splits, list[str]]:
+    """Both splits brought to (channels, size, size), and one line per change made (empty if none); the
+    splits' notice is left as the source wrote it."""
+    sets = [s for s in (splits.train, splits.test) if s is not None]
+    changes = []
+    for c in sorted({s.channels for s in sets} - {channels}):
+        how = "repeated" if c == 1 else "converted by luminance"
+        changes.append(f"{c}-channel images {how} to {channels} channel{'s' if channels > 1 else ''}")
+    for h, w in sorted({tuple(s.images.shape[-2:]) for s in sets} - {(size, size)}):
+        changes.append(f"resized from {h}x{w} to {size}x{size}")
+    if not changes:
+        return splits, []
+    test = None if splits.test is None else adapt_set(splits.test, channels, size)
+    return dataclasses.replace(splits, train=adapt_set(splits.train, channels, size), test=test), changes
+
+
+__all__ = ["LUMA", "adapt_set", "adapt_splits", "to_channels"]

@@ -1,0 +1,155 @@
+"""What every evaluation protocol is handed: the frozen backbone, its input spec, the evaluation data
+(already adapted to the backbone's channels and side), where to write, the device, the seed and the
+protocol's options; and the `Protocol` type the registry in `protocols.py` holds.
+
+A protocol is a function `run(ctx) -> dict`: the dict's numbers (accuracies in percent, counts) are the
+results; an optional "settings" entry (a dict) adds what the protocol decided while running (e.g. the
+learning rate a sweep chose) to the options recorded with them. Its options are a dataclass declared with
+`selfsup.options.opt` (default, help with tuning advice, the paper's value): the CLI makes one flag per field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from selfsup.data import ImageSet, Splits, load_data
+from selfsup.eval.adapt import adapt_splits
+from selfsup.eval.feature_cache import FeatureCache, cached_features, file_digest
+from selfsup.eval.features import extract_features
+from selfsup.models.io import BackboneSpec, load_backbone, normalizer
+
+Prepare = Callable[[torch.Tensor], torch.Tensor]
+BACKBONE_FILE = "backbone.safetensors"
+
+
+class EvalError(ValueError):
+    """An evaluation that cannot run on the given run, data or options; the message names it and the fix."""
+
+
+@dataclass
+class EvalContext:
+    """Inputs of one protocol run. `spec` is None (and `backbone` a flatten) for the raw-pixel baseline."""
+
+    backbone: nn.Module
+    spec: BackboneSpec | None
+    prepare: Prepare | None  # uint8 or [0, 1] images -> normalised backbone input
+    run_dir: Path  # eval/<protocol>.json is written here
+    splits: Splits  # adapted to the backbone's channels and side
+    data: str  # the --data value
+    options: Any = None  # the protocol's options dataclass
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    checkpoint: str | None = None  # sha256 of the backbone file; None: features are not cached
+    cache: FeatureCache | None = None
+    batch_size: int = 512  # feature extraction only
+    adaptation: list[str] = field(default_factory=list)
+    pretrain: dict[str, Any] = field(default_factory=dict)  # method, data, backbone of the run (config.yaml)
+
+    def split(self, split: str, labelled: bool = True) -> ImageSet:
+        """The train or test split; with `labelled`, checked to have labels."""
+        images = self.splits.train if split == "train" else self.splits.test
+        if images is None or (labelled and images.labels is None):
+            raise EvalError(f"--data {self.data} has no {'labelled ' if labelled else ''}{split} split: evaluation "
+                            "needs labelled train and test splits (a named dataset, an .npz with x_test/y_test, or "
+                            "a folder with train/ and test/ class sub-folders)")
+        return images
+
+    def labelled(self, split: str) -> ImageSet:
+        return self.split(split, labelled=True)
+
+    @property
+    def num_classes(self) -> int:
+        return max(self.labelled("train").num_classes, self.labelled("test").num_classes)
+
+    def features(self, split: str, labelled: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Frozen features and labels of a split: (N, D) float32 and (N,) int64 (None if unlabelled and not
+        `labelled`) on the CPU, cached on disk when the context has a cache (no augmentation, eval mode)."""
+        images = self.split(split, labelled)
+        if self.cache is None or self.checkpoint is None:
+            x = extract_features(self.backbone, images.images, self.batch_size, self.device, self.prepare)
+        else:
+            x = cached_features(self.cache, self.backbone, self.prepare, images.images, self.checkpoint,
+                                self.data, split, self.batch_size, self.device)
+        return x, images.labels
+
+    def with_options(self, options: Any) -> EvalContext:
+        return dataclasses.replace(self, options=options)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A registered protocol: `run(ctx)` -> results, its options dataclass, a one-line help, and whether it
+    also makes sense for raw pixels (no backbone to train or fine-tune)."""
+
+    run: Callable[[EvalContext], dict[str, Any]]
+    options: type
+    help: str
+    pixels: bool = False
+
+    def __call__(self, ctx: EvalContext) -> dict[str, Any]:
+        return self.run(ctx)
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> the first GPU if there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def run_info(run_dir: Path) -> dict[str, Any]:
+    """Method and pre-training data of a run, from its config.yaml (empty when there is none)."""
+    path = Path(run_dir) / "config.yaml"
+    try:
+        cfg = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    except yaml.YAMLError:
+        cfg = {}
+    cfg = cfg if isinstance(cfg, dict) else {}
+    data = cfg.get("data")
+    return {k: v for k, v in {"method": cfg.get("method"),
+                              "data": data.get("name") if isinstance(data, dict) else None}.items() if v}
+
+
+def load_eval_data(data: str, channels: int, size: int) -> tuple[Splits, list[str]]:
+    """`--data` loaded at the backbone's side (fixed-size sources are resized once, image folders are read
+    straight at it), then brought to its channels (and side, if still needed)."""
+    return adapt_splits(load_data(data, image_size=size), channels, size)
+
+
+def build_context(run_dir: str | Path, data: str | None = None, options: Any = None, device: str = "auto",
+                  seed: int = 0, batch_size: int = 512, cache: bool = True) -> EvalContext:
+    """The context for evaluating the backbone of `run_dir` (its backbone.safetensors) on `data` (default:
+    the data the run was pre-trained on). Features are cached under `run_dir/eval/features/`."""
+    run_dir = Path(run_dir)
+    info = run_info(run_dir)
+    data = data or info.get("data")
+    if not data:
+        raise EvalError(f"{run_dir} has no config.yaml naming its data: pass --data")
+    path = run_dir / BACKBONE_FILE
+    backbone, spec = load_backbone(path)
+    splits, changes = load_eval_data(data, spec.in_chans, spec.img_size)
+    dev = pick_device(device)
+    return EvalContext(backbone=backbone.to(dev), spec=spec, prepare=normalizer(spec), run_dir=run_dir,
+                       splits=splits, data=data, options=options, device=dev, seed=seed,
+                       checkpoint=file_digest(path) if cache else None,
+                       cache=FeatureCache(run_dir / "eval" / "features") if cache else None,
+                       batch_size=batch_size, adaptation=changes, pretrain={**info, "backbone": spec.name})
+
+
+def pixels_context(out_dir: str | Path, data: str, options: Any = None, seed: int = 0) -> EvalContext:
+    """The raw-pixel baseline: features are the [0, 1] pixels themselves (flattened), nothing is cached."""
+    splits = load_data(data)
+    return EvalContext(backbone=nn.Flatten(), spec=None, prepare=None, run_dir=Path(out_dir), splits=splits,
+                       data=data, options=options, seed=seed, pretrain={"method": "raw pixels"})
+
+
+__all__ = ["EvalContext", "EvalError", "Protocol", "build_context", "load_eval_data", "pick_device",
+           "pixels_context", "run_info"]

@@ -1,0 +1,72 @@
+"""The evaluation protocols by name (`selfsup eval PROTOCOL`) and the one function that runs any of them.
+
+Each entry is a `Protocol` (see `context.py`): `run(ctx) -> dict` of numbers (+ optional "settings"), the
+dataclass of its options (the CLI makes one flag per field) and a one-line help. `run_protocol` times it,
+writes `<run>/eval/<PROTOCOL>.json` (see `record.py`) and prints a short table.
+
+To add a protocol: write `my_protocol(ctx)` and `MyOptions` in its own module under `selfsup/eval/`, then
+add `"name": Protocol(my_protocol, MyOptions, "help")` below.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from selfsup.eval.context import EvalContext, EvalError, Protocol
+from selfsup.eval.fewshot import FewshotOptions, fewshot_protocol
+from selfsup.eval.finetune import FinetuneConfig
+from selfsup.eval.finetune_protocols import (
+    PseudolabelOptions,
+    SupervisedOptions,
+    finetune_protocol,
+    pseudolabel_protocol,
+    supervised_protocol,
+)
+from selfsup.eval.knn_protocol import KnnOptions, knn_protocol
+from selfsup.eval.linear_protocol import LinearOptions, linear_protocol
+from selfsup.eval.record import format_record, make_record, write_record
+from selfsup.eval.transfer import TransferOptions, transfer_protocol
+
+PROTOCOLS: dict[str, Protocol] = {
+    "knn": Protocol(knn_protocol, KnnOptions, "weighted k-NN on frozen features (DINO: k=20, T=0.07)", pixels=True),
+    "linear": Protocol(linear_protocol, LinearOptions, "linear probe on frozen features, lr chosen on a validation "
+                       "split of train (MAE's BN probe, DINO's SGD + cosine)", pixels=True),
+    "fewshot": Protocol(fewshot_protocol, FewshotOptions, "linear probe and fine-tuning with 1% and 10% of the "
+                        "labels, 3 stratified subsets each, mean and std", pixels=True),
+    "transfer": Protocol(transfer_protocol, TransferOptions, "k-NN and linear probe on another dataset (--data), "
+                         "adapted to the backbone's channels and size"),
+    "finetune": Protocol(finetune_protocol, FinetuneConfig, "fine-tune the whole network with all labels (MAE's "
+                         "recipe: AdamW, layer decay, drop path, label smoothing)"),
+    "supervised": Protocol(supervised_protocol, SupervisedOptions, "baseline: the same architecture from random "
+                           "init trained on all (or --fraction of) the labels; saved as RUN/supervised-FRACTION"),
+    "pseudolabel": Protocol(pseudolabel_protocol, PseudolabelOptions, "self-training: fine-tune on --fraction of "
+                            "the labels, add confident pseudo-labels (>= --threshold), fine-tune again"),
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise EvalError(f"unknown protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+def run_protocol(name: str, ctx: EvalContext, write: bool = True, echo: bool = True) -> dict[str, Any]:
+    """Run protocol `name` on `ctx` (its options default to the protocol's defaults) and return the record;
+    `write` saves it as `<ctx.run_dir>/eval/<name>.json`, `echo` prints the short table."""
+    protocol = get_protocol(name)
+    if ctx.options is None:
+        ctx = ctx.with_options(protocol.options())
+    if ctx.spec is None and not protocol.pixels:
+        raise EvalError(f"protocol {name} needs a pre-trained backbone, not raw pixels")
+    start = time.perf_counter()
+    result = protocol(ctx)
+    record = make_record(name, ctx, result, (time.perf_counter() - start) / 60)
+    if write:
+        record["file"] = str(write_record(record, ctx.run_dir))
+    if echo:
+        print(format_record(record))
+    return record
+
+
+__all__ = ["PROTOCOLS", "get_protocol", "run_protocol"]

@@ -1,0 +1,85 @@
+import argparse
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from selfsup.cli import build_parser, main
+from selfsup.eval.commands import add_option_flags, options_from
+from selfsup.options import opt
+
+
+def last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_eval_knn_with_several_k_and_the_knn_alias(tiny_run, tiny_data, capsys):
+    assert main(["eval", "knn", "--checkpoint", str(tiny_run), "--k", "5", "20", "--json"]) == 0
+    record = last_json(capsys)
+    assert record["protocol"] == "knn" and set(record["numbers"]) == {"top1_k5", "top5_k5", "top1_k20", "top5_k20"}
+    assert record["data"]["eval"] == str(tiny_data)  # --data defaults to the run's pre-training data
+    assert json.loads((tiny_run / "eval" / "knn.json").read_text())["numbers"] == record["numbers"]
+    assert main(["knn", "--checkpoint", str(tiny_run), "--data", str(tiny_data), "--json"]) == 0
+    flat = last_json(capsys)
+    assert flat["top1"] == record["numbers"]["top1_k20"]
+    assert (flat["k"], flat["n_train"], flat["n_test"]) == (20, 150, 50)
+
+
+def test_eval_fewshot_flags(tiny_run, capsys):
+    args = ["eval", "fewshot", "--checkpoint", str(tiny_run), "--fractions", "0.1", "--subsets", "1", "--epochs", "5",
+            "--no-finetune", "--lrs", "0.1", "1", "--json"]
+    assert main(args) == 0
+    record = last_json(capsys)
+    assert record["numbers"]["linear_10pct_top1_std"] is None and "finetune_10pct_top1_mean" not in record["numbers"]
+    assert record["settings"]["lrs"] == [0.1, 1.0] and record["settings"]["finetune"] is False
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["eval", "linear", "--optimizer", "lars"], "--optimizer must be one of sgd, adamw"),
+    (["eval", "linear", "--val-fraction", "1.5"], "--val-fraction must be in (0, 1)"),
+    (["eval", "knn", "--data", "/no/such/data"], "unknown data"),
+])
+def test_bad_options_are_one_line(tiny_run, capsys, args, message):
+    assert main([*args, "--checkpoint", str(tiny_run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err.splitlines()[0] and err.startswith("selfsup eval: error:") and "Traceback" not in err
+
+
+def test_missing_run_and_missing_data(tmp_path, capsys):
+    assert main(["eval", "linear", "--checkpoint", str(tmp_path), "--data", "digits"]) == 2
+    assert "no backbone file" in capsys.readouterr().err
+    assert main(["eval", "linear", "--checkpoint", str(tmp_path)]) == 2
+    assert "pass --data" in capsys.readouterr().err
+
+
+def test_help_lists_protocols_and_option_advice(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("knn", "linear", "fewshot", "transfer"))
+    with pytest.raises(SystemExit):
+        main(["eval", "fewshot", "--help"])
+    out = capsys.readouterr().out
+    assert "--fractions" in out and "--no-finetune" in out and "1%" in out and "default: [0.01, 0.1]" in out
+
+
+def test_flags_follow_the_option_types():
+    @dataclass
+    class Options:
+        scale: tuple[float, float] = opt((0.3, 1.0), "a pair")
+        minutes: float | None = opt(None, "optional")
+        flag: bool = opt(True, "a switch")
+
+    p = argparse.ArgumentParser()
+    add_option_flags(p, Options)
+    assert options_from(Options, p.parse_args([])) == Options()
+    got = options_from(Options, p.parse_args(["--scale", "0.5", "1", "--minutes", "2", "--no-flag"]))
+    assert got == Options(scale=(0.5, 1.0), minutes=2.0, flag=False)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--scale", "0.5"])
+
+
+def test_every_protocol_parser_builds():
+    parser = build_parser()
+    args = parser.parse_args(["eval", "transfer", "--checkpoint", "r", "--data", "digits", "--k", "10", "20"])
+    assert args.protocol == "transfer" and args.k == [10, 20]
