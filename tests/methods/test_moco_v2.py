@@ -112,7 +112,8 @@ def test_shuffle_then_unshuffle_is_the_identity_on_one_process():
 
 
 def test_shuffled_bn_only_with_per_process_batch_norm(tiny_vit):
-    assert not has_local_batch_norm(method(tiny_vit).key_encoder)
+    assert not has_local_batch_norm(method(tiny_vit, proj_bn=False).key_encoder)
+    assert has_local_batch_norm(method(tiny_vit).key_encoder)  # the head's BatchNorm
     resnet = ResNet(depth=18, in_chans=1, small_stem=True)
     assert has_local_batch_norm(resnet)
     assert not has_local_batch_norm(torch.nn.SyncBatchNorm.convert_sync_batchnorm(resnet))
