@@ -68,7 +68,23 @@ def pretrain_in_process(method: str, data: str, minutes: float, seed: int, out: 
         raise RuntimeError(f"{method} failed (exit {status}); see {out / 'log.txt'}")
     summary = json.loads(stdout.strip().splitlines()[-1])
     summary["peak_mem_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    (out / "summary.json").write_text(json.dumps(summary))
     return summary
+
+
+def finished_run(out: Path) -> dict | None:
+    """The summary of a run this script already finished in `out` (with --reuse), else None. Runs from
+    before summaries were saved are read back from metrics.jsonl; their peak memory is unknown."""
+    if (out / "summary.json").exists():
+        return json.loads((out / "summary.json").read_text())
+    if not (out / "run" / "backbone.safetensors").exists():
+        return None
+    lines = [json.loads(x) for x in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    lines = [x for x in lines if "images_per_s" in x]
+    steps = lines[-1]["step"]
+    ips = sum(x["images_per_s"] for x in lines) / len(lines)
+    return {"steps": steps, "images_per_s": ips, "minutes": steps * SHARED["optim"]["batch_size"] / ips / 60,
+            "peak_mem_mb": None}
 
 
 def measure(model: nn.Module, prepare, splits: Splits, seed: int) -> dict:
@@ -86,7 +102,7 @@ def head_std(run: Path) -> float | None:
     per interval in metrics.jsonl) over the isotropic value 1/sqrt(d)."""
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     last = [x for x in lines if "emb_std" in x]
-    return last[-1]["emb_std"] / last[-1]["emb_std_ideal"] if last else None
+    return last[-1]["emb_std"] / last[-1]["emb_std_ideal"] if last and "emb_std_ideal" in last[-1] else None
 
 
 def row(name: str, backbone: str, m: dict, run: dict | None = None) -> dict:
@@ -95,12 +111,14 @@ def row(name: str, backbone: str, m: dict, run: dict | None = None) -> dict:
             ("epochs", "minutes", "images_per_s", "peak_mem_mb", "steps", "head_std")}}
 
 
-def run_all(methods: list[str], data: str, minutes: float, seed: int, work: Path) -> list[dict]:
+def run_all(methods: list[str], data: str, minutes: float, seed: int, work: Path, reuse: bool = False
+            ) -> list[dict]:
     splits = load_data(data, 28)
     rows = [row("raw pixels", "-", measure(nn.Flatten(), None, splits, seed))]
     for method in methods:
         t0 = time.time()
-        summary = pretrain_in_process(method, data, minutes, seed, work / method)
+        summary = (reuse and finished_run(work / method)) or pretrain_in_process(method, data, minutes, seed,
+                                                                                  work / method)
         model, spec = load_backbone(work / method / "run" / "backbone.safetensors")
         if not any(r["method"] == "random init" for r in rows):  # the same architecture, untrained
             torch.manual_seed(seed)
@@ -149,11 +167,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=str(ROOT / "runs" / "bench-methods"), help="run directories go here")
     p.add_argument("--out", default=str(ROOT / "docs" / "methods.md"))
+    p.add_argument("--reuse", action="store_true", help="measure runs already finished in --work again instead "
+                   "of re-training them (after an interruption)")
     args = p.parse_args()
     work = Path(args.work)
-    if work.exists() and any(work.iterdir()):
+    if work.exists() and any(work.iterdir()) and not args.reuse:
         sys.exit(f"{work} is not empty: pass a new --work directory")
-    rows = run_all(args.methods.split(","), args.data, args.minutes, args.seed, work)
+    rows = run_all(args.methods.split(","), args.data, args.minutes, args.seed, work, args.reuse)
     text = markdown(rows, args)
     Path(args.out).write_text(text)
     Path(args.out).with_suffix(".json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))

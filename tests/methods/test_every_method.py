@@ -68,7 +68,8 @@ def test_loss_goes_down_on_fixed_digit_views(name):
         g["lr"] = 1e-3
     losses = []
     for step in range(20):
-        loss, _ = method(views, step)
+        loss, logs = method(views, step)
+        assert {"emb_std", "emb_std_ideal"} <= set(logs)  # the collapse measure the benchmark reports
         opt.zero_grad()
         loss.backward()
         method.on_after_backward(step)
@@ -84,3 +85,14 @@ def test_two_view_methods_refuse_local_crops(tmp_path):
     cfg = run_cfg("simclr", "vit-cpu", tmp_path / "r", views={"global_size": 28, "local_size": 14, "n_local": 2})
     with pytest.raises(ConfigError, match="n-local"):
         pretrain(cfg, progress=False)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_logs_the_collapse_measure(name):
+    multi = METHODS[name].multicrop
+    views = [torch.randn(8, 1, 16, 16) for _ in range(2)] + ([torch.randn(8, 1, 8, 8)] * 2 if multi else [])
+    method = build(name)
+    method.setup(total_steps=2, steps_per_epoch=1)
+    _, logs = method(views, 0)
+    assert 0 < logs["emb_std"] <= 1
+    assert 0 < logs["emb_std_ideal"] < 1

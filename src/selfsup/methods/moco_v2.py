@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.eval.collapse import embedding_std
+from selfsup.eval.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
 from selfsup.methods.distributed import gather, shuffle_batch, unshuffle_batch, world_size
 from selfsup.methods.momentum import ema_update, momentum_copy
@@ -129,7 +129,7 @@ class MoCoV2(Method):
         loss = sum(moco_loss(qi, ki, self.queue, self.cfg.temperature) for qi, ki in zip(q, k, strict=True))
         # Enqueued after the step: all processes' keys, view by view, rank order within a view (P*world*B, d)
         self._new_keys = gather(torch.stack(k, 1)).transpose(0, 1).flatten(0, 1)
-        return loss / len(pairs), {"emb_std": embedding_std(torch.cat(q))}
+        return loss / len(pairs), collapse_logs(torch.cat(q))
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:

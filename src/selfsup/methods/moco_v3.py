@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from selfsup.eval.collapse import embedding_std
+from selfsup.eval.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
 from selfsup.methods.distributed import gather, rank
 from selfsup.methods.info_nce import info_nce
@@ -90,7 +90,7 @@ class MoCoV3(Method):
         k = [momentum_forward(self.momentum_encoder, v) for v in views[:2]]  # 2 x (B, d), no gradient
         t = self.cfg.temperature
         loss = ctr(q[0], k[1], t) + ctr(q[1], k[0], t)
-        return loss, {"emb_std": embedding_std(torch.cat(z))}
+        return loss, collapse_logs(torch.cat(z))
 
     @torch.no_grad()
     def on_after_step(self, step: int) -> None:
