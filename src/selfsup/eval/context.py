@@ -129,6 +129,8 @@ def build_context(run_dir: str | Path, data: str | None = None, options: Any = N
     """The context for evaluating the backbone of `run_dir` (its backbone.safetensors) on `data` (default:
     the data the run was pre-trained on). Features are cached under `run_dir/eval/features/`."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EvalError(f"--checkpoint {run_dir} is not a directory: pass the --out directory of a pretrain run")
     info = run_info(run_dir)
     data = data or info.get("data")
     if not data:
