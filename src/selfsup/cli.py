@@ -110,7 +110,8 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="selfsup", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="pre-train DINO on Fashion-MNIST (digits if absent) and compare k-NN "
+    demo = sub.add_parser("demo", help="pre-train the demo recipe (configs/demo.yaml) on Fashion-MNIST (digits if absent) "
+                          "for its time budget and compare k-NN "
                           "of learned features, random init and raw pixels",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_pretrain_options(demo)

@@ -23,6 +23,10 @@ class DataConfig:
     name: str = opt("fashion-mnist", "fashion-mnist, digits, an ImageFolder directory, a directory of "
                     "CIFAR python batches, or an .npz file.")
     image_size: int | None = opt(None, "Side images of an ImageFolder are resized to (default: their median).")
+    holdout: float = opt(0.0, "Share of the training images (stratified by label, seeded by --run.seed) held "
+                         "out as the evaluation split in place of the test split, which is then never read. "
+                         "Choose recipes, learning rates and epoch counts this way (e.g. 0.1667: 10,000 of "
+                         "Fashion-MNIST's 60,000), and read the test split once for the chosen one.")
 
 
 @dataclass
@@ -32,6 +36,11 @@ class BackboneConfig:
     patch_size: int | None = opt(None, "ViT patch size (default: the preset's). Smaller patches give more "
                                  "tokens: better features, quadratically more compute.", paper=16)
     drop_path: float = opt(0.1, "Stochastic-depth rate of the last ViT block.", paper=0.1)
+    pool: str = opt("cls", "The ViT feature that evaluation reads (k-NN, linear probe, fine-tuning, the demo's "
+                    "rows, learned and random alike): cls, mean (of the patch tokens) or cls+mean (both "
+                    "concatenated, as DINO's linear evaluation adds avgpool). Pre-training heads always "
+                    "read the CLS token. On small images with few tokens cls+mean is worth 1-2 k-NN points "
+                    "(docs/demo_sweep.md). ResNets always average-pool.", paper="cls")
 
 
 @dataclass

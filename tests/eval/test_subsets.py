@@ -49,3 +49,16 @@ def test_validation_split_partitions_train_and_keeps_every_class():
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_holdout_replaces_the_test_split_with_a_stratified_share_of_train():
+    from selfsup.data import ImageSet, Splits
+    from selfsup.eval.subsets import holdout_splits
+
+    images = torch.arange(len(LABELS), dtype=torch.uint8).view(-1, 1, 1, 1)
+    test = ImageSet(torch.zeros(4, 1, 1, 1, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
+    held = holdout_splits(Splits("toy", ImageSet(images, LABELS), test), 0.1, seed=0)
+    _, val = validation_split(LABELS, 0.1, seed=0)
+    assert torch.equal(held.test.labels, LABELS[val]) and torch.equal(held.test.images.flatten(), images[val].flatten())
+    assert len(held.train) + len(held.test) == len(LABELS)  # the original test images are gone
+    assert not set(held.train.images.flatten().tolist()) & set(held.test.images.flatten().tolist())

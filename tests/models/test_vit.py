@@ -62,3 +62,18 @@ def test_drop_path_only_in_training():
     a = m(x)
     torch.manual_seed(1)
     assert not torch.allclose(a, m(x))
+
+
+def test_pool_options_give_cls_mean_or_both():
+    torch.manual_seed(0)
+    m = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=16, depth=1, num_heads=2)
+    x = torch.randn(3, 1, 28, 28)
+    tokens = m.forward_tokens(x)  # (3, 17, 16)
+    cls, mean = tokens[:, 0], tokens[:, 1:].mean(1)
+    assert torch.allclose(m(x), cls)
+    for pool, want in (("mean", mean), ("cls+mean", torch.cat([cls, mean], 1))):
+        m.pool = pool
+        assert torch.allclose(m(x), want, atol=1e-6)
+    assert vit("vit-cpu", 28, 1, 7, pool="cls+mean").feature_dim == 2 * 128
+    with pytest.raises(ValueError, match="pool"):
+        vit("vit-cpu", 28, 1, 7, pool="max")

@@ -23,6 +23,7 @@ from selfsup.engine.checkpoint import CheckpointError, atomic_save, check_compat
 from selfsup.engine.logging import RunLogger
 from selfsup.engine.optim import apply_schedules, build_optimizer, clip_gradients, optim_schedules
 from selfsup.eval.knn_protocol import knn_eval
+from selfsup.eval.subsets import holdout_splits
 from selfsup.methods import METHODS, Method
 from selfsup.models import build_backbone
 from selfsup.models.io import BackboneSpec, normalizer, save_backbone
@@ -167,12 +168,14 @@ class Trainer:
         f, cfg = self.fabric, self.cfg
         f.launch()
         self.splits: Splits = load_data(cfg.data.name, cfg.data.image_size)
+        if cfg.data.holdout:
+            self.splits = holdout_splits(self.splits, cfg.data.holdout, cfg.run.seed)
         train = self.splits.train
         self.cfg = cfg = resolve_sizes(cfg, train.size)
         self.images = train.images  # labels are never used by pre-training
         mean, std = channel_stats(self.images)
         self.spec = BackboneSpec(cfg.backbone.name, cfg.views.global_size, train.channels,
-                                 cfg.backbone.patch_size, mean, std)
+                                 cfg.backbone.patch_size, mean, std, cfg.backbone.pool)
         torch.manual_seed(cfg.run.seed)  # identical initialisation on every process
         self.method = build_method(cfg, train.channels)
         self.views = MultiCropViews(cfg.views, train.channels, mean, std).to(f.device)
@@ -374,7 +377,8 @@ class Trainer:
             return None
         result = None
         if self.fabric.is_global_zero:
-            backbone = self.method.eval_backbone()
+            backbone = self.spec.build().to(self.fabric.device)  # the evaluated feature (spec.pool)
+            backbone.load_state_dict(self.method.eval_backbone().state_dict())
             result = knn_eval(backbone, normalizer(self.spec), self.splits, self.fabric.device).as_dict()
             train_min = (time.time() - self.t_start - self.eval_seconds) / 60
             log.log(step, {**{f"knn_{k}": v for k, v in result.items()}, "train_minutes": round(train_min, 3)})

@@ -91,7 +91,7 @@ class Classifier(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int, head_init_std: float = 2e-5) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(backbone.embed_dim, num_classes)  # MAE: trunc_normal_(head.weight, std=2e-5)
+        self.head = nn.Linear(backbone.feature_dim, num_classes)  # MAE: trunc_normal_(head.weight, std=2e-5)
         nn.init.trunc_normal_(self.head.weight, std=head_init_std)
         nn.init.zeros_(self.head.bias)
 

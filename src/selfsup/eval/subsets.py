@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from selfsup.data import ImageSet, Splits
+
 
 def _check_labels(labels: torch.Tensor) -> torch.Tensor:
     labels = torch.as_tensor(labels)
@@ -66,4 +68,18 @@ def validation_split(labels: torch.Tensor, fraction: float = 0.1, seed: int = 0)
     return keep.nonzero().flatten(), val
 
 
-__all__ = ["stratified_subset", "validation_split"]
+def holdout_splits(splits: Splits, fraction: float, seed: int = 0) -> Splits:
+    """The training set split into a smaller train and a stratified validation set that takes the test
+    split's place (the test images are dropped, so nothing downstream can read them)."""
+    if splits.train.labels is None:
+        raise ValueError(f"{splits.name} has no labels: a held-out validation split needs them")
+    train_idx, val_idx = validation_split(splits.train.labels, fraction, seed)
+    t = splits.train
+
+    def part(idx: torch.Tensor) -> ImageSet:
+        return ImageSet(t.images[idx], t.labels[idx], t.classes)
+
+    return Splits(f"{splits.name} (held-out {fraction:g} of train)", part(train_idx), part(val_idx), splits.notice)
+
+
+__all__ = ["holdout_splits", "stratified_subset", "validation_split"]

@@ -25,9 +25,10 @@ class BackboneSpec:
     patch_size: int | None
     mean: list[float]  # per-channel input normalisation, in [0, 1] units
     std: list[float]
+    pool: str = "cls"  # the ViT feature evaluated: cls, mean or cls+mean (ResNets average-pool)
 
     def build(self) -> nn.Module:
-        return build_backbone(self.name, self.img_size, self.in_chans, self.patch_size)
+        return build_backbone(self.name, self.img_size, self.in_chans, self.patch_size, pool=self.pool)
 
 
 class BackboneFileError(RuntimeError):

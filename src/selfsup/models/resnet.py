@@ -116,7 +116,7 @@ class ResNet(nn.Module):
             stage, c_in = self._make_stage(block, c_in, width, n_blocks, stride=1 if i == 0 else 2)
             self.add_module(f"layer{i + 1}", stage)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.embed_dim = c_in
+        self.embed_dim = self.feature_dim = c_in
         self._init_weights(zero_init_residual)
 
     @staticmethod

@@ -134,8 +134,16 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, h*w, D)
 
 
+POOLS = ("cls", "mean", "cls+mean")
+
+
 class VisionTransformer(nn.Module):
-    """ViT backbone. forward(x) -> CLS features (B, embed_dim)."""
+    """ViT backbone. forward(x) -> pooled features (B, feature_dim): by default the CLS token.
+
+    `pool` picks the feature: "cls" (the [CLS] token), "mean" (mean of the patch tokens) or "cls+mean"
+    (both concatenated, as DINO's linear evaluation does with avgpool), so feature_dim = embed_dim or
+    2 * embed_dim. Pre-training heads read the CLS token (pool "cls"); evaluation uses the run's choice.
+    """
 
     def __init__(
         self,
@@ -147,9 +155,13 @@ class VisionTransformer(nn.Module):
         num_heads: int = 3,
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.0,
+        pool: str = "cls",
     ) -> None:
         super().__init__()
-        self.embed_dim, self.patch_size, self.num_heads = embed_dim, patch_size, num_heads
+        if pool not in POOLS:
+            raise ValueError(f"unknown ViT pool {pool!r}: choose one of {', '.join(POOLS)}")
+        self.embed_dim, self.patch_size, self.num_heads, self.pool = embed_dim, patch_size, num_heads, pool
+        self.feature_dim = embed_dim * (2 if pool == "cls+mean" else 1)
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         n_patches = (img_size // patch_size) ** 2
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -184,8 +196,8 @@ class VisionTransformer(nn.Module):
             x = blk(x)
         return self.norm(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_tokens(x)[:, 0]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, feature_dim)
+        return pool_tokens(self.forward_tokens(x), self.pool)
 
     def get_last_selfattention(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax attention of the last block: (B, heads, 1 + h*w, 1 + h*w)."""
@@ -193,6 +205,14 @@ class VisionTransformer(nn.Module):
         for blk in self.blocks[:-1]:
             x = blk(x)
         return self.blocks[-1](x, return_attention=True)[1]
+
+
+def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
+    """(B, 1 + N, D) tokens -> (B, D) CLS, (B, D) mean of the N patch tokens, or (B, 2D) both."""
+    if pool == "cls":
+        return tokens[:, 0]
+    mean = tokens[:, 1:].mean(dim=1)
+    return mean if pool == "mean" else torch.cat([tokens[:, 0], mean], dim=1)
 
 
 def _init_weights(m: nn.Module) -> None:
@@ -205,7 +225,8 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def vit(name: str, img_size: int, in_chans: int, patch_size: int | None = None, drop_path_rate: float = 0.0):
+def vit(name: str, img_size: int, in_chans: int, patch_size: int | None = None, drop_path_rate: float = 0.0,
+        pool: str = "cls") -> VisionTransformer:
     """Build a preset ViT ('vit-tiny', 'vit-small', 'vit-base', 'vit-cpu', ...) for img_size crops."""
     p = VIT_PRESETS[name]
     return VisionTransformer(
@@ -217,4 +238,5 @@ def vit(name: str, img_size: int, in_chans: int, patch_size: int | None = None, 
         num_heads=p.num_heads,
         mlp_ratio=p.mlp_ratio,
         drop_path_rate=drop_path_rate,
+        pool=pool,
     )
