@@ -28,7 +28,7 @@ import yaml
 from torch import nn
 
 from selfsup.data import Splits, load_data
-from selfsup.eval.collapse import embedding_std, ideal_std
+from selfsup.diagnostics.collapse import embedding_std, ideal_std
 from selfsup.eval.features import extract_features
 from selfsup.eval.knn import knn_classify
 from selfsup.eval.linear import linear_probe

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
 from selfsup.methods.distributed import gather_with_grad
 from selfsup.models.heads import mlp

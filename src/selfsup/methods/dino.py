@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import Method, forward_multicrop
 from selfsup.methods.distributed import all_reduce_mean
 from selfsup.methods.momentum import ema_update, momentum_copy

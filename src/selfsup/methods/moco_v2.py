@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
-from selfsup.methods.distributed import gather, shuffle_batch, unshuffle_batch, world_size
+from selfsup.methods.distributed import gather
 from selfsup.methods.momentum import ema_update, momentum_copy
+from selfsup.methods.shuffled_bn import momentum_forward
 from selfsup.models.heads import mlp
 from selfsup.options import opt
 from selfsup.schedules import cosine_schedule
@@ -71,26 +72,6 @@ def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature
     neg = q @ F.normalize(queue, dim=-1).T  # (B, K)
     logits = torch.cat([pos, neg], dim=1).float() / temperature  # (B, 1+K); the positive is column 0
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
-
-
-def has_local_batch_norm(module: nn.Module) -> bool:
-    """BatchNorm whose statistics are per process (SyncBatchNorm's are global: shuffling cannot change them)."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
-               for m in module.modules())
-
-
-@torch.no_grad()
-def momentum_forward(encoder: nn.ModuleDict, x: torch.Tensor) -> torch.Tensor:
-    """The modules of `encoder` applied in order to x (B, ...), without gradient. With several processes and
-    per-process BatchNorm, on a batch shuffled across processes and unshuffled after (MoCo's shuffled BN):
-    each process then normalises a random mix of every process's images, so batch statistics shared by
-    a query and its key cannot single the key out from the negatives."""
-    shuffle = world_size() > 1 and has_local_batch_norm(encoder)
-    if shuffle:
-        x, inverse = shuffle_batch(x)
-    for module in encoder.values():
-        x = module(x)
-    return unshuffle_batch(x, inverse) if shuffle else x
 
 
 class MoCoV2(Method):

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
 from selfsup.methods.distributed import gather, rank
 from selfsup.methods.info_nce import info_nce
-from selfsup.methods.moco_v2 import momentum_forward
 from selfsup.methods.momentum import ema_update, momentum_copy
+from selfsup.methods.shuffled_bn import momentum_forward
 from selfsup.models.heads import mlp
 from selfsup.options import opt
 from selfsup.schedules import cosine_schedule

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
 from selfsup.methods.distributed import gather_with_grad, rank
 from selfsup.methods.info_nce import info_nce

@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import Method, forward_multicrop
 from selfsup.methods.distributed import all_reduce_sum, gather, rank, world_size
 from selfsup.models.heads import mlp
