@@ -22,6 +22,7 @@ from selfsup.data.views import MultiCropViews, channel_stats
 from selfsup.engine.checkpoint import CheckpointError, atomic_save, check_compatible, load_checkpoint
 from selfsup.engine.logging import RunLogger
 from selfsup.engine.optim import apply_schedules, build_optimizer, clip_gradients, optim_schedules
+from selfsup.engine.running_stats import RunningStats
 from selfsup.eval.knn_protocol import knn_eval
 from selfsup.methods import METHODS, Method
 from selfsup.models import build_backbone
@@ -85,17 +86,24 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
 
 
 def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
-                      views: list[torch.Tensor], step: int, lr: float, wd: float, clip: float
+                      views: list[torch.Tensor], step: int, lr: float, wd: float, clip: float,
+                      diagnostics: bool = True, stats: RunningStats | None = None
                       ) -> tuple[float, bool, dict[str, float]]:
     """Forward, backward, clip, step and the method's hooks; `model` is the Fabric-wrapped `method`.
 
-    A non-finite loss on any process skips the step on every process (so DDP stays in step) and
-    returns (nan, False, {}). The dict holds the method's diagnostics for this step.
+    A non-finite loss on any process skips the step on every process (so DDP stays in step), leaves no
+    trace and returns (nan, False, {}): the optimiser does not step, `on_after_step` (where the methods
+    apply their centre, queue and momentum updates) is not called, and the running statistics that the
+    forward updated are put back from `stats` (a RunningStats of `method`; one is made here if None).
+    The dict holds the method's diagnostics for this step, computed only if `diagnostics`.
     """
+    stats = stats if stats is not None else RunningStats(method)
+    stats.save()
     apply_schedules(optimizer, lr, wd)
-    loss, logs = model(views, step)
+    loss, logs = model(views, step, diagnostics=diagnostics)
     finite = bool(fabric.all_reduce(torch.isfinite(loss.detach()).float(), reduce_op="min").item() > 0)
     if not finite:
+        stats.restore()
         optimizer.zero_grad(set_to_none=True)
         return float("nan"), False, {}
     fabric.backward(loss)
@@ -131,24 +139,25 @@ class _Stop:
 
 
 class _Meter:
-    """Means of the loss and the method's diagnostics, and images/s, over a logging interval."""
+    """Means of the loss and the method's diagnostics over the finite steps of a logging interval (each
+    value over the steps that gave it: diagnostics come on logging steps only), and images/s."""
 
     def __init__(self) -> None:
-        self.t, self.steps, self.finite, self.sums = time.time(), 0, 0, {}
+        self.t, self.steps, self.sums, self.counts = time.time(), 0, {}, {}
 
     def add(self, loss: float, finite: bool, logs: dict[str, float]) -> None:
         self.steps += 1
         if finite:
-            self.finite += 1
             for k, v in {"loss": loss, **logs}.items():
                 self.sums[k] = self.sums.get(k, 0.0) + float(v)
+                self.counts[k] = self.counts.get(k, 0) + 1
 
     def flush(self, batch: int) -> dict[str, float]:
         now = time.time()
-        out = {k: v / max(self.finite, 1) for k, v in self.sums.items()}
+        out = {k: v / self.counts[k] for k, v in self.sums.items()}
         out.setdefault("loss", float("nan"))
         out["images_per_s"] = self.steps * batch / max(now - self.t, 1e-9)
-        self.t, self.steps, self.finite, self.sums = now, 0, 0, {}
+        self.t, self.steps, self.sums, self.counts = now, 0, {}, {}
         return out
 
 
@@ -191,6 +200,7 @@ class Trainer:
         self.start_step, self.nonfinite, self.total_steps = 0, 0, 0
         ckpt = self._load_resume()
         self.model, self.optimizer = f.setup(self.method, self.optimizer)
+        self.running_stats = RunningStats(self.method)  # the buffers on their device
         if ckpt is None:
             self.total_steps = self._plan_steps()
         self.method.setup(self.total_steps, self.steps_per_epoch)
@@ -247,11 +257,15 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------------
     def _step(self, step: int, idx: torch.Tensor) -> tuple[float, bool, dict[str, float]]:
-        """One optimisation step on the images at `idx`; returns (loss, finite)."""
+        """One optimisation step on the images at `idx`; returns (loss, finite, diagnostics)."""
         views = self.views(self.fabric.to_device(self.images[idx]))
         return optimization_step(self.fabric, self.model, self.method, self.optimizer, views, step,
                                  float(self.sched["lr"][step]), float(self.sched["wd"][step]),
-                                 self.cfg.optim.clip_grad)
+                                 self.cfg.optim.clip_grad, self._is_log_step(step), self.running_stats)
+
+    def _is_log_step(self, step: int) -> bool:
+        """Whether `step` ends a logging interval: the method's diagnostics are computed on these only."""
+        return (step + 1) % self.cfg.run.log_every == 0 or step + 1 == self.total_steps
 
     def _epoch_perm(self, epoch: int) -> torch.Tensor:
         """This process's share of the epoch's shuffle (a function of seed and epoch only)."""
@@ -320,7 +334,7 @@ class Trainer:
                     self._diverged(step)
                 meter.add(loss, finite, logs)
                 log.progress(1)
-                if (step + 1) % run.log_every == 0 or step + 1 == self.total_steps:
+                if self._is_log_step(step):
                     self._log(log, step, meter.flush(self.world_batch))
                 if run.knn_every and (step + 1) % run.knn_every == 0 and step + 1 < self.total_steps:
                     spent = time.time()

@@ -81,7 +81,8 @@ class MoCoV3(Method):
         super().setup(total_steps, steps_per_epoch)
         self.momentum = cosine_schedule(self.cfg.momentum, 1.0, total_steps)
 
-    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         # One forward per view, as the official code (BatchNorm statistics per view). With per-process
         # BatchNorm (CPU processes, --run.sync-bn false) the keys use MoCo v2's shuffled BN, since then a
         # query and its positive key would share statistics that the other processes' keys lack.
@@ -90,7 +91,7 @@ class MoCoV3(Method):
         k = [momentum_forward(self.momentum_encoder, v) for v in views[:2]]  # 2 x (B, d), no gradient
         t = self.cfg.temperature
         loss = ctr(q[0], k[1], t) + ctr(q[1], k[0], t)
-        return loss, collapse_logs(torch.cat(z))
+        return loss, collapse_logs(torch.cat(z)) if diagnostics else {}
 
     @torch.no_grad()
     def on_after_step(self, step: int) -> None:
