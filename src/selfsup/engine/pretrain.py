@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import math
 import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ class RunResult:
     interrupted: bool
     knn: dict[str, Any] | None
     splits: Splits | None = None  # the data of the run, for callers that evaluate further
+    replanned: bool = False  # resumed with another --optim.epochs/--optim.minutes: schedules re-planned
 
 
 def make_fabric(cfg: PretrainConfig) -> Fabric:
@@ -83,6 +86,11 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
                           "and swav take local crops)")
     backbone = build_backbone(b.name, v.global_size, channels, b.patch_size, b.drop_path)
     return method(backbone, cfg.method_cfg, n_global=v.n_global)
+
+
+def _length_option(optim: dict[str, Any]) -> tuple[str, Any]:
+    """Which option sets a run's length, and its value: ("minutes", m), or ("epochs", e) without minutes."""
+    return ("minutes", optim.get("minutes")) if optim.get("minutes") is not None else ("epochs", optim.get("epochs"))
 
 
 def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
@@ -197,12 +205,13 @@ class Trainer:
         if f.world_size > 1 and f.device.type == "cuda" and cfg.run.sync_bn:
             self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
         self.optimizer = build_optimizer(self.method, cfg.optim.optimizer, cfg.optim.momentum)
-        self.start_step, self.nonfinite, self.total_steps = 0, 0, 0
+        self.start_step, self.nonfinite, self.total_steps, self.replanned = 0, 0, 0, None
         ckpt = self._load_resume()
         self.model, self.optimizer = f.setup(self.method, self.optimizer)
+        if ckpt is not None:  # after setup, so that the optimiser's state lands on its parameters' device
+            self._load_optimizer(ckpt)
         self.running_stats = RunningStats(self.method)  # the buffers on their device
-        if ckpt is None:
-            self.total_steps = self._plan_steps()
+        self.total_steps = self._plan_steps() if ckpt is None else self._resume_length(ckpt)
         self.method.setup(self.total_steps, self.steps_per_epoch)
         self.sched = optim_schedules(cfg.optim, self.total_steps, self.steps_per_epoch, self.world_batch)
         torch.manual_seed(cfg.run.seed + f.global_rank)  # different augmentations per process
@@ -220,17 +229,47 @@ class Trainer:
             return None
         ckpt = load_checkpoint(path)
         check_compatible(ckpt, self.cfg.method, self.cfg.backbone.name, path)
-        try:
+        with self._unfit(path):
             self.method.load_state_dict(ckpt["model"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{path} does not fit this run's model ({str(e)[:300]}): resume with the "
-                                  "options of the original run (its config.yaml) or use a new --out") from e
-        self.start_step, self.total_steps = ckpt["step"], ckpt["total_steps"]
+        self.start_step = ckpt["step"]
         self.nonfinite = ckpt.get("nonfinite", 0)
         return ckpt
 
+    def _load_optimizer(self, ckpt: dict[str, Any]) -> None:
+        """The optimiser's state, once Fabric has moved the model: torch casts it to each parameter's device."""
+        with self._unfit(self.out / "checkpoints" / "last.pt"):
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+
+    @contextlib.contextmanager
+    def _unfit(self, path: Path):
+        try:
+            yield
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path} does not fit this run's model ({str(e)[:300]}): resume with the "
+                                  "options of the original run (its config.yaml) or use a new --out") from e
+
+    def _resume_length(self, ckpt: dict[str, Any]) -> int:
+        """The checkpoint's planned step count, or, if --optim.epochs/--optim.minutes now ask for another
+        length, a new plan (schedules are then re-planned: the resumed run is not the one a straight run of
+        that length would give). A length that the run has already trained is refused."""
+        planned = _length_option(ckpt.get("config", {}).get("optim", {}))
+        asked = _length_option(dataclasses.asdict(self.cfg.optim))
+        if asked == planned:
+            return ckpt["total_steps"]
+        total = self._plan_steps()
+        if total <= self.start_step:
+            raise ConfigError(f"--optim.{asked[0]} {asked[1]} plans {total} steps, but the run in {self.out} has "
+                              f"trained {self.start_step} of its {ckpt['total_steps']}: ask for a longer run, "
+                              f"or resume with its --optim.{planned[0]} {planned[1]}")
+        self.replanned = (ckpt["total_steps"], total)
+        self.fabric.print(f"notice: resuming at step {self.start_step} with --optim.{asked[0]} {asked[1]} instead "
+                          f"of {planned[1]}: the lr, weight-decay and method schedules are re-planned for "
+                          f"{total} steps instead of {ckpt['total_steps']}, so this resume is not bit-exact",
+                          file=sys.stderr)
+        return total
+
     def _plan_steps(self) -> int:
+        """The run's step count: --optim.epochs of the data, or as many steps as --optim.minutes allow."""
         o = self.cfg.optim
         if o.minutes is None:
             return max(1, math.ceil(o.epochs * self.steps_per_epoch))
@@ -274,18 +313,26 @@ class Trainer:
         return perm[self.fabric.global_rank :: self.fabric.world_size]
 
     # -- checkpoints -------------------------------------------------------------------------------
-    def _rng_states(self) -> torch.Tensor:
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        """Every process's random generator states, (world, n) bytes each: "cpu", and "cuda" (the state of
+        the process's own GPU) on GPUs. A collective: every process takes part."""
+        local = {"cpu": torch.get_rng_state()}
+        if self.fabric.device.type == "cuda":
+            local["cuda"] = torch.cuda.get_rng_state(self.fabric.device)
         with warnings.catch_warnings():  # Lightning's all_gather uses a torch API that warns of deprecation
             warnings.simplefilter("ignore", FutureWarning)
             warnings.filterwarnings("ignore", message=".*all_gather is deprecated")
-            states = self.fabric.all_gather(torch.get_rng_state())
-        return states.view(self.fabric.world_size, -1).cpu()
+            return {k: self.fabric.all_gather(v).view(self.fabric.world_size, -1).cpu() for k, v in local.items()}
 
-    def _restore_rng(self, states: torch.Tensor) -> None:
-        if states.shape[0] != self.fabric.world_size:
-            raise ConfigError(f"checkpoint was written by {states.shape[0]} processes; resume with the same "
-                              "--devices and --num-nodes")
-        torch.set_rng_state(states[self.fabric.global_rank].clone())
+    def _restore_rng(self, states: dict[str, torch.Tensor] | torch.Tensor) -> None:
+        states = states if isinstance(states, dict) else {"cpu": states}  # checkpoints before the CUDA state
+        if states["cpu"].shape[0] != self.fabric.world_size:
+            raise ConfigError(f"checkpoint was written by {states['cpu'].shape[0]} processes; resume with the "
+                              "same --devices and --num-nodes")
+        rank = self.fabric.global_rank
+        torch.set_rng_state(states["cpu"][rank].clone())
+        if "cuda" in states and self.fabric.device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda"][rank].clone(), self.fabric.device)
 
     def save(self, next_step: int) -> None:
         rng = self._rng_states()  # collective: every process takes part
@@ -320,6 +367,9 @@ class Trainer:
         run = self.cfg.run
         log = RunLogger(self.out, self.total_steps, self.start_step, self.fabric.is_global_zero,
                         self.show_progress)
+        if self.replanned:
+            log.log(self.start_step, {"replanned_from_steps": self.replanned[0],
+                                      "replanned_to_steps": self.replanned[1]})
         meter, step, in_a_row, interrupted = _Meter(), self.start_step - 1, 0, False
         t_start = self.t_start = time.time()
         self.eval_seconds = 0.0
@@ -355,7 +405,7 @@ class Trainer:
         ips = (last - self.start_step) * self.world_batch / max(minutes * 60, 1e-9)
         knn = None if interrupted else self._final_eval(log)
         return RunResult(self.fabric.is_global_zero, self.out, last, self.total_steps, minutes, ips, interrupted, knn,
-                         self.splits)
+                         self.splits, replanned=self.replanned is not None)
 
     def _log(self, log: RunLogger, step: int, interval: dict[str, float]) -> None:
         values = {"epoch": round((step + 1) / self.steps_per_epoch, 4), **interval,
