@@ -10,7 +10,7 @@ import torch
 from lightning.fabric import Fabric
 
 from selfsup.engine.optim import param_groups
-from selfsup.engine.pretrain import optimization_step
+from selfsup.engine.pretrain import ddp_strategy, optimization_step
 from selfsup.methods import METHODS, Method
 from selfsup.models.vit import VisionTransformer
 
@@ -64,7 +64,7 @@ def one_step(fabric: Fabric, name: str, batch: int = 8) -> dict[str, torch.Tenso
 
 
 if __name__ == "__main__":
-    fabric = Fabric(accelerator="cpu", devices=2, strategy="ddp")
+    fabric = Fabric(accelerator="cpu", devices=2, strategy=ddp_strategy())
     fabric.launch()
     state = one_step(fabric, sys.argv[1])
     if fabric.global_rank == 0:

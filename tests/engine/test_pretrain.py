@@ -109,3 +109,13 @@ def test_resume_with_other_model_options_is_refused(tiny_cfg):
     other = tiny_cfg(optim={"epochs": 1 / 22}, dino={"out_dim": 96})
     with pytest.raises(CheckpointError, match="does not fit this run's model"):
         pretrain(other, resume=True, progress=False)
+
+
+def test_several_devices_use_ddp_without_buffer_broadcast(tiny_cfg):
+    from lightning.fabric.strategies import DDPStrategy
+
+    from selfsup.engine.pretrain import make_fabric
+
+    fabric = make_fabric(tiny_cfg(run={"devices": 2, "accelerator": "cpu"}))
+    assert isinstance(fabric.strategy, DDPStrategy)
+    assert fabric.strategy._ddp_kwargs == {"broadcast_buffers": False}
