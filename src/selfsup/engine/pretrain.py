@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,8 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
 
     @contextlib.contextmanager
-    def _unfit(self, path: Path):
+    def _unfit(self, path: Path) -> Iterator[None]:
+        """Loading a checkpoint's state into this run's model or optimiser: a mismatch is named in one line."""
         try:
             yield
         except (RuntimeError, ValueError, KeyError) as e:
