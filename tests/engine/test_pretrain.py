@@ -119,3 +119,21 @@ def test_several_devices_use_ddp_without_buffer_broadcast(tiny_cfg):
     fabric = make_fabric(tiny_cfg(run={"devices": 2, "accelerator": "cpu"}))
     assert isinstance(fabric.strategy, DDPStrategy)
     assert fabric.strategy._ddp_kwargs == {"broadcast_buffers": False}
+
+
+def test_diagnostics_are_computed_on_logging_steps_only(tiny_cfg):
+    """Each diagnostic is a device sync on a GPU: the engine asks the method for them when it logs."""
+    trainer = Trainer(tiny_cfg(run={"log_every": 2}), progress=False)
+    trainer._setup()
+    asked, forward = [], trainer.method.forward
+
+    def spy(views, step, diagnostics=True):
+        asked.append(diagnostics)
+        return forward(views, step, diagnostics)
+
+    trainer.method.forward = spy
+    trainer._setup = lambda: None
+    result = trainer.fit()
+    assert result.steps == 4 and asked == [False, True, False, True]
+    lines = [json.loads(x) for x in (result.out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "emb_std" in x and "teacher_entropy" in x] == [2, 4]
