@@ -28,7 +28,7 @@ import yaml
 from torch import nn
 
 from selfsup.data import Splits, load_data
-from selfsup.eval.collapse import embedding_std, ideal_std
+from selfsup.diagnostics.collapse import embedding_std, ideal_std
 from selfsup.eval.features import extract_features
 from selfsup.eval.knn import knn_classify
 from selfsup.eval.linear import linear_probe
@@ -98,8 +98,8 @@ def measure(model: nn.Module, prepare, splits: Splits, seed: int) -> dict:
 
 
 def head_std(run: Path) -> float | None:
-    """The method's own collapse measure at the end of training: `emb_std` of its head's outputs (logged
-    per interval in metrics.jsonl) over the isotropic value 1/sqrt(d)."""
+    """The method's own collapse measure at the end of training: `emb_std` of its head's outputs (DINO: of
+    its backbone embeddings; logged per interval in metrics.jsonl) over the isotropic value 1/sqrt(d)."""
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     last = [x for x in lines if "emb_std" in x]
     return last[-1]["emb_std"] / last[-1]["emb_std_ideal"] if last and "emb_std_ideal" in last[-1] else None

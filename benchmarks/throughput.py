@@ -76,13 +76,14 @@ def loop_loss(student_out: list[torch.Tensor], teacher_out: list[torch.Tensor], 
 class ReferenceDINO(DINO):
     """DINO with a per-view Python loop: each view through backbone and head on its own."""
 
-    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         teacher = self.teacher
         with torch.no_grad():
             teacher_out = [teacher["head"](teacher["backbone"](v)) for v in views[: self.n_global]]
         student_out = [self.head(self.backbone(v)) for v in views]
         loss = loop_loss(student_out, teacher_out, self.loss_fn, float(self.teacher_temp[step]))
-        self.loss_fn.update_center(torch.cat(teacher_out))
+        self._batch_center = torch.cat(teacher_out).float().mean(dim=0, keepdim=True)  # centre: on_after_step
         return loss, {}
 
 

@@ -20,8 +20,12 @@ def test_cosine_midpoint_and_no_warmup():
 
 
 def test_warmup_longer_than_run_is_clipped():
+    """The warm-up is cut to the run's length: the whole run is a linear rise towards the base value, which
+    it does not reach, and no cosine follows."""
     s = cosine_schedule(1.0, 0.0, total_steps=5, warmup_steps=50)
-    assert len(s) == 5
+    assert s == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    assert cosine_schedule(2.0, 0.0, total_steps=4, warmup_steps=4, warmup_start=1.0) == pytest.approx(
+        [1.0, 1.25, 1.5, 1.75])
 
 
 def test_linear_warmup_constant():

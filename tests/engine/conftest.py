@@ -19,6 +19,8 @@ def tiny_cfg(tmp_path):
         }
         for k, v in sections.items():
             raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
+        if raw["method"] != "dino":
+            raw.pop("dino")
         return build_config(raw)
 
     return make

@@ -1,7 +1,7 @@
 """Run by the DDP tests under torch.distributed.run: one step of METHOD on this process's share of a fixed
 batch; rank 0 saves the state after the step to OUT.
 
-    python -m torch.distributed.run --nproc_per_node=2 ddp_worker.py METHOD OUT
+    python -m torch.distributed.run --nproc_per_node=2 ddp_worker.py METHOD OUT [vit|resnet]
 """
 
 import sys
@@ -10,8 +10,9 @@ import torch
 from lightning.fabric import Fabric
 
 from selfsup.engine.optim import param_groups
-from selfsup.engine.pretrain import optimization_step
+from selfsup.engine.pretrain import ddp_strategy, optimization_step
 from selfsup.methods import METHODS, Method
+from selfsup.models.resnet import resnet18
 from selfsup.models.vit import VisionTransformer
 
 # Small heads, and no BatchNorm in them: on CPU, BatchNorm statistics are per process (gloo has no
@@ -37,20 +38,24 @@ def fixed_views(batch: int, name: str) -> list[torch.Tensor]:
     return views if METHODS[name].multicrop else views[:2]
 
 
-def build(name: str, **overrides) -> Method:
-    """METHOD around a 2-block ViT on 16 px images, with TINY's options updated by `overrides`."""
+def build(name: str, backbone: str = "vit", **overrides) -> Method:
+    """METHOD around a 2-block ViT on 16 px images (or a ResNet-18 with per-process BatchNorm), with TINY's
+    options updated by `overrides`."""
     torch.manual_seed(0)
-    vit = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=2)
+    if backbone == "vit":
+        net = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=2)
+    else:  # every BatchNorm scale non-zero, so that every layer gets a gradient in the first step
+        net = resnet18(in_chans=1, zero_init_residual=False)
     method = METHODS[name]
-    return method(vit, method.config_class(**{**TINY[name], **overrides}))
+    return method(net, method.config_class(**{**TINY[name], **overrides}))
 
 
 def initial_state(name: str) -> dict[str, torch.Tensor]:
     return build(name).state_dict()
 
 
-def one_step(fabric: Fabric, name: str, batch: int = 8) -> dict[str, torch.Tensor]:
-    method = build(name)
+def one_step(fabric: Fabric, name: str, batch: int = 8, backbone: str = "vit") -> dict[str, torch.Tensor]:
+    method = build(name, backbone)
     method.setup(total_steps=10, steps_per_epoch=5)
     # SGD, not AdamW: Adam's first step is lr * sign(grad), which turns float noise in gradients that
     # are zero in exact arithmetic (attention key biases) into +-lr differences.
@@ -64,8 +69,8 @@ def one_step(fabric: Fabric, name: str, batch: int = 8) -> dict[str, torch.Tenso
 
 
 if __name__ == "__main__":
-    fabric = Fabric(accelerator="cpu", devices=2, strategy="ddp")
+    fabric = Fabric(accelerator="cpu", devices=2, strategy=ddp_strategy())
     fabric.launch()
-    state = one_step(fabric, sys.argv[1])
+    state = one_step(fabric, sys.argv[1], backbone=sys.argv[3] if len(sys.argv) > 3 else "vit")
     if fabric.global_rank == 0:
         torch.save(state, sys.argv[2])

@@ -41,7 +41,29 @@ def test_resume_is_exact(tiny_cfg, tmp_path):
     b = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
-    assert torch.equal(a["rng"], b["rng"])
+    assert a["rng"].keys() == {"cpu"} and torch.equal(a["rng"]["cpu"], b["rng"]["cpu"])  # "cuda" too on GPUs
+    assert not second.replanned
+
+
+def test_resume_with_a_longer_run_replans_the_schedules(tiny_cfg, tmp_path, capsys):
+    """A finished 2-step run resumed with twice the epochs trains 2 more steps on re-planned schedules."""
+    first = pretrain(tiny_cfg(optim={"epochs": 2 / 22}), progress=False)
+    assert first.steps == first.total_steps == 2
+    second = pretrain(tiny_cfg(optim={"epochs": 4 / 22}), resume=True, progress=False)
+    assert second.replanned and second.steps == second.total_steps == 4
+    err = capsys.readouterr().err
+    assert "re-planned for 4 steps instead of 2" in err and "not bit-exact" in err
+    lines = [json.loads(x) for x in (first.out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3, 4]
+    assert {"replanned_from_steps": 2, "replanned_to_steps": 4}.items() <= lines[2].items()
+    ckpt = torch.load(first.out / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["total_steps"] == 4 and ckpt["config"]["optim"]["epochs"] == 4 / 22
+
+
+def test_resume_with_a_length_already_trained_is_refused(tiny_cfg):
+    pretrain(tiny_cfg(optim={"epochs": 2 / 22}), progress=False)
+    with pytest.raises(ConfigError, match="plans 1 steps, but the run in .* has trained 2 of its 2"):
+        pretrain(tiny_cfg(optim={"epochs": 1 / 22}), resume=True, progress=False)
 
 
 def test_existing_run_needs_resume_and_matching_method(tiny_cfg):
@@ -87,3 +109,31 @@ def test_resume_with_other_model_options_is_refused(tiny_cfg):
     other = tiny_cfg(optim={"epochs": 1 / 22}, dino={"out_dim": 96})
     with pytest.raises(CheckpointError, match="does not fit this run's model"):
         pretrain(other, resume=True, progress=False)
+
+
+def test_several_devices_use_ddp_without_buffer_broadcast(tiny_cfg):
+    from lightning.fabric.strategies import DDPStrategy
+
+    from selfsup.engine.pretrain import make_fabric
+
+    fabric = make_fabric(tiny_cfg(run={"devices": 2, "accelerator": "cpu"}))
+    assert isinstance(fabric.strategy, DDPStrategy)
+    assert fabric.strategy._ddp_kwargs == {"broadcast_buffers": False}
+
+
+def test_diagnostics_are_computed_on_logging_steps_only(tiny_cfg):
+    """Each diagnostic is a device sync on a GPU: the engine asks the method for them when it logs."""
+    trainer = Trainer(tiny_cfg(run={"log_every": 2}), progress=False)
+    trainer._setup()
+    asked, forward = [], trainer.method.forward
+
+    def spy(views, step, diagnostics=True):
+        asked.append(diagnostics)
+        return forward(views, step, diagnostics)
+
+    trainer.method.forward = spy
+    trainer._setup = lambda: None
+    result = trainer.fit()
+    assert result.steps == 4 and asked == [False, True, False, True]
+    lines = [json.loads(x) for x in (result.out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "emb_std" in x and "teacher_entropy" in x] == [2, 4]

@@ -39,7 +39,7 @@ def test_loss_matches_the_paper_formula(lambd):
     z1, z2 = randn(7, 5, seed=0), randn(7, 5, seed=1)
     loss, parts = barlow_twins_loss(z1, z2, lambd)
     assert loss.item() == pytest.approx(barlow_loop(z1, z2, lambd), rel=1e-5)
-    assert loss.item() == pytest.approx(parts["on_diag"] + lambd * parts["off_diag"], rel=1e-6)
+    assert loss.item() == pytest.approx(float(parts["on_diag"] + lambd * parts["off_diag"]), rel=1e-6)
 
 
 def whitened(n: int, d: int, seed: int = 0) -> torch.Tensor:

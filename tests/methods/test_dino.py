@@ -54,13 +54,40 @@ def test_center_update_is_ema_of_batch_mean():
     assert torch.allclose(loss_fn.center, (0.9 * 0.2 + 0.1 * 2) * torch.ones(1, 4))
 
 
-def test_ema_update():
-    online, target = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+def test_ema_update_averages_parameters_and_leaves_the_targets_buffers_to_its_own_forwards():
+    """main_dino.py, moco builder.py, moco-v3 builder.py: the EMA zips `.parameters()` only."""
+    torch.manual_seed(0)
+    online = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    target = copy.deepcopy(online)
+    online(torch.randn(16, 3) * 5 + 2)  # the online BatchNorm's running statistics move
+    with torch.no_grad():
+        online[0].weight.add_(1.0)
     before = copy.deepcopy(target.state_dict())
     ema_update(target, online, 0.75)
+    online_params = dict(online.named_parameters())
     for name, p in target.named_parameters():
-        expected = 0.75 * before[name] + 0.25 * dict(online.named_parameters())[name].detach()
-        assert torch.allclose(p, expected)
+        assert torch.allclose(p, 0.75 * before[name] + 0.25 * online_params[name].detach()), name
+    for name, b in target.named_buffers():
+        assert torch.equal(b, before[name]), name  # not the online running statistics
+    x = torch.randn(16, 3)
+    target(x)  # its own forward in training mode updates its own statistics
+    h = target[0](x).detach()
+    assert torch.allclose(target[1].running_mean, 0.9 * before["1.running_mean"] + 0.1 * h.mean(0), atol=1e-6)
+
+
+def test_teacher_batch_norm_statistics_come_from_its_own_forwards():
+    m = tiny_dino(use_bn_in_head=True)
+    m.setup(total_steps=4, steps_per_epoch=2)
+    views = [torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16), torch.randn(4, 1, 8, 8)]
+    student_bn, teacher_bn = m.head.mlp[1], m.teacher["head"].mlp[1]
+    with torch.no_grad():
+        h = m.teacher["head"].mlp[0](m.teacher["backbone"](torch.cat(views[:2])))  # the teacher BN's input
+    loss, _ = m(views, 0)
+    loss.backward()
+    m.on_after_step(0)
+    assert torch.allclose(teacher_bn.running_mean, 0.1 * h.mean(0), atol=1e-6)
+    assert not torch.allclose(teacher_bn.running_mean, student_bn.running_mean)
+    assert teacher_bn.num_batches_tracked == 1
 
 
 def tiny_dino(**kw):

@@ -1,5 +1,7 @@
 """Every registered method: trains end to end through the engine on both backbones, and lowers its loss."""
 
+import json
+import math
 import sys
 from pathlib import Path
 
@@ -8,8 +10,9 @@ import torch
 
 from selfsup.config import build_config
 from selfsup.data import load_data
+from selfsup.diagnostics import embedding_std, ideal_std
 from selfsup.engine.optim import build_optimizer
-from selfsup.engine.pretrain import pretrain
+from selfsup.engine.pretrain import Trainer, pretrain
 from selfsup.methods import METHODS
 from selfsup.models.io import load_backbone
 
@@ -42,8 +45,20 @@ def run_cfg(name: str, backbone: str, out: Path, **sections):
 @pytest.mark.parametrize("backbone", ["vit-cpu", "resnet18"])
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_two_steps_through_the_engine(name, backbone, tmp_path):
-    result = pretrain(run_cfg(name, backbone, tmp_path / "run"), progress=False)
+    trainer = Trainer(run_cfg(name, backbone, tmp_path / "run"), progress=False)
+    trainer._setup()
+    before = {k: v.clone() for k, v in trainer.method.named_parameters()}
+    trainer._setup = lambda: None
+    result = trainer.fit()
     assert result.steps == 2
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2]
+    assert all(math.isfinite(x["loss"]) and x["nonfinite_steps"] == 0 for x in lines), lines
+    trained = [k for k, p in trainer.method.backbone.named_parameters() if p.requires_grad]
+    moved = [k for k in trained if not torch.equal(before["backbone." + k], trainer.method.backbone.get_parameter(k))]
+    # Half at least: a ResNet's blocks start as identities (last BatchNorm scale 0), so the layers before that
+    # BatchNorm get no gradient in the first steps (and step 0 has lr 0, at the start of the warm-up).
+    assert len(moved) >= len(trained) / 2, sorted(set(trained) - set(moved))
     model, spec = load_backbone(tmp_path / "run" / "backbone.safetensors")
     assert spec.name == backbone
     assert model(torch.zeros(2, 1, 28, 28)).shape[0] == 2
@@ -87,12 +102,37 @@ def test_two_view_methods_refuse_local_crops(tmp_path):
         pretrain(cfg, progress=False)
 
 
+# The module whose outputs each method's `emb_std` measures (the embedding whose 1/sqrt(d) reference
+# holds), and which of its calls in one forward: DINO's backbone features of the global crops (its first
+# call; not the K prototype logits), the other methods' projections of both views (MoCo v2: its queries).
+MEASURED = {"dino": ("backbone", slice(0, 1)), "moco-v2": ("head", slice(None)), "simclr": ("projector", slice(None)),
+            "byol": ("projector", slice(None)), "simsiam": ("projector", slice(None)),
+            "barlow-twins": ("projector", slice(None)), "vicreg": ("projector", slice(None)),
+            "swav": ("projector", slice(None)), "moco-v3": ("projector", slice(None))}
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_logs_the_collapse_measure(name):
     multi = METHODS[name].multicrop
     views = [torch.randn(8, 1, 16, 16) for _ in range(2)] + ([torch.randn(8, 1, 8, 8)] * 2 if multi else [])
     method = build(name)
     method.setup(total_steps=2, steps_per_epoch=1)
-    _, logs = method(views, 0)
+    module, calls = MEASURED[name]
+    outputs = []
+    getattr(method, module).register_forward_hook(lambda m, args, out: outputs.append(out.detach()))
+    _, logs = method(views, 0, diagnostics=True)
+    z = torch.cat(outputs[calls])
+    assert logs["emb_std"] == pytest.approx(embedding_std(z), rel=1e-5)
+    assert logs["emb_std_ideal"] == pytest.approx(ideal_std(z.shape[-1]))
     assert 0 < logs["emb_std"] <= 1
-    assert 0 < logs["emb_std_ideal"] < 1
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_diagnostics_are_computed_only_when_asked(name):
+    """The engine asks on logging steps only: each diagnostic is a device sync on a GPU."""
+    multi = METHODS[name].multicrop
+    views = [torch.randn(8, 1, 16, 16) for _ in range(2)] + ([torch.randn(8, 1, 8, 8)] * 2 if multi else [])
+    method = build(name)
+    method.setup(total_steps=2, steps_per_epoch=1)
+    loss, logs = method(views, 0, diagnostics=False)
+    assert logs == {} and torch.isfinite(loss)

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from selfsup.data import load_data
 from selfsup.engine.optim import build_optimizer
 from selfsup.methods.distributed import shuffle_batch, unshuffle_batch
-from selfsup.methods.moco_v2 import MoCoV2, MoCoV2Config, has_local_batch_norm, moco_loss, momentum_forward
+from selfsup.methods.moco_v2 import MoCoV2, MoCoV2Config, moco_loss
+from selfsup.methods.shuffled_bn import has_local_batch_norm, momentum_forward
 from selfsup.models.resnet import ResNet
 
 TINY = {"proj_hidden_dim": 16, "proj_output_dim": 8}

@@ -91,7 +91,12 @@ class MultiCropViews(nn.Module):
         return (x - self.mean) / self.std
 
 
-def channel_stats(images: torch.Tensor, max_images: int = 10000) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std in [0, 1] units of a uint8 (N, C, H, W) stack (first `max_images`)."""
-    x = images[:max_images].float() / 255
+def channel_stats(images: torch.Tensor, max_images: int = 10000, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] units of a uint8 (N, C, H, W) stack, over `max_images` images drawn
+    uniformly without replacement by a generator seeded with `seed` (the first images of a class-sorted
+    folder would be its first classes only); the same stack always gives the same numbers."""
+    if len(images) > max_images:
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:max_images]
+        images = images[pick.sort().values]  # (max_images, C, H, W), in stored order
+    x = images.float() / 255
     return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import math
 import signal
+import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric import Fabric
+from lightning.fabric.strategies import DDPStrategy
 
 from selfsup.config import ConfigError, PretrainConfig, save_yaml
 from selfsup.data import Splits, load_data
@@ -22,6 +26,7 @@ from selfsup.data.views import MultiCropViews, channel_stats
 from selfsup.engine.checkpoint import CheckpointError, atomic_save, check_compatible, load_checkpoint
 from selfsup.engine.logging import RunLogger
 from selfsup.engine.optim import apply_schedules, build_optimizer, clip_gradients, optim_schedules
+from selfsup.engine.running_stats import RunningStats
 from selfsup.eval.knn_protocol import knn_eval
 from selfsup.eval.subsets import holdout_splits
 from selfsup.methods import METHODS, Method
@@ -45,6 +50,18 @@ class RunResult:
     interrupted: bool
     knn: dict[str, Any] | None
     splits: Splits | None = None  # the data of the run, for callers that evaluate further
+    replanned: bool = False  # resumed with another --optim.epochs/--optim.minutes: schedules re-planned
+
+
+def ddp_strategy() -> DDPStrategy:
+    """DDP without the broadcast of every buffer from rank 0 before each forward (MoCo's queue alone is
+    32 MB). No buffer needs it: DINO's centre is all-reduced and MoCo's and SwAV's queues are built from
+    gathered keys, so they are identical on every process by construction, as are SyncBatchNorm's running
+    statistics. Per-process BatchNorm normalises with its batch's statistics while training; its running
+    statistics are read only by evaluation and checkpoints, both rank 0's, which a broadcast from rank 0
+    leaves as they are. (DDP still syncs parameters and buffers once, when it wraps the model, and a resume
+    loads rank 0's checkpoint on every process.)"""
+    return DDPStrategy(broadcast_buffers=False)
 
 
 def make_fabric(cfg: PretrainConfig) -> Fabric:
@@ -53,7 +70,7 @@ def make_fabric(cfg: PretrainConfig) -> Fabric:
     precision = run.precision or ("bf16-mixed" if accel == "cuda" else "32-true")
     multi = str(run.devices) not in ("1",) or run.num_nodes > 1
     return Fabric(accelerator=accel, devices=run.devices, num_nodes=run.num_nodes,
-                  strategy="ddp" if multi else "auto", precision=precision)
+                  strategy=ddp_strategy() if multi else "auto", precision=precision)
 
 
 def resolve_sizes(cfg: PretrainConfig, image_size: int) -> PretrainConfig:
@@ -85,18 +102,30 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
     return method(backbone, cfg.method_cfg, n_global=v.n_global)
 
 
+def _length_option(optim: dict[str, Any]) -> tuple[str, Any]:
+    """Which option sets a run's length, and its value: ("minutes", m), or ("epochs", e) without minutes."""
+    return ("minutes", optim.get("minutes")) if optim.get("minutes") is not None else ("epochs", optim.get("epochs"))
+
+
 def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
-                      views: list[torch.Tensor], step: int, lr: float, wd: float, clip: float
+                      views: list[torch.Tensor], step: int, lr: float, wd: float, clip: float,
+                      diagnostics: bool = True, stats: RunningStats | None = None
                       ) -> tuple[float, bool, dict[str, float]]:
     """Forward, backward, clip, step and the method's hooks; `model` is the Fabric-wrapped `method`.
 
-    A non-finite loss on any process skips the step on every process (so DDP stays in step) and
-    returns (nan, False, {}). The dict holds the method's diagnostics for this step.
+    A non-finite loss on any process skips the step on every process (so DDP stays in step), leaves no
+    trace and returns (nan, False, {}): the optimiser does not step, `on_after_step` (where the methods
+    apply their centre, queue and momentum updates) is not called, and the running statistics that the
+    forward updated are put back from `stats` (a RunningStats of `method`; one is made here if None).
+    The dict holds the method's diagnostics for this step, computed only if `diagnostics`.
     """
+    stats = stats if stats is not None else RunningStats(method)
+    stats.save()
     apply_schedules(optimizer, lr, wd)
-    loss, logs = model(views, step)
+    loss, logs = model(views, step, diagnostics=diagnostics)
     finite = bool(fabric.all_reduce(torch.isfinite(loss.detach()).float(), reduce_op="min").item() > 0)
     if not finite:
+        stats.restore()
         optimizer.zero_grad(set_to_none=True)
         return float("nan"), False, {}
     fabric.backward(loss)
@@ -132,24 +161,25 @@ class _Stop:
 
 
 class _Meter:
-    """Means of the loss and the method's diagnostics, and images/s, over a logging interval."""
+    """Means of the loss and the method's diagnostics over the finite steps of a logging interval (each
+    value over the steps that gave it: diagnostics come on logging steps only), and images/s."""
 
     def __init__(self) -> None:
-        self.t, self.steps, self.finite, self.sums = time.time(), 0, 0, {}
+        self.t, self.steps, self.sums, self.counts = time.time(), 0, {}, {}
 
     def add(self, loss: float, finite: bool, logs: dict[str, float]) -> None:
         self.steps += 1
         if finite:
-            self.finite += 1
             for k, v in {"loss": loss, **logs}.items():
                 self.sums[k] = self.sums.get(k, 0.0) + float(v)
+                self.counts[k] = self.counts.get(k, 0) + 1
 
     def flush(self, batch: int) -> dict[str, float]:
         now = time.time()
-        out = {k: v / max(self.finite, 1) for k, v in self.sums.items()}
+        out = {k: v / self.counts[k] for k, v in self.sums.items()}
         out.setdefault("loss", float("nan"))
         out["images_per_s"] = self.steps * batch / max(now - self.t, 1e-9)
-        self.t, self.steps, self.finite, self.sums = now, 0, 0, {}
+        self.t, self.steps, self.sums, self.counts = now, 0, {}, {}
         return out
 
 
@@ -191,11 +221,13 @@ class Trainer:
         if f.world_size > 1 and f.device.type == "cuda" and cfg.run.sync_bn:
             self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
         self.optimizer = build_optimizer(self.method, cfg.optim.optimizer, cfg.optim.momentum)
-        self.start_step, self.nonfinite, self.total_steps = 0, 0, 0
+        self.start_step, self.nonfinite, self.total_steps, self.replanned = 0, 0, 0, None
         ckpt = self._load_resume()
         self.model, self.optimizer = f.setup(self.method, self.optimizer)
-        if ckpt is None:
-            self.total_steps = self._plan_steps()
+        if ckpt is not None:  # after setup, so that the optimiser's state lands on its parameters' device
+            self._load_optimizer(ckpt)
+        self.running_stats = RunningStats(self.method)  # the buffers on their device
+        self.total_steps = self._plan_steps() if ckpt is None else self._resume_length(ckpt)
         self.method.setup(self.total_steps, self.steps_per_epoch)
         self.sched = optim_schedules(cfg.optim, self.total_steps, self.steps_per_epoch, self.world_batch)
         torch.manual_seed(cfg.run.seed + f.global_rank)  # different augmentations per process
@@ -213,17 +245,48 @@ class Trainer:
             return None
         ckpt = load_checkpoint(path)
         check_compatible(ckpt, self.cfg.method, self.cfg.backbone.name, path)
-        try:
+        with self._unfit(path):
             self.method.load_state_dict(ckpt["model"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{path} does not fit this run's model ({str(e)[:300]}): resume with the "
-                                  "options of the original run (its config.yaml) or use a new --out") from e
-        self.start_step, self.total_steps = ckpt["step"], ckpt["total_steps"]
+        self.start_step = ckpt["step"]
         self.nonfinite = ckpt.get("nonfinite", 0)
         return ckpt
 
+    def _load_optimizer(self, ckpt: dict[str, Any]) -> None:
+        """The optimiser's state, once Fabric has moved the model: torch casts it to each parameter's device."""
+        with self._unfit(self.out / "checkpoints" / "last.pt"):
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+
+    @contextlib.contextmanager
+    def _unfit(self, path: Path) -> Iterator[None]:
+        """Loading a checkpoint's state into this run's model or optimiser: a mismatch is named in one line."""
+        try:
+            yield
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path} does not fit this run's model ({str(e)[:300]}): resume with the "
+                                  "options of the original run (its config.yaml) or use a new --out") from e
+
+    def _resume_length(self, ckpt: dict[str, Any]) -> int:
+        """The checkpoint's planned step count, or, if --optim.epochs/--optim.minutes now ask for another
+        length, a new plan (schedules are then re-planned: the resumed run is not the one a straight run of
+        that length would give). A length that the run has already trained is refused."""
+        planned = _length_option(ckpt.get("config", {}).get("optim", {}))
+        asked = _length_option(dataclasses.asdict(self.cfg.optim))
+        if asked == planned:
+            return ckpt["total_steps"]
+        total = self._plan_steps()
+        if total <= self.start_step:
+            raise ConfigError(f"--optim.{asked[0]} {asked[1]} plans {total} steps, but the run in {self.out} has "
+                              f"trained {self.start_step} of its {ckpt['total_steps']}: ask for a longer run, "
+                              f"or resume with its --optim.{planned[0]} {planned[1]}")
+        self.replanned = (ckpt["total_steps"], total)
+        self.fabric.print(f"notice: resuming at step {self.start_step} with --optim.{asked[0]} {asked[1]} instead "
+                          f"of {planned[1]}: the lr, weight-decay and method schedules are re-planned for "
+                          f"{total} steps instead of {ckpt['total_steps']}, so this resume is not bit-exact",
+                          file=sys.stderr)
+        return total
+
     def _plan_steps(self) -> int:
+        """The run's step count: --optim.epochs of the data, or as many steps as --optim.minutes allow."""
         o = self.cfg.optim
         if o.minutes is None:
             return max(1, math.ceil(o.epochs * self.steps_per_epoch))
@@ -250,11 +313,15 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------------
     def _step(self, step: int, idx: torch.Tensor) -> tuple[float, bool, dict[str, float]]:
-        """One optimisation step on the images at `idx`; returns (loss, finite)."""
+        """One optimisation step on the images at `idx`; returns (loss, finite, diagnostics)."""
         views = self.views(self.fabric.to_device(self.images[idx]))
         return optimization_step(self.fabric, self.model, self.method, self.optimizer, views, step,
                                  float(self.sched["lr"][step]), float(self.sched["wd"][step]),
-                                 self.cfg.optim.clip_grad)
+                                 self.cfg.optim.clip_grad, self._is_log_step(step), self.running_stats)
+
+    def _is_log_step(self, step: int) -> bool:
+        """Whether `step` ends a logging interval: the method's diagnostics are computed on these only."""
+        return (step + 1) % self.cfg.run.log_every == 0 or step + 1 == self.total_steps
 
     def _epoch_perm(self, epoch: int) -> torch.Tensor:
         """This process's share of the epoch's shuffle (a function of seed and epoch only)."""
@@ -263,18 +330,26 @@ class Trainer:
         return perm[self.fabric.global_rank :: self.fabric.world_size]
 
     # -- checkpoints -------------------------------------------------------------------------------
-    def _rng_states(self) -> torch.Tensor:
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        """Every process's random generator states, (world, n) bytes each: "cpu", and "cuda" (the state of
+        the process's own GPU) on GPUs. A collective: every process takes part."""
+        local = {"cpu": torch.get_rng_state()}
+        if self.fabric.device.type == "cuda":
+            local["cuda"] = torch.cuda.get_rng_state(self.fabric.device)
         with warnings.catch_warnings():  # Lightning's all_gather uses a torch API that warns of deprecation
             warnings.simplefilter("ignore", FutureWarning)
             warnings.filterwarnings("ignore", message=".*all_gather is deprecated")
-            states = self.fabric.all_gather(torch.get_rng_state())
-        return states.view(self.fabric.world_size, -1).cpu()
+            return {k: self.fabric.all_gather(v).view(self.fabric.world_size, -1).cpu() for k, v in local.items()}
 
-    def _restore_rng(self, states: torch.Tensor) -> None:
-        if states.shape[0] != self.fabric.world_size:
-            raise ConfigError(f"checkpoint was written by {states.shape[0]} processes; resume with the same "
-                              "--devices and --num-nodes")
-        torch.set_rng_state(states[self.fabric.global_rank].clone())
+    def _restore_rng(self, states: dict[str, torch.Tensor] | torch.Tensor) -> None:
+        states = states if isinstance(states, dict) else {"cpu": states}  # checkpoints before the CUDA state
+        if states["cpu"].shape[0] != self.fabric.world_size:
+            raise ConfigError(f"checkpoint was written by {states['cpu'].shape[0]} processes; resume with the "
+                              "same --devices and --num-nodes")
+        rank = self.fabric.global_rank
+        torch.set_rng_state(states["cpu"][rank].clone())
+        if "cuda" in states and self.fabric.device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda"][rank].clone(), self.fabric.device)
 
     def save(self, next_step: int) -> None:
         rng = self._rng_states()  # collective: every process takes part
@@ -309,6 +384,9 @@ class Trainer:
         run = self.cfg.run
         log = RunLogger(self.out, self.total_steps, self.start_step, self.fabric.is_global_zero,
                         self.show_progress)
+        if self.replanned:
+            log.log(self.start_step, {"replanned_from_steps": self.replanned[0],
+                                      "replanned_to_steps": self.replanned[1]})
         meter, step, in_a_row, interrupted = _Meter(), self.start_step - 1, 0, False
         t_start = self.t_start = time.time()
         self.eval_seconds = 0.0
@@ -323,7 +401,7 @@ class Trainer:
                     self._diverged(step)
                 meter.add(loss, finite, logs)
                 log.progress(1)
-                if (step + 1) % run.log_every == 0 or step + 1 == self.total_steps:
+                if self._is_log_step(step):
                     self._log(log, step, meter.flush(self.world_batch))
                 if run.knn_every and (step + 1) % run.knn_every == 0 and step + 1 < self.total_steps:
                     spent = time.time()
@@ -344,7 +422,7 @@ class Trainer:
         ips = (last - self.start_step) * self.world_batch / max(minutes * 60, 1e-9)
         knn = None if interrupted else self._final_eval(log)
         return RunResult(self.fabric.is_global_zero, self.out, last, self.total_steps, minutes, ips, interrupted, knn,
-                         self.splits)
+                         self.splits, replanned=self.replanned is not None)
 
     def _log(self, log: RunLogger, step: int, interval: dict[str, float]) -> None:
         values = {"epoch": round((step + 1) / self.steps_per_epoch, 4), **interval,

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
 from selfsup.methods.distributed import gather_with_grad
 from selfsup.models.heads import mlp
@@ -44,14 +44,15 @@ class BarlowTwinsConfig:
 
 
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> tuple[torch.Tensor, dict]:
-    """This process's embeddings of views 1 and 2, (B, d) each -> loss over the global batch, parts."""
+    """This process's embeddings of views 1 and 2, (B, d) each -> loss over the global batch, its two parts
+    (detached 0-d tensors: reading them is a device sync)."""
     z = gather_with_grad(torch.stack([z1, z2], dim=1)).float()  # (N, 2, d), N = world * B
     z1n, z2n = (F.batch_norm(v, None, None, training=True, eps=1e-5) for v in z.unbind(1))  # (N, d)
     c = z1n.T @ z2n / z.shape[0]  # (d, d) cross-correlation
     eye = torch.eye(c.shape[0], dtype=torch.bool, device=c.device)
     on_diag = (1 - c.diagonal()).pow(2).sum()
     off_diag = c.masked_fill(eye, 0).pow(2).sum()
-    return on_diag + lambd * off_diag, {"on_diag": on_diag.item(), "off_diag": off_diag.item()}
+    return on_diag + lambd * off_diag, {"on_diag": on_diag.detach(), "off_diag": off_diag.detach()}
 
 
 class BarlowTwins(Method):
@@ -65,7 +66,11 @@ class BarlowTwins(Method):
                              batch_norm=cfg.head_bn, act="relu")
         self.projector[-1].register_parameter("bias", None)  # no bias, as official: standardising cancels it
 
-    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         z1, z2 = (self.projector(h) for h in self.embed(views))  # (B, d) each; BN statistics per view
         loss, parts = barlow_twins_loss(z1, z2, self.cfg.lambd)
-        return self.cfg.scale_loss * loss, {**parts, **collapse_logs(torch.cat([z1, z2]))}
+        if not diagnostics:
+            return self.cfg.scale_loss * loss, {}
+        return self.cfg.scale_loss * loss, {**{k: float(v) for k, v in parts.items()},
+                                            **collapse_logs(torch.cat([z1, z2]))}

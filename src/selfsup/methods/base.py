@@ -1,10 +1,17 @@
 """The interface every pre-training method implements (in the spirit of moco-v3's builder.py).
 
 A method owns the backbone and its heads. The engine calls, per optimisation step:
-    loss, logs = method(views, step)      # views: list of (B, C, h, w) tensors, global views first
+    loss, logs = method(views, step, diagnostics)   # views: list of (B, C, h, w) tensors, global views first
     backward; method.on_after_backward(step); clip; optimizer.step()
-    method.on_after_step(step)            # momentum encoders, queues, ...
+    method.on_after_step(step)            # momentum encoders, queues, DINO's centre, ...
 Schedules are precomputed per step by `setup(total_steps, steps_per_epoch)` before training.
+
+A step whose loss is not finite is skipped and must leave no trace, so `forward` changes no state of its
+own: what it would update (DINO's centre, MoCo's and SwAV's queues) it keeps aside, and `on_after_step`,
+which the engine calls only after a finite step, applies it. The one state a forward does change,
+BatchNorm running statistics, the engine restores itself (engine/running_stats.py).
+`diagnostics` asks for the logged measures (collapse, loss parts): each is a device sync, so the engine
+asks on logging steps only; without it `logs` is empty.
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ class Method(nn.Module):
         """Precompute the method's per-step schedules. Called once the run length is known."""
         self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
 
-    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
     def on_after_backward(self, step: int) -> None:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
 from selfsup.methods.momentum import ema_update, momentum_copy
 from selfsup.models.heads import mlp
@@ -67,12 +67,13 @@ class BYOL(Method):
         super().setup(total_steps, steps_per_epoch)
         self.momentum = cosine_schedule(self.cfg.momentum, 1.0, total_steps)
 
-    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         z1, z2 = (self.projector(h) for h in self.embed(views))  # (B, d) each; BN statistics per view
         with torch.no_grad():
             t1, t2 = (self.target["projector"](h) for h in self.embed(views, self.target["backbone"]))
         loss = byol_loss(self.predictor(z1), self.predictor(z2), t1, t2)
-        return loss, collapse_logs(torch.cat([z1, z2]))
+        return loss, collapse_logs(torch.cat([z1, z2])) if diagnostics else {}
 
     @torch.no_grad()
     def on_after_step(self, step: int) -> None:

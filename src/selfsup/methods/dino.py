@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import Method, forward_multicrop
 from selfsup.methods.distributed import all_reduce_mean
 from selfsup.methods.momentum import ema_update, momentum_copy
@@ -67,6 +67,7 @@ class DINOLoss(nn.Module):
 
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
+        """centre <- m * centre + (1 - m) * mean over all processes of teacher_out (n, K) (or its mean (1, K))."""
         batch_center = all_reduce_mean(teacher_out.float().mean(dim=0, keepdim=True))
         self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
 
@@ -83,6 +84,7 @@ class DINO(Method):
         self.head = head
         self.teacher = momentum_copy(backbone=backbone, head=head)
         self.loss_fn = DINOLoss(cfg.out_dim, cfg.student_temp, cfg.center_momentum)
+        self._batch_center: torch.Tensor | None = None  # set by forward, moves the centre in on_after_step
 
     def setup(self, total_steps: int, steps_per_epoch: int) -> None:
         super().setup(total_steps, steps_per_epoch)
@@ -92,17 +94,24 @@ class DINO(Method):
         self.teacher_temp = linear_warmup_constant(c.warmup_teacher_temp, c.teacher_temp, total_steps, warm)
         self.freeze_steps = int(c.freeze_last_layer * steps_per_epoch)
 
-    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         n_global = self.n_global
         with torch.no_grad():
             teacher_out = self.teacher["head"](self.teacher["backbone"](torch.cat(views[:n_global])))
-        student_out = self.head(forward_multicrop(self.backbone, views))
+        feats = forward_multicrop(self.backbone, views)  # (V*B, D)
+        student_out = self.head(feats)  # (V*B, K)
         temp = float(self.teacher_temp[step])
         loss = self.loss_fn(student_out, teacher_out, len(views), temp)
-        logs = {**collapse_stats(teacher_out.detach().float() - self.loss_fn.center, temp),
-                **collapse_logs(student_out.detach())}
-        self.loss_fn.update_center(teacher_out)
-        return loss, logs
+        # The centre moves in on_after_step, i.e. only once the step is known to be finite.
+        self._batch_center = teacher_out.detach().float().mean(dim=0, keepdim=True)  # (1, K), this process's
+        if not diagnostics:
+            return loss, {}
+        # SimSiam's std on the student's backbone embeddings of the global crops (its 1/sqrt(D) reference
+        # holds for embeddings, not for the K prototype logits); the logits' collapse modes in collapse_stats.
+        g = len(teacher_out)
+        return loss, {**collapse_stats(teacher_out.detach().float() - self.loss_fn.center, temp),
+                      **collapse_logs(feats[:g].detach())}
 
     def on_after_backward(self, step: int) -> None:
         if step < self.freeze_steps:  # DINO: keep the last layer fixed during the first epoch(s)
@@ -111,6 +120,9 @@ class DINO(Method):
 
     @torch.no_grad()
     def on_after_step(self, step: int) -> None:
+        if self._batch_center is not None:
+            self.loss_fn.update_center(self._batch_center)  # all-reduced mean over processes
+            self._batch_center = None
         m = float(self.momentum[step])
         ema_update(self.teacher["backbone"], self.backbone, m)
         ema_update(self.teacher["head"], self.head, m)

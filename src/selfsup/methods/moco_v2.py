@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
-from selfsup.methods.distributed import gather, shuffle_batch, unshuffle_batch, world_size
+from selfsup.methods.distributed import gather
 from selfsup.methods.momentum import ema_update, momentum_copy
+from selfsup.methods.shuffled_bn import momentum_forward
 from selfsup.models.heads import mlp
 from selfsup.options import opt
 from selfsup.schedules import cosine_schedule
@@ -73,26 +74,6 @@ def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
-def has_local_batch_norm(module: nn.Module) -> bool:
-    """BatchNorm whose statistics are per process (SyncBatchNorm's are global: shuffling cannot change them)."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
-               for m in module.modules())
-
-
-@torch.no_grad()
-def momentum_forward(encoder: nn.ModuleDict, x: torch.Tensor) -> torch.Tensor:
-    """The modules of `encoder` applied in order to x (B, ...), without gradient. With several processes and
-    per-process BatchNorm, on a batch shuffled across processes and unshuffled after (MoCo's shuffled BN):
-    each process then normalises a random mix of every process's images, so batch statistics shared by
-    a query and its key cannot single the key out from the negatives."""
-    shuffle = world_size() > 1 and has_local_batch_norm(encoder)
-    if shuffle:
-        x, inverse = shuffle_batch(x)
-    for module in encoder.values():
-        x = module(x)
-    return unshuffle_batch(x, inverse) if shuffle else x
-
-
 class MoCoV2(Method):
     name = "moco-v2"
     config_class = MoCoV2Config
@@ -122,14 +103,15 @@ class MoCoV2(Method):
         """(B, C, H, W) -> (B, d) L2-normalised keys of the key encoder, without gradient."""
         return F.normalize(momentum_forward(self.key_encoder, x), dim=-1)
 
-    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         pairs = [(0, 1), (1, 0)] if self.cfg.symmetric else [(0, 1)]  # (query view, key view)
         q = [self.head(self.backbone(views[i])) for i, _ in pairs]  # each (B, d)
         k = [self.keys(views[j]) for _, j in pairs]  # each (B, d), no gradient
         loss = sum(moco_loss(qi, ki, self.queue, self.cfg.temperature) for qi, ki in zip(q, k, strict=True))
         # Enqueued after the step: all processes' keys, view by view, rank order within a view (P*world*B, d)
         self._new_keys = gather(torch.stack(k, 1)).transpose(0, 1).flatten(0, 1)
-        return loss / len(pairs), collapse_logs(torch.cat(q))
+        return loss / len(pairs), collapse_logs(torch.cat(q)) if diagnostics else {}
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
 from selfsup.methods.distributed import gather, rank
 from selfsup.methods.info_nce import info_nce
-from selfsup.methods.moco_v2 import momentum_forward
 from selfsup.methods.momentum import ema_update, momentum_copy
+from selfsup.methods.shuffled_bn import momentum_forward
 from selfsup.models.heads import mlp
 from selfsup.options import opt
 from selfsup.schedules import cosine_schedule
@@ -81,7 +81,8 @@ class MoCoV3(Method):
         super().setup(total_steps, steps_per_epoch)
         self.momentum = cosine_schedule(self.cfg.momentum, 1.0, total_steps)
 
-    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         # One forward per view, as the official code (BatchNorm statistics per view). With per-process
         # BatchNorm (CPU processes, --run.sync-bn false) the keys use MoCo v2's shuffled BN, since then a
         # query and its positive key would share statistics that the other processes' keys lack.
@@ -90,7 +91,7 @@ class MoCoV3(Method):
         k = [momentum_forward(self.momentum_encoder, v) for v in views[:2]]  # 2 x (B, d), no gradient
         t = self.cfg.temperature
         loss = ctr(q[0], k[1], t) + ctr(q[1], k[0], t)
-        return loss, collapse_logs(torch.cat(z))
+        return loss, collapse_logs(torch.cat(z)) if diagnostics else {}
 
     @torch.no_grad()
     def on_after_step(self, step: int) -> None:

@@ -1,4 +1,14 @@
-"""Momentum (EMA) encoders, shared by DINO's teacher, BYOL's target and MoCo's key encoder."""
+"""Momentum (EMA) encoders, shared by DINO's teacher, BYOL's target and MoCo's key encoder.
+
+The EMA runs over parameters only, as in every official code: dino main_dino.py (`for param_q, param_k in
+zip(student.module.parameters(), teacher_without_ddp.parameters())`), moco builder.py
+`_momentum_update_key_encoder` and moco-v3 builder.py `_update_momentum_encoder` (both `.parameters()`), and
+BYOL (Grill et al., 2020, Sec. 3.1: the target *parameters* xi are an EMA of theta; in
+deepmind-research/byol byol_experiment.py the target network keeps its own haiku `state`). Buffers, i.e.
+BatchNorm running statistics, are the copy's own: it runs in training mode, normalises with its batch's
+statistics and accumulates its running statistics from its own forwards (DINO's teacher from the global
+crops), which is what its evaluation uses.
+"""
 
 from __future__ import annotations
 
@@ -25,10 +35,9 @@ def momentum_copy(**modules: nn.Module) -> nn.ModuleDict:
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target <- momentum * target + (1 - momentum) * online, over parameters (buffers are copied)."""
+    """target <- momentum * target + (1 - momentum) * online, over parameters; the target's buffers (BatchNorm
+    running statistics) are left to its own forwards."""
     t_params = list(target.parameters())
     o_params = [p.detach() for p in online.parameters()]
     torch._foreach_mul_(t_params, momentum)
     torch._foreach_add_(t_params, o_params, alpha=1 - momentum)
-    for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
-        tb.copy_(ob)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
 from selfsup.methods.distributed import gather_with_grad, rank
 from selfsup.methods.info_nce import info_nce
@@ -52,6 +52,7 @@ class SimCLR(Method):
         self.projector = mlp(backbone.embed_dim, cfg.proj_hidden_dim, cfg.proj_output_dim, cfg.proj_layers,
                              batch_norm=cfg.proj_bn, act="relu")
 
-    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         z = self.projector(torch.cat(self.embed(views)))  # (2B, d): view 1 then view 2
-        return nt_xent(z, self.cfg.temperature), collapse_logs(z)
+        return nt_xent(z, self.cfg.temperature), collapse_logs(z) if diagnostics else {}

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
 from selfsup.models.heads import mlp
 from selfsup.options import opt
@@ -55,7 +55,8 @@ class SimSiam(Method):
         self.predictor = mlp(cfg.proj_dim, cfg.pred_hidden_dim, cfg.proj_dim, 2, batch_norm=cfg.head_bn,
                              act="relu")
 
-    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         z1, z2 = (self.projector(h) for h in self.embed(views))  # (B, d) each; BN statistics per view
         loss = simsiam_loss(self.predictor(z1), self.predictor(z2), z1, z2)
-        return loss, collapse_logs(torch.cat([z1, z2]))
+        return loss, collapse_logs(torch.cat([z1, z2])) if diagnostics else {}

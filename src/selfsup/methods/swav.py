@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import Method, forward_multicrop
 from selfsup.methods.distributed import all_reduce_sum, gather, rank, world_size
 from selfsup.models.heads import mlp
@@ -123,7 +123,8 @@ class SwAV(Method):
     def queue_full(self) -> bool:
         return self.queue.shape[1] > 0 and bool(self.queue[:, -1].any())
 
-    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         c, g, b = self.cfg, self.n_global, views[0].shape[0]
         z = F.normalize(self.projector(forward_multicrop(self.backbone, views)), dim=-1)  # (V*B, d)
         scores = self.prototypes(z)  # (V*B, K)
@@ -138,7 +139,7 @@ class SwAV(Method):
             codes = sinkhorn(s, c.epsilon, c.sinkhorn_iterations)[:, -b:]  # (G, B, K), queue codes dropped
         self._pending = za.float().transpose(0, 1) if c.queue_length else None  # (B, G, d)
         loss = swapped_prediction(scores, codes, c.temperature)
-        return loss, self._diagnostics(z, s[:, -b:], codes)
+        return loss, self._diagnostics(z, s[:, -b:], codes) if diagnostics else {}
 
     @torch.no_grad()
     def _diagnostics(self, z: torch.Tensor, s: torch.Tensor, codes: torch.Tensor) -> dict[str, float]:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.eval.collapse import collapse_logs
+from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
 from selfsup.methods.distributed import gather_with_grad
 from selfsup.models.heads import mlp
@@ -41,7 +41,8 @@ class VICRegConfig:
 
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim: float, std: float, cov: float
                 ) -> tuple[torch.Tensor, dict]:
-    """This process's embeddings of views 1 and 2, (B, d) each -> loss, its three unweighted parts."""
+    """This process's embeddings of views 1 and 2, (B, d) each -> loss, its three unweighted parts (detached
+    0-d tensors: reading them is a device sync)."""
     invariance = F.mse_loss(z1.float(), z2.float())  # local pairs
     z = gather_with_grad(torch.stack([z1, z2], dim=1)).float().transpose(0, 1)  # (2, N, d), N = world * B
     n, d = z.shape[1:]
@@ -51,7 +52,8 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim: float, std: float, cov:
     eye = torch.eye(d, dtype=torch.bool, device=c.device)
     covariance = c.masked_fill(eye, 0).pow(2).sum() / d  # summed over the 2 views
     loss = sim * invariance + std * variance + cov * covariance
-    return loss, {"invariance": invariance.item(), "variance": variance.item(), "covariance": covariance.item()}
+    parts = {"invariance": invariance, "variance": variance, "covariance": covariance}
+    return loss, {k: v.detach() for k, v in parts.items()}
 
 
 class VICReg(Method):
@@ -65,8 +67,11 @@ class VICReg(Method):
                              batch_norm=cfg.head_bn, act="relu")
         self.projector[-1].register_parameter("bias", None)  # no bias, as official: the loss ignores a shift of z
 
-    def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         z1, z2 = (self.projector(h) for h in self.embed(views))  # (B, d) each; BN statistics per view
         c = self.cfg
         loss, parts = vicreg_loss(z1, z2, c.sim_coeff, c.std_coeff, c.cov_coeff)
-        return loss, {**parts, **collapse_logs(torch.cat([z1, z2]))}
+        if not diagnostics:
+            return loss, {}
+        return loss, {**{k: float(v) for k, v in parts.items()}, **collapse_logs(torch.cat([z1, z2]))}
