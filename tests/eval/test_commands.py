@@ -35,8 +35,8 @@ def test_eval_fewshot_flags(tiny_run, capsys):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["eval", "linear", "--optimizer", "lars"], "--optimizer must be one of sgd, adamw"),
-    (["eval", "linear", "--val-fraction", "1.5"], "--val-fraction must be in (0, 1)"),
+    (["eval", "linear", "--optimizer", "lars"], "--optimizer: got 'lars', expected one of 'sgd', 'adamw'"),
+    (["eval", "linear", "--val-fraction", "1.5"], "--val-fraction: got 1.5, expected a number in (0, 1)"),
     (["eval", "knn", "--data", "/no/such/data"], "unknown data"),
 ])
 def test_bad_options_are_one_line(tiny_run, capsys, args, message):
