@@ -48,7 +48,7 @@ class PseudolabelOptions(FinetuneConfig):
                            "confidence a model learns at 1 - eps + eps / K (0.91 for eps 0.1 and 10 classes), "
                            "below the threshold.", paper=0.0, low=0, below=1)
     fraction: float = opt(0.1, "Share of each class's training labels kept (stratified, seeded by --seed); the "
-                          "rest are treated as unlabelled.", paper=0.1)
+                          "rest are treated as unlabelled.", paper=0.1, above=0, high=1)
     threshold: float = opt(DEFAULT_THRESHOLD, "Softmax confidence a prediction needs to become a pseudo-label. "
                            "Lower it (0.8-0.9) when few predictions pass; the result reports how many were "
                            "added and how many of them were right.", paper=DEFAULT_THRESHOLD, above=0, high=1)
