@@ -100,11 +100,11 @@ def flag_name(args: argparse.Namespace) -> Callable[[str], str]:
 
 
 def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
-    """The configuration of `selfsup pretrain | demo`: defaults < `base` < --config YAML < flags. Each value
-    is checked where it was given, so that an error names the flag or the file and key."""
+    """The configuration of `selfsup pretrain | demo`: defaults < `base` < --config YAML < flags. The flags are
+    checked first, so that an error names the flag as written; build_config names the file and key of the rest."""
     raw = base or {}
     if getattr(args, "config", None):
-        raw = merge(raw, check_sections(load_yaml(args.config), option_classes(), lambda k: f"{args.config}: {k}"))
+        raw = merge(raw, load_yaml(args.config))
     overrides = overrides_from(args)
     optim = overrides.get("optim", {})
     if "epochs" in optim and "minutes" not in optim:  # an explicit epoch count replaces a recipe's budget
