@@ -1,6 +1,15 @@
+import argparse
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from selfsup.cli import build_parser, main, resolve_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse(*argv):
@@ -52,3 +61,76 @@ def test_pretrain_then_knn_json(tmp_path, capsys):
     assert {"top1", "k", "temperature", "n_train", "n_test"} <= set(result)
     assert result["n_train"] == 1437 and result["k"] == 20
     assert abs(result["top1"] - summary["knn_top1"]) < 1e-9
+
+
+# The issue's inputs (a new user's first tries); a short run is set first so that a value that slips through
+# trains for one step and the test fails fast instead of training for hours.
+ISSUE_INPUTS = [
+    (["--optim.lr", "abc"], "--optim.lr: got 'abc', expected a number > 0"),
+    (["--minutes", "abc"], "--minutes: got 'abc', expected a number > 0 or null"),
+    (["--batch-size", "-5"], "--batch-size: got -5, expected an integer >= 2"),
+    (["--dino.out-dim", "0"], "--dino.out-dim: got 0, expected an integer >= 1"),
+    (["--views.global-scale", "[0.9,0.1]"], "--views.global-scale: got [0.9, 0.1], expected two numbers [a, b] "
+     "with 0 < a <= b <= 1"),
+    (["--optim.lr", "-1"], "--optim.lr: got -1, expected a number > 0"),
+    (["--views.n-local", "-1"], "--views.n-local: got -1, expected an integer >= 0"),
+]
+SHORT_RUN = ["--data", "digits", "--epochs", str(1 / 22), "--batch-size", "64", "--views.n-local", "0",
+             "--dino.out-dim", "64", "--no-progress"]
+
+
+@pytest.mark.parametrize(("bad", "message"), ISSUE_INPUTS, ids=[" ".join(a) for a, _ in ISSUE_INPUTS])
+def test_bad_values_are_one_line_and_nothing_is_written(tmp_path, capsys, bad, message):
+    assert main(["pretrain", *SHORT_RUN, "--out", str(tmp_path / "run"), *bad]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"selfsup pretrain: error: {message}"]
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_bad_value_from_the_installed_command_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    p = subprocess.run([sys.executable, "-m", "selfsup.cli", "pretrain", "--optim.lr", "abc", "--out",
+                        str(tmp_path / "run")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.splitlines() == ["selfsup pretrain: error: --optim.lr: got 'abc', expected a number > 0"]
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_unknown_option_is_named_not_taken_for_a_longer_one(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["pretrain", "--dino.teacher", "copy", "--out", str(tmp_path / "run")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "unrecognized arguments: --dino.teacher copy" in err[0]
+    assert not any(tmp_path.iterdir())
+
+
+def test_no_parser_takes_abbreviations():
+    def parsers(p: argparse.ArgumentParser):
+        yield p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    found = list(parsers(build_parser()))
+    assert len(found) > 10 and all(p.allow_abbrev is False for p in found)
+
+
+def test_a_value_that_is_not_yaml_is_one_line(capsys):
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--views.global-scale", "[0.9,0.1"])
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "--views.global-scale: '[0.9,0.1' is not a value" in err[0]
+
+
+def test_a_bad_value_in_a_recipe_names_the_file_and_the_key(tmp_path, capsys):
+    y = tmp_path / "r.yaml"
+    for text, message in [("optim: {lr: -1}\n", "optim.lr: got -1, expected a number > 0"),
+                          ("dino:\n  teacher_temp: hot\n", "dino.teacher_temp: got 'hot', expected a number > 0"),
+                          ("views: 4\n", "views: got 4, expected a mapping of options")]:
+        y.write_text(text)
+        assert main(["pretrain", "--config", str(y), "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith(f"selfsup pretrain: error: {y}: {message}")
+    assert sorted(tmp_path.iterdir()) == [y]
+

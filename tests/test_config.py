@@ -1,6 +1,6 @@
 import pytest
 
-from selfsup.config import ConfigError, build_config, load_yaml, merge, recipe, save_yaml
+from selfsup.config import RECIPES, ConfigError, build_config, load_yaml, merge, recipe, save_yaml
 from selfsup.methods.dino import DinoConfig
 
 
@@ -41,5 +41,22 @@ def test_merge_is_nested():
 
 
 def test_bundled_recipes_build():
-    for name in ("demo", "dino_vit_small"):
-        build_config(recipe(name), where=name)
+    names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+    assert {"demo", "dino_vit_small"} <= set(names)
+    for name in names:
+        raw = recipe(name)
+        built = build_config(raw, where=name).to_dict()
+        assert built["method"] == raw.get("method", "dino")
+        for section, values in raw.items():
+            if section != "method":
+                assert {k: built[section][k] for k in values} == values, f"{name}.yaml [{section}]"
+
+
+def test_bad_values_are_named_with_where_they_came_from():
+    with pytest.raises(ConfigError, match=r"^recipe.yaml: optim.lr: got -1, expected a number > 0$"):
+        build_config({"optim": {"lr": -1}}, where="recipe.yaml")
+    with pytest.raises(ConfigError, match=r"^config: dino.out_dim: got 0, expected an integer >= 1$"):
+        build_config({"dino": {"out_dim": 0}})
+    cfg = build_config({"optim": {"lr": "1e-3", "epochs": 2}, "views": {"local_scale": [0.1, 0.5]}})
+    assert (cfg.optim.lr, cfg.optim.epochs, cfg.views.local_scale) == (0.001, 2.0, (0.1, 0.5))
+    assert isinstance(cfg.optim.epochs, float)

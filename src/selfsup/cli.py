@@ -6,14 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
-from selfsup.config import SECTIONS, ConfigError, build_config, load_yaml, merge, recipe
+from selfsup.config import ConfigError, build_config, load_yaml, merge, option_classes, recipe
 from selfsup.eval import commands
 from selfsup.methods import METHODS
 from selfsup.options import describe
+from selfsup.validate import check_sections
 
 # Short flags for the options people change most; every option also has a --section.name form.
 SHORTCUTS = {"data": ("data", "name"), "backbone": ("backbone", "name"), "patch_size": ("backbone", "patch_size"),
@@ -22,9 +24,34 @@ SHORTCUTS = {"data": ("data", "name"), "backbone": ("backbone", "name"), "patch_
              "num_nodes": ("run", "num_nodes"), "out": ("run", "out")}
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse without abbreviations (an unknown --dino.teacher is named as unknown, not taken for
+    --dino.teacher-temp) and with one-line errors; sub-parsers are made of the same class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class Given(argparse.Action):
+    """Stores the value and remembers the flag as the user wrote it (--lr or --optim.lr), so that an error
+    can name it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.flags = {**getattr(namespace, "flags", {}), self.dest: option_string}
+
+
 def _value(text: str) -> Any:
     """Option values are read as YAML scalars/lists: 0.1, 8, true, [0.4, 1.0], null, vit-small."""
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a value (write 0.1, 8, true, [0.4, 1.0], null or "
+                                         "a name)") from None
 
 
 def _help(help_text: str, default: Any, paper: Any) -> str:
@@ -34,18 +61,19 @@ def _help(help_text: str, default: Any, paper: Any) -> str:
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
     """--section.option flags for every declared option, generated from the dataclasses."""
-    for section, cls in {**SECTIONS, **{m.name: m.config_class for m in METHODS.values()}}.items():
+    for section, cls in option_classes().items():
         group = p.add_argument_group(f"{section} options")
         for name, default, text, paper in describe(cls):
             group.add_argument(f"--{section}.{name.replace('_', '-')}", dest=f"{section}.{name}", type=_value,
-                               default=argparse.SUPPRESS, metavar="V", help=_help(text, default, paper))
+                               action=Given, default=argparse.SUPPRESS, metavar="V",
+                               help=_help(text, default, paper))
 
 
 def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML recipe; command-line options override it (see src/selfsup/configs/)")
     p.add_argument("--method", default=argparse.SUPPRESS, choices=sorted(METHODS), help="pre-training method")
     for flag, (section, name) in SHORTCUTS.items():
-        p.add_argument(f"--{flag.replace('_', '-')}", dest=f"{section}.{name}", type=_value,
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=f"{section}.{name}", type=_value, action=Given,
                        default=argparse.SUPPRESS, metavar="V", help=f"same as --{section}.{name.replace('_', '-')}")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -65,7 +93,15 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def flag_name(args: argparse.Namespace) -> Callable[[str], str]:
+    """'optim.lr' -> the flag that set it as the user wrote it ('--lr' or '--optim.lr')."""
+    flags = getattr(args, "flags", {})
+    return lambda path: flags.get(path) or "--" + path.replace("_", "-")
+
+
 def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
+    """The configuration of `selfsup pretrain | demo`: defaults < `base` < --config YAML < flags. The flags are
+    checked first, so that an error names the flag as written; build_config names the file and key of the rest."""
     raw = base or {}
     if getattr(args, "config", None):
         raw = merge(raw, load_yaml(args.config))
@@ -78,6 +114,7 @@ def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None)
     if stray:
         raise ConfigError(f"--{stray[0]}.* options were given but the method is {method}: drop them or "
                           f"pass --method {stray[0]}")
+    overrides = check_sections(overrides, option_classes(), flag_name(args))
     return build_config(merge(raw, overrides), where=args.config or "command line")
 
 
@@ -108,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="selfsup", description=__doc__)
+    p = Parser(prog="selfsup", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="pre-train the demo recipe (configs/demo.yaml) on Fashion-MNIST (digits if absent) "
                           "for its time budget and compare k-NN "

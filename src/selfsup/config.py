@@ -15,77 +15,99 @@ import yaml
 
 from selfsup.data.views import ViewsConfig
 from selfsup.methods import METHODS
+from selfsup.models import BACKBONES
+from selfsup.models.vit import POOLS
 from selfsup.options import opt
+from selfsup.validate import ConfigError, check_sections
+
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")  # Fabric's
 
 
 @dataclass
 class DataConfig:
     name: str = opt("fashion-mnist", "fashion-mnist, digits, an ImageFolder directory, a directory of "
                     "CIFAR python batches, or an .npz file.")
-    image_size: int | None = opt(None, "Side images of an ImageFolder are resized to (default: their median).")
+    image_size: int | None = opt(None, "Side images of an ImageFolder are resized to (default: their median).", low=1)
     holdout: float = opt(0.0, "Share of the training images (stratified by label, seeded by --run.seed) held "
                          "out as the evaluation split in place of the test split, which is then never read. "
                          "Choose recipes, learning rates and epoch counts this way (e.g. 0.1667: 10,000 of "
-                         "Fashion-MNIST's 60,000), and read the test split once for the chosen one.")
+                         "Fashion-MNIST's 60,000), and read the test split once for the chosen one.",
+                         low=0, below=1)
 
 
 @dataclass
 class BackboneConfig:
-    name: str = opt("vit-cpu", "vit-tiny, vit-small, vit-base, vit-cpu (width 128, depth 4), vit-cpu-p4, "
-                    "resnet18, resnet50.", paper="vit-small")
+    name: str = opt("vit-cpu", "Architecture; vit-cpu is a ViT of width 128 and depth 4 for CPU runs, vit-cpu-p4 "
+                    "the same with patches of 4 px.", paper="vit-small", choices=BACKBONES)
     patch_size: int | None = opt(None, "ViT patch size (default: the preset's). Smaller patches give more "
-                                 "tokens: better features, quadratically more compute.", paper=16)
-    drop_path: float = opt(0.1, "Stochastic-depth rate of the last ViT block.", paper=0.1)
+                                 "tokens: better features, quadratically more compute.", paper=16,
+                                 low=1)
+    drop_path: float = opt(0.1, "Stochastic-depth rate of the last ViT block.", paper=0.1, low=0,
+                           below=1)
     pool: str = opt("cls", "The ViT feature that evaluation reads (k-NN, linear probe, fine-tuning, the demo's "
                     "rows, learned and random alike): cls, mean (of the patch tokens) or cls+mean (both "
                     "concatenated, as DINO's linear evaluation adds avgpool). Pre-training heads always "
                     "read the CLS token. On small images with few tokens cls+mean is worth 1-2 k-NN points "
-                    "(docs/demo_sweep.md). ResNets always average-pool.", paper="cls")
+                    "(docs/demo_sweep.md). ResNets always average-pool.", paper="cls", choices=POOLS)
 
 
 @dataclass
 class OptimConfig:
     epochs: float = opt(100.0, "Training epochs (fractions allowed). Ignored when --minutes is set.",
-                        paper=100)
+                        paper=100, above=0)
     minutes: float | None = opt(None, "Wall-clock budget: the step count is calibrated from the measured "
-                                "speed so that the schedules end when time is up.")
-    batch_size: int = opt(256, "Total batch size over all processes.", paper=1024)
+                                "speed so that the schedules end when time is up.", above=0)
+    batch_size: int = opt(256, "Total batch size over all processes (at least 2: the losses "
+                         "compare images of a batch).", paper=1024, low=2)
     lr: float = opt(0.0005, "Base learning rate at batch 256 (scaled linearly with the batch). Raise for "
-                    "short runs; lower if the loss becomes nan.", paper=0.0005)
-    min_lr: float = opt(1e-6, "Learning rate at the end of the cosine decay.", paper=1e-6)
-    warmup_epochs: float = opt(10.0, "Linear learning-rate warm-up epochs.", paper=10)
-    weight_decay: float = opt(0.04, "Initial weight decay (norms and biases are never decayed).", paper=0.04)
+                    "short runs; lower if the loss becomes nan.", paper=0.0005, above=0)
+    min_lr: float = opt(1e-6, "Learning rate at the end of the cosine decay.", paper=1e-6, low=0)
+    warmup_epochs: float = opt(10.0, "Linear learning-rate warm-up epochs.", paper=10, low=0)
+    weight_decay: float = opt(0.04, "Initial weight decay (norms and biases are never decayed).", paper=0.04,
+                                low=0)
     weight_decay_end: float = opt(0.4, "Final weight decay of the cosine schedule. A higher value makes "
-                                  "ViT features sparser and helps.", paper=0.4)
+                                  "ViT features sparser and helps.", paper=0.4, low=0)
     optimizer: str = opt("adamw", "adamw, lars or sgd. AdamW suits ViTs (DINO, MoCo v3); the ResNet papers use "
                          "LARS (SimCLR, BYOL, Barlow Twins, SwAV, VICReg: lr about 0.3, weight decay 1e-6 to "
-                         "1.5e-6) or SGD (SimSiam, MoCo v2: lr 0.05-0.03, weight decay 1e-4).", paper="adamw")
-    momentum: float = opt(0.9, "Momentum of SGD and LARS.", paper=0.9)
+                         "1.5e-6) or SGD (SimSiam, MoCo v2: lr 0.05-0.03, weight decay 1e-4).", paper="adamw",
+                         choices=("adamw", "lars", "sgd"))
+    momentum: float = opt(0.9, "Momentum of SGD and LARS.", paper=0.9, low=0, below=1)
     clip_grad: float = opt(3.0, "Per-parameter gradient-norm clip (0 disables). Around 0.3-1.0 helps "
-                           "optimisation of larger ViTs.", paper=3.0)
+                           "optimisation of larger ViTs.", paper=3.0, low=0)
 
 
 @dataclass
 class RunConfig:
     out: str = opt("runs/dino", "Output directory (config, metrics, checkpoints, exported backbone).")
-    seed: int = opt(0, "Random seed (process r uses seed + r for augmentations).")
-    devices: int | str = opt(1, "Devices (processes) per node, or 'auto'. Several on CPU run DDP with gloo.")
-    num_nodes: int = opt(1, "Nodes (launch with torchrun or SLURM).")
-    accelerator: str = opt("auto", "cpu, cuda, or auto.")
-    precision: str | None = opt(None, "Fabric precision; default 32-true on CPU, bf16-mixed on GPU.")
-    checkpoint_every: int = opt(200, "Steps between checkpoints: at most this much work is lost on a crash.")
-    log_every: int = opt(20, "Steps between metric lines.")
+    seed: int = opt(0, "Random seed (process r uses seed + r for augmentations).", low=0)
+    devices: int | str = opt(1, "Devices (processes) per node, or 'auto'. Several on CPU run DDP with gloo.",
+                             low=1, choices=("auto",))
+    num_nodes: int = opt(1, "Nodes (launch with torchrun or SLURM).", low=1)
+    accelerator: str = opt("auto", "Device type; auto picks cuda when a GPU is visible.",
+                           choices=("auto", "cpu", "cuda"))
+    precision: str | None = opt(None, "Fabric precision; default 32-true on CPU, bf16-mixed on GPU.",
+                                  choices=PRECISIONS)
+    checkpoint_every: int = opt(200, "Steps between checkpoints: at most this much work is lost on a crash.",
+                               low=1)
+    log_every: int = opt(20, "Steps between metric lines.", low=1)
     eval_knn: bool = opt(True, "Run the k-NN evaluation on the test split at the end of training.")
     knn_every: int = opt(0, "Also run it every this many steps (0: only at the end), logged as knn_top1 in "
-                         "metrics.jsonl: an accuracy-versus-time curve. Each costs two feature passes.")
+                         "metrics.jsonl: an accuracy-versus-time curve. Each costs two feature passes.",
+                         low=0)
     sync_bn: bool = opt(True, "With several GPUs, synchronise BatchNorm statistics across processes (SimCLR, "
                         "BYOL, SimSiam, Barlow Twins need it with small per-GPU batches). CPU runs keep "
                         "per-process statistics (gloo has no SyncBatchNorm).")
-    max_nonfinite: int = opt(5, "Stop after this many consecutive steps with a non-finite loss.")
+    max_nonfinite: int = opt(5, "Stop after this many consecutive steps with a non-finite loss.", low=1)
 
 
 SECTIONS = {"data": DataConfig, "backbone": BackboneConfig, "views": ViewsConfig, "optim": OptimConfig,
             "run": RunConfig}
+
+
+def option_classes(method: str | None = None) -> dict[str, type]:
+    """The options class of each section: the shared ones and `method`'s own (every method's when None)."""
+    methods = METHODS if method is None else {method: METHODS[method]}
+    return {**SECTIONS, **{name: m.config_class for name, m in methods.items()}}
 
 
 @dataclass
@@ -109,10 +131,6 @@ class PretrainConfig:
         d.update({k: dataclasses.asdict(getattr(self, k)) for k in SECTIONS})
         d[self.method] = dataclasses.asdict(self.method_cfg)
         return _plain(d)
-
-
-class ConfigError(ValueError):
-    """A bad option or config file; the message names it and the fix."""
 
 
 def _plain(x: Any) -> Any:
@@ -143,6 +161,7 @@ def build_config(raw: dict[str, Any], where: str = "config") -> PretrainConfig:
     if method not in METHODS:
         raise ConfigError(f"{where}: unknown method {method!r}: choose one of {', '.join(METHODS)}")
     raw = merge(METHODS[method].defaults, raw)  # the method's own defaults, below recipe and flags
+    raw = check_sections(raw, option_classes(method), lambda path: f"{where}: {path}")  # types and ranges
     kwargs = {k: _section(cls, raw.pop(k, None) or {}, f"{where} [{k}]") for k, cls in SECTIONS.items()}
     mcfg = _section(METHODS[method].config_class, raw.pop(method, None) or {}, f"{where} [{method}]")
     if raw:

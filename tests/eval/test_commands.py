@@ -1,12 +1,18 @@
 import argparse
+import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass
 
 import pytest
 
 from selfsup.cli import build_parser, main
 from selfsup.eval.commands import add_option_flags, options_from
-from selfsup.options import opt
+from selfsup.eval.fewshot import FewshotOptions
+from selfsup.eval.protocols import PROTOCOLS
+from selfsup.options import Allowed, allowed, opt
+from selfsup.validate import ConfigError
 
 
 def last_json(capsys) -> dict:
@@ -35,8 +41,8 @@ def test_eval_fewshot_flags(tiny_run, capsys):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["eval", "linear", "--optimizer", "lars"], "--optimizer must be one of sgd, adamw"),
-    (["eval", "linear", "--val-fraction", "1.5"], "--val-fraction must be in (0, 1)"),
+    (["eval", "linear", "--optimizer", "lars"], "--optimizer: got 'lars', expected one of 'sgd', 'adamw'"),
+    (["eval", "linear", "--val-fraction", "1.5"], "--val-fraction: got 1.5, expected a number in (0, 1)"),
     (["eval", "knn", "--data", "/no/such/data"], "unknown data"),
 ])
 def test_bad_options_are_one_line(tiny_run, capsys, args, message):
@@ -79,7 +85,53 @@ def test_flags_follow_the_option_types():
         p.parse_args(["--scale", "0.5"])
 
 
-def test_every_protocol_parser_builds():
+def other_value(hint, allow: Allowed, default):
+    """A valid value of an option that differs from its default (a flag that is dropped or mangled shows)."""
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    hint = kinds[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) else hint
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        return (0.25, 0.75) if default != (0.25, 0.75) else (0.5, 1.0)
+    if origin is list:
+        first = other_value(args[0], allow, None)
+        return [first, first * 2] if args[0] is int else [first, first / 2]
+    if hint is bool:
+        return not default
+    if hint is str:
+        return next(c for c in allow.choices if c != default) if allow.choices else "elsewhere"
+    candidates = (3, 7) if hint is int else (0.5, 0.25, 0.75, 2.0)
+    return next(hint(c) for c in candidates if allow.admits(c) and c != default)
+
+
+def as_flags(name: str, value) -> list[str]:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return [flag if value else "--no-" + name.replace("_", "-")]
+    return [flag, *map(str, value)] if isinstance(value, (list, tuple)) else [flag, str(value)]
+
+
+@pytest.mark.parametrize("name", PROTOCOLS)
+def test_every_protocol_parser_builds(name):
+    """Every protocol's parser takes every one of its options, and each reaches the options dataclass."""
+    cls = PROTOCOLS[name].options
     parser = build_parser()
-    args = parser.parse_args(["eval", "transfer", "--checkpoint", "r", "--data", "digits", "--k", "10", "20"])
-    assert args.protocol == "transfer" and args.k == [10, 20]
+    args = parser.parse_args(["eval", name, "--checkpoint", "r"])
+    assert args.protocol == name and options_from(cls, args) == cls()
+    hints = typing.get_type_hints(cls)
+    values = {n: other_value(hints[n], allowed(f), getattr(cls(), n)) for n, f in
+              ((f.name, f) for f in dataclasses.fields(cls))}
+    argv = ["eval", name, "--checkpoint", "r", "--data", "digits"]
+    for option, value in values.items():
+        argv += as_flags(option, value)
+    got = options_from(cls, parser.parse_args(argv))
+    assert got == cls(**values) and got != cls()
+
+
+def test_protocol_options_are_checked_when_parsed(capsys):
+    args = build_parser().parse_args(["eval", "fewshot", "--checkpoint", "r", "--fractions", "0.1", "1.5"])
+    with pytest.raises(ConfigError, match=r"^--fractions: got \[0.1, 1.5\], expected a non-empty list of numbers, "
+                       r"each in \(0, 1\]$"):
+        options_from(FewshotOptions, args)
+    assert main(["knn", "--checkpoint", "r", "--k", "0"]) == 2
+    assert capsys.readouterr().err.strip() == ("selfsup knn: error: --k: got [0], expected a non-empty list of "
+                                               "integers, each >= 1")

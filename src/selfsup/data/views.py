@@ -22,22 +22,29 @@ from selfsup.options import opt
 @dataclass
 class ViewsConfig:
     global_size: int | None = opt(None, "Side of the global crops (teacher and student); default: the "
-                                  "images' side. Must be a multiple of the ViT patch size.", paper=224)
+                                  "images' side. Must be a multiple of the ViT patch size.", paper=224,
+                                  low=1)
     local_size: int | None = opt(None, "Side of the local crops (student only); default: 96/224 of the "
-                                 "global side, rounded to a multiple of the patch size.", paper=96)
-    n_global: int = opt(2, "Number of global crops.", paper=2)
+                                 "global side, rounded to a multiple of the patch size.", paper=96, low=1)
+    n_global: int = opt(2, "Number of global crops.", paper=2, low=2)
     n_local: int = opt(6, "Number of local crops. More helps accuracy (the paper's 2x224+10x96 beats "
-                       "2x224) but each costs a forward/backward; 0 disables multi-crop.", paper=10)
+                       "2x224) but each costs a forward/backward; 0 disables multi-crop.", paper=10,
+                       low=0)
     global_scale: tuple[float, float] = opt((0.4, 1.0), "Area range of global crops. Widen to (0.14, 1) "
-                                           "when there are no local crops.", paper=(0.4, 1.0))
-    local_scale: tuple[float, float] = opt((0.05, 0.4), "Area range of local crops.", paper=(0.05, 0.4))
-    flip: float = opt(0.5, "Horizontal-flip probability. Set 0 where orientation carries the label.", paper=0.5)
+                                           "when there are no local crops.", paper=(0.4, 1.0),
+                                           above=0, high=1, ordered=True)
+    local_scale: tuple[float, float] = opt((0.05, 0.4), "Area range of local crops.", paper=(0.05, 0.4),
+                                          above=0, high=1, ordered=True)
+    flip: float = opt(0.5, "Horizontal-flip probability. Set 0 where orientation carries the label.", paper=0.5,
+                      low=0, high=1)
     color_jitter: float = opt(0.8, "Colour-jitter probability (brightness/contrast 0.4; saturation 0.2 and "
-                              "hue 0.1 on colour images only).", paper=0.8)
-    grayscale: float = opt(0.2, "Random-grayscale probability (colour images only).", paper=0.2)
+                              "hue 0.1 on colour images only).", paper=0.8, low=0, high=1)
+    grayscale: float = opt(0.2, "Random-grayscale probability (colour images only).", paper=0.2,
+                           low=0, high=1)
     blur: bool = opt(True, "DINO's Gaussian blur (p=1.0 / 0.1 on the global crops, 0.5 on local ones), "
                      "sigma 0.1-2.0 scaled from 224 px to the crop size.", paper=True)
-    solarize: float = opt(0.2, "Solarisation probability on the second global crop.", paper=0.2)
+    solarize: float = opt(0.2, "Solarisation probability on the second global crop.", paper=0.2,
+                          low=0, high=1)
 
 
 def _blur(size: int, p: float) -> nn.Module:

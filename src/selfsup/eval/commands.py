@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from selfsup.options import describe
+from selfsup.validate import check_options
 
 
 def _flag_kwargs(hint: Any) -> dict[str, Any]:
@@ -46,12 +47,16 @@ def add_option_flags(p: argparse.ArgumentParser, cls: type) -> None:
                            help=_help(text, default, paper), **_flag_kwargs(hints[name]))
 
 
+def flag(name: str) -> str:
+    """An option's flag: 'val_fraction' -> '--val-fraction'."""
+    return "--" + name.replace("_", "-")
+
+
 def options_from(cls: type, args: argparse.Namespace) -> Any:
-    """The options dataclass from the flags that were given (tuples for tuple fields)."""
-    hints = typing.get_type_hints(cls)
+    """The options dataclass from the flags that were given, each checked against its declared type and range
+    (a ConfigError names the first bad one); tuples for tuple fields."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-    given = {k: tuple(v) if typing.get_origin(hints[k]) is tuple else v for k, v in given.items()}
-    return cls(**given)
+    return cls(**check_options(cls, given, flag))
 
 
 def add_context_flags(p: argparse.ArgumentParser, data_help: str) -> None:
@@ -117,7 +122,8 @@ def cmd_knn(args: argparse.Namespace) -> dict[str, Any]:
     from selfsup.eval.knn_protocol import KnnOptions
     from selfsup.eval.protocols import run_protocol
 
-    ctx = _context(args, KnnOptions(k=[args.k], temperature=args.temperature))
+    ctx = _context(args, KnnOptions(**check_options(KnnOptions, {"k": [args.k], "temperature": args.temperature},
+                                                    flag)))
     _print_notices(ctx)
     record = run_protocol("knn", ctx, echo=False)
     s, n = record["settings"], record["numbers"]

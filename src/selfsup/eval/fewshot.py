@@ -29,21 +29,21 @@ class FewshotOptions:
 
     fractions: list[float] = opt([0.01, 0.1], "Shares of the training labels, drawn per class. SimCLR/BYOL report "
                                  "1% and 10% of ImageNet (13 and 128 images per class); 1% of Fashion-MNIST is "
-                                 "60 per class.", paper=[0.01, 0.1])
+                                 "60 per class.", paper=[0.01, 0.1], above=0, high=1)
     subsets: int = opt(3, "Different subsets per fraction (seeds seed, seed+1, ...): the row is their mean and "
-                       "standard deviation. More subsets narrow the spread of the mean; 1 gives no std.")
+                       "standard deviation. More subsets narrow the spread of the mean; 1 gives no std.", low=1)
     lrs: list[float] | None = opt(None, "Linear-probe learning-rate sweep (see `selfsup eval linear --help`), "
-                                  "chosen on a validation split of each subset.")
+                                  "chosen on a validation split of each subset.", above=0)
     epochs: int = opt(DEFAULT_EPOCHS, "Linear-probe epochs. A 1% subset fills one batch, so each epoch is one "
-                      "step: keep at least 100.", paper=100)
+                      "step: keep at least 100.", paper=100, low=1)
     finetune: bool = opt(True, "Also fine-tune the whole network on each subset (MAE's recipe, "
                          "selfsup.eval.finetune): minutes per subset on a CPU. --no-finetune keeps the linear "
                          "rows only.")
     finetune_epochs: float = opt(30.0, "Fine-tuning epochs per subset. A 1% subset is a few batches per epoch, so "
                                  "it needs more epochs than full fine-tuning; raise until test accuracy stops "
-                                 "improving.")
+                                 "improving.", above=0)
     finetune_minutes: float | None = opt(None, "Optional wall-clock budget per fine-tuning run (the schedule is "
-                                         "shortened to fit).")
+                                         "shortened to fit).", above=0)
 
 
 def fraction_label(fraction: float) -> str:

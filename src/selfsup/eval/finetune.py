@@ -46,43 +46,45 @@ Prepare = Callable[[torch.Tensor], torch.Tensor]
 class FinetuneConfig:
     epochs: float = opt(10.0, "Fine-tuning epochs over the labelled images (fractions allowed). More helps "
                         "until the test accuracy saturates; small sets and few-shot subsets need more epochs "
-                        "(each epoch is only a few steps: aim for several hundred steps).", paper=100)
+                        "(each epoch is only a few steps: aim for several hundred steps).", paper=100, above=0)
     minutes: float | None = opt(None, "Optional wall-clock budget for training: after a few timed steps "
                                 "the step count is cut so that the schedule ends in time (never extended "
-                                "beyond --epochs).")
+                                "beyond --epochs).", above=0)
     batch_size: int = opt(128, "Batch size (capped at the number of labelled images). Smaller batches give "
-                          "more steps per epoch, which helps short CPU budgets.", paper=1024)
+                          "more steps per epoch, which helps short CPU budgets.", paper=1024, low=2)
     blr: float = opt(1e-3, "Base learning rate at batch 256; the peak rate is blr x batch / 256 (MAE's "
                      "main_finetune.py default; its ViT-B recipe uses 5e-4). Lower it if accuracy drops after "
                      "warm-up; short runs learn faster with more (DINO vit-cpu, 5,000 Fashion-MNIST images: "
-                     "4e-3 gained 9 points over 1e-3 at 5 epochs, 1 point at 20).", paper=1e-3)
-    min_lr: float = opt(1e-6, "Learning rate at the end of the cosine decay.", paper=1e-6)
+                     "4e-3 gained 9 points over 1e-3 at 5 epochs, 1 point at 20).", paper=1e-3, above=0)
+    min_lr: float = opt(1e-6, "Learning rate at the end of the cosine decay.", paper=1e-6, low=0)
     warmup_epochs: float = opt(1.0, "Linear warm-up epochs (kept at this fraction of the run when --minutes "
-                               "shortens it). About 5-10% of the run.", paper=5)
+                               "shortens it). About 5-10% of the run.", paper=5, low=0)
     weight_decay: float = opt(0.05, "AdamW weight decay (biases, norms, pos_embed and cls_token excluded).",
-                              paper=0.05)
+                              paper=0.05, low=0)
     layer_decay: float | None = opt(None, "Layer-wise learning-rate decay for ViTs: block i of L trains at "
                                     "decay^(L+1-(i+1)) of the head's rate. Default: 0.65 for ViTs (MAE's ViT-B "
                                     "value; 0.75 for ViT-L), 1.0 (none) for ResNets and random "
                                     "initialisation. Raise towards 1 when the pre-trained features are weak.",
-                                    paper=0.75)
+                                    paper=0.75, above=0, high=1)
     drop_path: float = opt(0.1, "Stochastic-depth rate of the last ViT block (linear from 0 over the blocks); "
-                           "ResNets have none. Raise (0.2) for larger models or longer runs.", paper=0.1)
-    smoothing: float = opt(0.1, "Label smoothing of the cross-entropy.", paper=0.1)
+                           "ResNets have none. Raise (0.2) for larger models or longer runs.", paper=0.1,
+                           low=0, below=1)
+    smoothing: float = opt(0.1, "Label smoothing of the cross-entropy.", paper=0.1, low=0, below=1)
     crop_scale: tuple[float, float] = opt((1.0, 1.0), "Area range of random-resized training crops; (1, 1): "
                                           "none. At CPU budgets the small model underfits and crops only slow it "
                                           "down (DINO vit-cpu, 5,000 Fashion-MNIST images, 20 epochs: no crop "
                                           "82.4%, (0.6, 1) 78.0%). Try (0.35, 1) for long runs whose training "
-                                          "loss falls far below the test loss.", paper=(0.08, 1.0))
+                                          "loss falls far below the test loss.", paper=(0.08, 1.0),
+                                          above=0, high=1, ordered=True)
     flip: float = opt(0.5, "Horizontal-flip probability of training images. Set 0 where orientation carries "
-                      "the label (digits, text).", paper=0.5)
+                      "the label (digits, text).", paper=0.5, low=0, high=1)
     head_init_std: float = opt(2e-5, "Std of the new head's initial weights. MAE's tiny value keeps the "
                                "pre-trained features from being disturbed by a random head early on; training "
                                "from scratch learns faster with timm's 0.02 (the supervised baseline uses it).",
-                               paper=2e-5)
+                               paper=2e-5, low=0)
     precise_bn: bool = opt(True, "Recompute BatchNorm statistics (ResNets) from up to 4096 un-augmented training "
                            "images after training; short runs otherwise evaluate with stale running averages.")
-    eval_batch_size: int = opt(512, "Batch size of the (un-augmented) test predictions; memory only.")
+    eval_batch_size: int = opt(512, "Batch size of the (un-augmented) test predictions; memory only.", low=1)
 
 
 class Classifier(nn.Module):

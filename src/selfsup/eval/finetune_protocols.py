@@ -27,11 +27,11 @@ class SupervisedOptions(FinetuneConfig):
     """Options of `selfsup eval supervised`: the fine-tuning recipe plus the label fraction."""
 
     layer_decay: float | None = opt(None, "Not used: random weights train without layer decay (1.0), as "
-                                    "layer decay only protects pre-trained lower layers.", paper=1.0)
+                                    "layer decay only protects pre-trained lower layers.", paper=1.0, above=0, high=1)
     head_init_std: float = opt(SCRATCH_HEAD_INIT_STD, "Not used: random initialisation uses timm's / DeiT's "
-                               f"{SCRATCH_HEAD_INIT_STD} for the head.", paper=SCRATCH_HEAD_INIT_STD)
+                               f"{SCRATCH_HEAD_INIT_STD} for the head.", paper=SCRATCH_HEAD_INIT_STD, low=0)
     fraction: float = opt(1.0, "Share of each class's training labels (stratified, seeded by --seed). 0.01 and "
-                          "0.1 are the semi-supervised rows of SimCLR / BYOL.", paper=1.0)
+                          "0.1 are the semi-supervised rows of SimCLR / BYOL.", paper=1.0, above=0, high=1)
     out: str | None = opt(None, "Run directory for the trained backbone (backbone.safetensors + config.yaml), "
                           "evaluable with --checkpoint like any run. Default: RUN/supervised-FRACTION.")
 
@@ -43,15 +43,15 @@ class PseudolabelOptions(FinetuneConfig):
 
     epochs: float = opt(30.0, "Fine-tuning epochs of each stage. The labelled fraction is a few batches per "
                         "epoch, so it needs more epochs than full fine-tuning (as fewshot's --finetune-epochs).",
-                        paper=100)
+                        paper=100, above=0)
     smoothing: float = opt(0.0, "Not used: both stages train without label smoothing, which would cap the "
                            "confidence a model learns at 1 - eps + eps / K (0.91 for eps 0.1 and 10 classes), "
-                           "below the threshold.", paper=0.0)
+                           "below the threshold.", paper=0.0, low=0, below=1)
     fraction: float = opt(0.1, "Share of each class's training labels kept (stratified, seeded by --seed); the "
-                          "rest are treated as unlabelled.", paper=0.1)
+                          "rest are treated as unlabelled.", paper=0.1, above=0, high=1)
     threshold: float = opt(DEFAULT_THRESHOLD, "Softmax confidence a prediction needs to become a pseudo-label. "
                            "Lower it (0.8-0.9) when few predictions pass; the result reports how many were "
-                           "added and how many of them were right.", paper=DEFAULT_THRESHOLD)
+                           "added and how many of them were right.", paper=DEFAULT_THRESHOLD, above=0, high=1)
 
 
 def _check_fraction(fraction: float) -> None:

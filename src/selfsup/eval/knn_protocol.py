@@ -38,9 +38,9 @@ class KnnOptions:
 
     k: list[int] = opt([20], "Neighbours that vote. Several values (--k 10 20 100) reuse the same features. DINO "
                        "reports k=20 (10 to 200 differ by under a point on ImageNet); use smaller k for train "
-                       "sets with few images per class.", paper=[20])
+                       "sets with few images per class.", paper=[20], low=1)
     temperature: float = opt(0.07, "Votes are weighted by exp(cosine similarity / T). Lower T lets the nearest "
-                             "neighbours dominate; 0.07 is DINO's value and rarely worth tuning.", paper=0.07)
+                             "neighbours dominate; 0.07 is DINO's value and rarely worth tuning.", paper=0.07, above=0)
 
 
 def knn_protocol(ctx: EvalContext) -> dict[str, Any]:

@@ -19,19 +19,19 @@ class LinearOptions:
     lrs: list[float] | None = opt(None, "Base learning rates (at batch 256) of the sweep; the best on the "
                                   f"validation split is kept. Default: {list(DEFAULT_LRS['sgd'])} for SGD, "
                                   f"{list(DEFAULT_LRS['adamw'])} for AdamW. Widen the range when the chosen value "
-                                  "is at either end.", paper="DINO: 0.001 without BN; MAE: LARS 0.1")
+                                  "is at either end.", paper="DINO: 0.001 without BN; MAE: LARS 0.1", above=0)
     epochs: int = opt(DEFAULT_EPOCHS, "Epochs over the cached features (each takes well under a second for "
                       "60,000 x 128 features). Fewer (30) cost little accuracy; few-shot subsets keep 100.",
-                      paper=100)
+                      paper=100, low=1)
     batch_size: int = opt(DEFAULT_BATCH_SIZE, "Batch size (capped at the training-set size); the learning rate "
-                          "is scaled by batch / 256.", paper=1024)
+                          "is scaled by batch / 256.", paper=1024, low=2)
     optimizer: str = opt("sgd", "sgd (momentum 0.9, DINO) or adamw. Both reach about the same accuracy when "
-                         "the sweep brackets their best rate.", paper="sgd")
+                         "the sweep brackets their best rate.", paper="sgd", choices=tuple(DEFAULT_LRS))
     weight_decay: float = opt(0.0, "Weight decay of the linear layer. DINO and MAE use none; 1e-4 can help "
-                              "with few labels and high-dimensional features.", paper=0.0)
+                              "with few labels and high-dimensional features.", paper=0.0, low=0)
     val_fraction: float = opt(0.1, "Share of each training class held out to choose the learning rate "
                               "(never the test split). 0.1 leaves 90% for the sweep; the chosen rate is then "
-                              "retrained on all of train.")
+                              "retrained on all of train.", above=0, below=1)
 
 
 def check_linear_options(opts: LinearOptions) -> None:

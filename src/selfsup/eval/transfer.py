@@ -22,11 +22,11 @@ from selfsup.options import opt
 class TransferOptions:
     """Options of `selfsup eval transfer` (the k-NN and linear protocols' own, see their --help)."""
 
-    k: list[int] = opt([20], "k-NN neighbours; several values are evaluated on the same features.", paper=[20])
-    temperature: float = opt(0.07, "k-NN vote temperature.", paper=0.07)
+    k: list[int] = opt([20], "k-NN neighbours; several values are evaluated on the same features.", paper=[20], low=1)
+    temperature: float = opt(0.07, "k-NN vote temperature.", paper=0.07, above=0)
     lrs: list[float] | None = opt(None, "Linear-probe learning-rate sweep (chosen on a validation split of the "
-                                  "evaluation data's train split).")
-    epochs: int = opt(DEFAULT_EPOCHS, "Linear-probe epochs.", paper=100)
+                                  "evaluation data's train split).", above=0)
+    epochs: int = opt(DEFAULT_EPOCHS, "Linear-probe epochs.", paper=100, low=1)
 
 
 def _prefixed(prefix: str, result: dict[str, Any]) -> dict[str, Any]:

@@ -30,17 +30,17 @@ class BarlowTwinsConfig:
     proj_hidden_dim: int = opt(2048, "Hidden width of the 3-layer projector. The paper finds Barlow Twins "
                                "benefits from very wide projectors (8192 and up), but three 8192-wide layers take "
                                "~3x the time of a vit-cpu backbone step on CPU, 2048 ~0.3x (solo-learn's "
-                               "CIFAR width).", paper=8192)
+                               "CIFAR width).", paper=8192, low=1)
     proj_output_dim: int = opt(2048, "Embedding dimension d (c is d x d): the larger, the more redundancy "
-                               "is reduced, at O(N d^2) for c.", paper=8192)
+                               "is reduced, at O(N d^2) for c.", paper=8192, low=1)
     head_bn: bool = opt(True, "BatchNorm in the projector's hidden layers (per process on CPU; synchronised "
                         "on GPUs). The standardisation of the loss is kept either way.", paper=True)
     lambd: float = opt(0.0051, "Weight of the off-diagonal (redundancy) terms. Raise it if "
-                       "off_diag in the log stays high; lower it if on_diag does.", paper=0.0051)
+                       "off_diag in the log stays high; lower it if on_diag does.", paper=0.0051, low=0)
     scale_loss: float = opt(1.0, "Factor on the whole loss. solo-learn multiplies by 0.1 in its CIFAR "
                             "recipe (scripts/pretrain/cifar/barlow.yaml, d=2048); with AdamW or LARS it "
                             "only changes the balance against weight decay and eps, with SGD it scales "
-                            "the learning rate.", paper=1.0)
+                            "the learning rate.", paper=1.0, above=0)
 
 
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> tuple[torch.Tensor, dict]:

@@ -31,16 +31,16 @@ from selfsup.schedules import cosine_schedule
 @dataclass
 class BYOLConfig:
     proj_hidden_dim: int = opt(4096, "Hidden width of the projector and predictor MLPs. Cheap even on CPU "
-                               "(both heads add ~5% to a vit-cpu step); 2048 loses little.", paper=4096)
+                               "(both heads add ~5% to a vit-cpu step); 2048 loses little.", paper=4096, low=1)
     proj_output_dim: int = opt(256, "Output width of the projector and predictor (the loss's space).",
-                               paper=256)
+                               paper=256, low=1)
     head_bn: bool = opt(True, "BatchNorm in the hidden layer of the projector and predictor. BYOL needs it "
                         "in practice (per process on CPU, synchronised on GPUs); off only for tests.",
                         paper=True)
     momentum: float = opt(0.99, "Base EMA momentum of the target, raised to 1 with a cosine. The paper's "
                           "0.996 suits ~100k steps at batch 4096; for runs of a few thousand steps the "
                           "target follows too slowly, so 0.99 (solo-learn's CIFAR recipe). Lower it if "
-                          "the loss plateaus early; raise it (0.996-0.999) for long runs.", paper=0.996)
+                          "the loss plateaus early; raise it (0.996-0.999) for long runs.", paper=0.996, low=0, high=1)
 
 
 def byol_loss(p1: torch.Tensor, p2: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor) -> torch.Tensor:

@@ -27,24 +27,24 @@ from selfsup.schedules import cosine_schedule, linear_warmup_constant
 @dataclass
 class DinoConfig:
     out_dim: int = opt(4096, "Prototypes K in the last head layer. Larger helps on complex data; "
-                       "cost grows linearly. The CPU preset uses 4096 on 10-class data.", paper=65536)
-    hidden_dim: int = opt(2048, "Hidden width of the 3-layer head MLP.", paper=2048)
-    bottleneck_dim: int = opt(256, "Bottleneck before the weight-normalised last layer.", paper=256)
+                       "cost grows linearly. The CPU preset uses 4096 on 10-class data.", paper=65536, low=1)
+    hidden_dim: int = opt(2048, "Hidden width of the 3-layer head MLP.", paper=2048, low=1)
+    bottleneck_dim: int = opt(256, "Bottleneck before the weight-normalised last layer.", paper=256, low=1)
     norm_last_layer: bool = opt(True, "Fix the norm of the last layer's weights. True is more stable; "
                                 "False can give better ViT-S results but may need a lower teacher momentum.",
                                 paper=True)
     use_bn_in_head: bool = opt(False, "BatchNorm in the head MLP (False for ViT, as the paper).", paper=False)
     momentum_teacher: float = opt(0.996, "Base EMA momentum of the teacher, raised to 1 with a cosine. "
-                                  "Use 0.9995 with batches of 256 and 0.99 for short runs.", paper=0.996)
+                                  "Use 0.9995 with batches of 256 and 0.99 for short runs.", paper=0.996, low=0, high=1)
     teacher_temp: float = opt(0.04, "Final teacher temperature. 0.04 works well; above 0.07 training "
-                              "tends to be unstable.", paper=0.04)
+                              "tends to be unstable.", paper=0.04, above=0)
     warmup_teacher_temp: float = opt(0.04, "Initial teacher temperature; lower it (0.04) if the loss "
-                                     "does not decrease at first.", paper=0.04)
-    warmup_teacher_temp_epochs: float = opt(0.0, "Epochs of linear teacher-temperature warm-up.", paper=0)
-    student_temp: float = opt(0.1, "Student temperature.", paper=0.1)
-    center_momentum: float = opt(0.9, "EMA momentum of the centre of the teacher outputs.", paper=0.9)
+                                     "does not decrease at first.", paper=0.04, above=0)
+    warmup_teacher_temp_epochs: float = opt(0.0, "Epochs of linear teacher-temperature warm-up.", paper=0, low=0)
+    student_temp: float = opt(0.1, "Student temperature.", paper=0.1, above=0)
+    center_momentum: float = opt(0.9, "EMA momentum of the centre of the teacher outputs.", paper=0.9, low=0, high=1)
     freeze_last_layer: float = opt(1.0, "Epochs during which the head's last layer is not updated; "
-                                   "helps the first epoch. Increase if the loss does not decrease.", paper=1)
+                                   "helps the first epoch. Increase if the loss does not decrease.", paper=1, low=0)
 
 
 class DINOLoss(nn.Module):

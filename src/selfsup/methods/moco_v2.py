@@ -34,25 +34,25 @@ from selfsup.schedules import cosine_schedule
 @dataclass
 class MoCoV2Config:
     proj_hidden_dim: int = opt(2048, "Hidden width of the 2-layer MLP head (ReLU; the paper's equals the "
-                               "ResNet-50 width).", paper=2048)
+                               "ResNet-50 width).", paper=2048, low=1)
     proj_bn: bool = opt(True, "BatchNorm after the head's hidden layer (SimCLR's head; MoCo v2's has none). "
                         "ViT outputs start nearly identical and the paper's head keeps them so: every key "
                         "looks alike and the loss stays at log(K+1) (vit-cpu, digits, queue 512, 440 steps: k-NN 48% "
                         "without, 72% with, 46% at initialisation). Try False with ResNets, whose BatchNorm "
                         "already spreads the outputs.", paper=False)
     proj_output_dim: int = opt(128, "Output width of the head: the space of queries, keys and the queue.",
-                               paper=128)
+                               paper=128, low=1)
     queue_size: int = opt(4096, "Negatives K: the FIFO queue of past keys (any size; the pointer wraps). More "
                           "negatives help while the keys stay recent, but keep K well below the number of "
                           "training images (twice that with the symmetric loss), or each image's own stale "
                           "key is among its negatives. The paper's 65536 is 5% of ImageNet; 4096 suits "
-                          "60k-image data (16 batches of 256); use ~512 for a 1-2k-image set.", paper=65536)
+                          "60k-image data (16 batches of 256); use ~512 for a 1-2k-image set.", paper=65536, low=1)
     temperature: float = opt(0.2, "Softmax temperature T (MoCo v1 used 0.07). Lower weights the hardest "
-                             "negatives more.", paper=0.2)
+                             "negatives more.", paper=0.2, above=0)
     momentum: float = opt(0.99, "EMA momentum m of the key encoder. The paper's 0.999 averages over ~1000 "
                           "steps, more than a CPU run of a few hundred: the keys would come from a nearly "
                           "untrained encoder. 0.99 (~100 steps) suits short runs; MoCo's ablation finds it "
-                          "about a point below 0.999 on ImageNet and m=0 failing.", paper=0.999)
+                          "about a point below 0.999 on ImageNet and m=0 failing.", paper=0.999, low=0, high=1)
     momentum_cosine: bool = opt(False, "Raise the momentum from `momentum` to 1 with a cosine over training "
                                 "(BYOL, MoCo v3) instead of keeping it constant (MoCo v2).", paper=False)
     symmetric: bool = opt(True, "Also use view 2 as the query of view 1's key, averaging the two losses and "

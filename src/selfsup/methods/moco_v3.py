@@ -34,21 +34,21 @@ from selfsup.schedules import cosine_schedule
 class MoCoV3Config:
     proj_hidden_dim: int = opt(2048, "Hidden width of the projector. The paper's 4096x4096 middle layer would "
                                "cost about three times the vit-cpu backbone per step on CPU; 2048 keeps "
-                               "the heads cheap.", paper=4096)
+                               "the heads cheap.", paper=4096, low=1)
     pred_hidden_dim: int = opt(2048, "Hidden width of the 2-layer predictor (4096 in the paper, see "
-                               "proj-hidden-dim).", paper=4096)
-    out_dim: int = opt(256, "Output width of projector and predictor: the space of the loss.", paper=256)
+                               "proj-hidden-dim).", paper=4096, low=1)
+    out_dim: int = opt(256, "Output width of projector and predictor: the space of the loss.", paper=256, low=1)
     proj_layers: int = opt(3, "Linear layers in the projector: 3 for ViTs, 2 for ResNets in the official "
-                           "code.", paper=3)
+                           "code.", paper=3, low=1)
     head_bn: bool = opt(True, "BatchNorm after every layer of projector and predictor (the last ones without "
                         "affine parameters). Synchronised across GPUs; per process on CPU.", paper=True)
     pred_last_bn: bool = opt(True, "BatchNorm after the predictor's last layer (official code: yes for ViTs, "
                              "no for ResNets). Only with head-bn.", paper=True)
     momentum: float = opt(0.99, "Initial EMA momentum of the momentum encoder, raised to 1 with a cosine. "
                           "0.99 for ViTs and 100-300-epoch ResNet runs; 0.996 for 1000-epoch ResNet runs.",
-                          paper=0.99)
+                          paper=0.99, low=0, high=1)
     temperature: float = opt(0.2, "Softmax temperature T: 0.2 for ViTs; the paper's ResNet-50 runs use 1.0.",
-                             paper=0.2)
+                             paper=0.2, above=0)
     freeze_patch_embed: bool = opt(True, "Keep the ViT patch projection at its random initialisation (the "
                                    "paper's stability trick against the dips of the training curve). No "
                                    "effect on ResNets.", paper=True)

@@ -23,14 +23,14 @@ from selfsup.options import opt
 
 @dataclass
 class SimCLRConfig:
-    proj_hidden_dim: int = opt(2048, "Hidden width of the projection MLP.", paper=2048)
-    proj_output_dim: int = opt(128, "Output width of the projection MLP (the loss's space).", paper=128)
-    proj_layers: int = opt(2, "Linear layers in the projection MLP (SimCLR v2 uses 3).", paper=2)
+    proj_hidden_dim: int = opt(2048, "Hidden width of the projection MLP.", paper=2048, low=1)
+    proj_output_dim: int = opt(128, "Output width of the projection MLP (the loss's space).", paper=128, low=1)
+    proj_layers: int = opt(2, "Linear layers in the projection MLP (SimCLR v2 uses 3).", paper=2, low=1)
     proj_bn: bool = opt(True, "BatchNorm in the projection MLP (per process on CPU; synchronised on GPUs).",
                         paper=True)
     temperature: float = opt(0.2, "NT-Xent temperature. The paper's 0.1 is tuned for batch 4096 with LARS; "
                              "0.2-0.5 suits small batches and short runs (solo-learn's CIFAR recipes use "
-                             "0.2).", paper=0.1)
+                             "0.2).", paper=0.1, above=0)
 
 
 def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -28,10 +28,10 @@ from selfsup.options import opt
 @dataclass
 class SimSiamConfig:
     proj_dim: int = opt(2048, "Width of the projector's layers and of its output (the loss's space).",
-                        paper=2048)
-    proj_layers: int = opt(3, "Linear layers in the projector.", paper=3)
+                        paper=2048, low=1)
+    proj_layers: int = opt(3, "Linear layers in the projector.", paper=3, low=1)
     pred_hidden_dim: int = opt(512, "Bottleneck of the predictor. Keep it about d/4: the paper finds the "
-                               "bottleneck helps.", paper=512)
+                               "bottleneck helps.", paper=512, low=1)
     head_bn: bool = opt(True, "BatchNorm in the projector and predictor (per process on CPU; synchronised "
                         "on GPUs). The paper finds SimSiam fails without it; off only for tests.", paper=True)
 

@@ -33,9 +33,9 @@ from selfsup.options import opt
 
 @dataclass
 class SwAVConfig:
-    proj_hidden_dim: int = opt(2048, "Hidden width of the 2-layer projection MLP.", paper=2048)
+    proj_hidden_dim: int = opt(2048, "Hidden width of the 2-layer projection MLP.", paper=2048, low=1)
     proj_output_dim: int = opt(128, "Width of the L2-normalised projections and prototypes (feat_dim).",
-                               paper=128)
+                               paper=128, low=1)
     head_bn: bool = opt(True, "BatchNorm in the projection MLP (per process on CPU; synchronised on GPUs).",
                         paper=True)
     n_prototypes: int = opt(300, "Prototypes K. The paper's 3000 is for ImageNet's 1000 classes and is "
@@ -43,24 +43,24 @@ class SwAVConfig:
                             "short runs. Keep K at least proj_output_dim: with fewer prototypes than "
                             "dimensions a projection can be equidistant from all of them (uniform "
                             "predictions and codes, loss log K), and K=100 collapsed faster on digits.",
-                            paper=3000)
-    temperature: float = opt(0.1, "Softmax temperature of the swapped prediction.", paper=0.1)
+                            paper=3000, low=1)
+    temperature: float = opt(0.1, "Softmax temperature of the swapped prediction.", paper=0.1, above=0)
     epsilon: float = opt(0.05, "Sinkhorn entropic regularisation: lower gives sharper codes. If the loss "
-                         "does not go down, try 0.03 (with sinkhorn_float64 below 0.03).", paper=0.05)
-    sinkhorn_iterations: int = opt(3, "Sinkhorn-Knopp iterations; 3 suffices.", paper=3)
+                         "does not go down, try 0.03 (with sinkhorn_float64 below 0.03).", paper=0.05, above=0)
+    sinkhorn_iterations: int = opt(3, "Sinkhorn-Knopp iterations; 3 suffices.", paper=3, low=1)
     sinkhorn_float64: bool = opt(False, "Sinkhorn in float64 instead of float32; only needed for a very "
                                  "small epsilon.", paper=False)
     queue_length: int = opt(0, "Past projections added to Sinkhorn (0 = no queue). The paper uses 3840 "
                             "when the batch (256) is small next to K (3000), 0 at batch 4096. Off on CPU: "
                             "in short runs the network changes too fast for stored embeddings to stay "
-                            "relevant. Consider it when K is well above the batch.", paper=3840)
+                            "relevant. Consider it when K is well above the batch.", paper=3840, low=0)
     queue_start_epochs: float = opt(1.0, "Epoch from which the queue is filled; it is used once full. The "
                                     "paper's 15 (of 200-800 epochs) would never come in a CPU run of a few "
-                                    "epochs.", paper=15)
+                                    "epochs.", paper=15, low=0)
     freeze_prototypes_iters: int = opt(50, "Steps at the start during which the prototypes are not updated. "
                                        "The paper's 313 is one ImageNet epoch at batch 4096; the CPU preset "
                                        "uses 50 (~5% of a 1000-step run). Raise it if the loss does not go "
-                                       "down at first.", paper=313)
+                                       "down at first.", paper=313, low=0)
 
 
 def _all_reduce_max(x: torch.Tensor) -> torch.Tensor:

@@ -29,14 +29,14 @@ class VICRegConfig:
     proj_hidden_dim: int = opt(2048, "Hidden width of the 3-layer expander. Wider is better in the paper "
                                "(8192 and up), but three 8192-wide layers take ~3x the time of "
                                "a vit-cpu backbone step on CPU, 2048 ~0.3x (solo-learn's CIFAR width).",
-                               paper=8192)
-    proj_output_dim: int = opt(2048, "Embedding dimension d (the covariance is d x d, O(N d^2)).", paper=8192)
+                               paper=8192, low=1)
+    proj_output_dim: int = opt(2048, "Embedding dimension d (the covariance is d x d, O(N d^2)).", paper=8192, low=1)
     head_bn: bool = opt(True, "BatchNorm in the expander's hidden layers (per process on CPU; synchronised "
                         "on GPUs); off only for tests.", paper=True)
-    sim_coeff: float = opt(25.0, "lambda, weight of the invariance (MSE) term.", paper=25.0)
+    sim_coeff: float = opt(25.0, "lambda, weight of the invariance (MSE) term.", paper=25.0, low=0)
     std_coeff: float = opt(25.0, "mu, weight of the variance term. The paper's ablation: mu = lambda with "
-                           "nu = 1 works best; without this term training collapses.", paper=25.0)
-    cov_coeff: float = opt(1.0, "nu, weight of the covariance term.", paper=1.0)
+                           "nu = 1 works best; without this term training collapses.", paper=25.0, low=0)
+    cov_coeff: float = opt(1.0, "nu, weight of the covariance term.", paper=1.0, low=0)
 
 
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim: float, std: float, cov: float
