@@ -55,17 +55,23 @@ class Method(nn.Module):
         return self.backbone
 
     def embed(self, views: list[torch.Tensor], module: nn.Module | None = None) -> list[torch.Tensor]:
-        """`module` (default: the backbone) applied to every view, as a list of (B, D) tensors."""
-        out = forward_multicrop(module or self.backbone, views)  # (V*B, D)
-        return list(out.chunk(len(views)))
+        """`module` (default: the backbone) applied to each view on its own, as a list of (B, D) tensors.
+
+        One forward per view, as the official BYOL, SimSiam, Barlow Twins, VICReg and MoCo v3 codes: a
+        ResNet's BatchNorm then normalises each view with its own batch statistics. Methods whose official
+        code batches the views together (SimCLR, DINO, SwAV) call `forward_concat_by_size` instead."""
+        module = module or self.backbone
+        return [module(v) for v in views]
 
     def schedule_values(self, step: int) -> dict[str, float]:
         """Scheduled hyper-parameters at `step`, for logging."""
         return {}
 
 
-def forward_multicrop(backbone: nn.Module, views: list[torch.Tensor]) -> torch.Tensor:
-    """Backbone features of all views, (sum of view batches, D): one forward per run of equal-sized views."""
+def forward_concat_by_size(backbone: nn.Module, views: list[torch.Tensor]) -> torch.Tensor:
+    """Backbone features of all views, (sum of view batches, D): one forward per run of consecutive views of
+    the same size, concatenated along the batch (DINO's and SwAV's multi-crop forward, SimCLR's 2N batch).
+    BatchNorm layers then see the statistics of all views of a run at once."""
     sizes = torch.tensor([v.shape[-1] for v in views])
     ends = torch.cumsum(torch.unique_consecutive(sizes, return_counts=True)[1], 0).tolist()
     out, start = [], 0

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.eval.collapse import collapse_logs
-from selfsup.methods.base import Method, forward_multicrop
+from selfsup.methods.base import Method, forward_concat_by_size
 from selfsup.methods.distributed import all_reduce_mean
 from selfsup.methods.momentum import ema_update, momentum_copy
 from selfsup.models.heads import DINOHead
@@ -96,7 +96,7 @@ class DINO(Method):
         n_global = self.n_global
         with torch.no_grad():
             teacher_out = self.teacher["head"](self.teacher["backbone"](torch.cat(views[:n_global])))
-        student_out = self.head(forward_multicrop(self.backbone, views))
+        student_out = self.head(forward_concat_by_size(self.backbone, views))
         temp = float(self.teacher_temp[step])
         loss = self.loss_fn(student_out, teacher_out, len(views), temp)
         logs = {**collapse_stats(teacher_out.detach().float() - self.loss_fn.center, temp),

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from selfsup.eval.collapse import collapse_logs
-from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
+from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method, forward_concat_by_size
 from selfsup.methods.distributed import gather_with_grad, rank
 from selfsup.methods.info_nce import info_nce
 from selfsup.models.heads import mlp
@@ -53,5 +53,7 @@ class SimCLR(Method):
                              batch_norm=cfg.proj_bn, act="relu")
 
     def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        z = self.projector(torch.cat(self.embed(views)))  # (2B, d): view 1 then view 2
+        # One batch of 2B views through backbone and projector, as the official code (model.py concatenates
+        # the views before the encoder): BatchNorm statistics over both views.
+        z = self.projector(forward_concat_by_size(self.backbone, views))  # (2B, d): view 1 then view 2
         return nt_xent(z, self.cfg.temperature), collapse_logs(z)

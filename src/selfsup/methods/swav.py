@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.eval.collapse import collapse_logs
-from selfsup.methods.base import Method, forward_multicrop
+from selfsup.methods.base import Method, forward_concat_by_size
 from selfsup.methods.distributed import all_reduce_sum, gather, rank, world_size
 from selfsup.models.heads import mlp
 from selfsup.options import opt
@@ -125,7 +125,7 @@ class SwAV(Method):
 
     def forward(self, views: list[torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         c, g, b = self.cfg, self.n_global, views[0].shape[0]
-        z = F.normalize(self.projector(forward_multicrop(self.backbone, views)), dim=-1)  # (V*B, d)
+        z = F.normalize(self.projector(forward_concat_by_size(self.backbone, views)), dim=-1)  # (V*B, d)
         scores = self.prototypes(z)  # (V*B, K)
         dtype = torch.float64 if c.sinkhorn_float64 else torch.float32
         with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
