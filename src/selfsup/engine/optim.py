@@ -19,7 +19,7 @@ def param_groups(model: nn.Module) -> list[dict]:
 
 
 def torch_groups(groups: list[ParamGroup], decay_norm_bias: bool = False, lr_bias_scale: float = 1.0,
-                 peak_lr: float = 0.0) -> list[dict]:
+                 peak_lr: float | None = None) -> list[dict]:
     """Optimiser groups with what `apply_schedules` needs: whether the group is decayed (and LARS-adapted),
     its lr multiplier (Barlow Twins' bias lr) and, for a fixed-lr group, the lr it keeps (SimSiam)."""
     out = []
@@ -29,7 +29,7 @@ def torch_groups(groups: list[ParamGroup], decay_norm_bias: bool = False, lr_bia
         decay = decay_norm_bias or not g.norm_or_bias
         out.append({"params": g.params, "decay": decay, "lars_exclude": not decay,
                     "lr_scale": lr_bias_scale if g.norm_or_bias else 1.0,
-                    "fixed_lr": peak_lr if g.fixed_lr else None})
+                    "fixed_lr": peak_lr if g.fixed_lr and peak_lr is not None else None})
     return out
 
 
@@ -37,10 +37,11 @@ OPTIMIZERS = ("adamw", "lars", "sgd")
 
 
 def build_optimizer(model: nn.Module, name: str = "adamw", momentum: float = 0.9, *, decay_norm_bias: bool = False,
-                    lr_bias_scale: float = 1.0, peak_lr: float = 0.0, eta: float = 0.001) -> torch.optim.Optimizer:
+                    lr_bias_scale: float = 1.0, peak_lr: float | None = None, eta: float = 0.001
+                    ) -> torch.optim.Optimizer:
     """AdamW (DINO, MoCo v3 ViT), LARS (SimCLR, BYOL, Barlow Twins, SwAV, VICReg, MoCo v3 ResNet) or SGD
     (SimSiam, MoCo v2, DINO ResNet) over the method's `param_groups()`; lr and weight decay are set every
-    step by `apply_schedules`. `peak_lr` is the lr that fixed-lr groups keep."""
+    step by `apply_schedules`. `peak_lr` is the lr that fixed-lr groups keep (None: they follow the schedule)."""
     groups = model.param_groups() if isinstance(model, Method) else split_norm_bias(model.named_parameters())
     groups = torch_groups(groups, decay_norm_bias, lr_bias_scale, peak_lr)
     if name == "adamw":
