@@ -1,6 +1,7 @@
 """Every pre-training method on the same data, backbone, views, optimiser, budget and seed.
 
     .venv/bin/python benchmarks/methods.py [--minutes 3] [--methods simclr,byol] [--data fashion-mnist]
+                                           [--recipe shared|paper]
 
 Each method is pre-trained in its own process (so its peak memory is its own) for the same wall-clock
 budget, then its exported backbone is measured on the test split:
@@ -37,24 +38,33 @@ from selfsup.models.io import load_backbone, normalizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# One recipe for every method: the demo's backbone and optimiser, two 28-px views (no multi-crop, so that
-# DINO and SwAV see the same views as the others), the methods' own CPU-preset heads.
+# --recipe shared: one recipe for every method: the demo's backbone and optimiser (every optimiser option
+# stated, so no method's paper recipe applies), two 28-px views (no multi-crop, so that DINO and SwAV see the
+# same views as the others), the methods' own CPU-preset heads.
 SHARED = {
     "backbone": {"name": "vit-cpu", "patch_size": 7, "drop_path": 0.0},
-    "views": {"global_size": 28, "n_global": 2, "n_local": 0, "global_scale": [0.2, 1.0], "color_jitter": 0.5,
-              "solarize": 0.0},
-    "optim": {"batch_size": 256, "lr": 0.001, "warmup_epochs": 0.3, "weight_decay": 0.04, "weight_decay_end": 0.4},
+    "views": {"recipe": "dino", "global_size": 28, "n_global": 2, "n_local": 0, "global_scale": [0.2, 1.0],
+              "color_jitter": 0.5, "solarize": 0.0},
+    "optim": {"batch_size": 256, "optimizer": "adamw", "lr": 0.001, "lr_bias": None, "min_lr": 1e-6,
+              "warmup_epochs": 0.3, "weight_decay": 0.04, "weight_decay_end": 0.4, "decay_norm_bias": False,
+              "clip_grad": 3.0},
     "run": {"checkpoint_every": 100000, "eval_knn": False},
 }
+# --recipe paper: the same backbone, batch and two 28-px views; optimiser and view recipe are each method's
+# paper recipe (docs/options.md).
+PAPER = {"backbone": SHARED["backbone"], "views": {"global_size": 28, "n_global": 2, "n_local": 0},
+         "optim": {"batch_size": 256}, "run": SHARED["run"]}
 METHOD_OVERRIDES = {"dino": {"out_dim": 1024, "hidden_dim": 1024, "momentum_teacher": 0.99, "freeze_last_layer": 0.1}}
 
 
-def pretrain_in_process(method: str, data: str, minutes: float, seed: int, out: Path) -> dict:
+def pretrain_in_process(method: str, data: str, minutes: float, seed: int, out: Path, recipe: str = "shared"
+                        ) -> dict:
     """`selfsup pretrain` in a child process: its JSON summary plus the child's peak resident memory."""
     out.mkdir(parents=True, exist_ok=True)
-    raw = {"method": method, "data": {"name": data}, **SHARED,
-           "optim": {**SHARED["optim"], "minutes": minutes},
-           "run": {**SHARED["run"], "out": str(out / "run"), "seed": seed}}
+    base = SHARED if recipe == "shared" else PAPER
+    raw = {"method": method, "data": {"name": data}, **base,
+           "optim": {**base["optim"], "minutes": minutes},
+           "run": {**base["run"], "out": str(out / "run"), "seed": seed}}
     if method in METHOD_OVERRIDES:
         raw[method] = METHOD_OVERRIDES[method]
     (out / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -108,23 +118,31 @@ def head_std(run: Path) -> float | None:
 def row(name: str, backbone: str, m: dict, run: dict | None = None) -> dict:
     run = run or {}
     return {"method": name, "backbone": backbone, **m, **{k: run.get(k) for k in
-            ("epochs", "minutes", "images_per_s", "peak_mem_mb", "steps", "head_std")}}
+            ("epochs", "minutes", "images_per_s", "peak_mem_mb", "steps", "head_std", "recipe")}}
 
 
-def run_all(methods: list[str], data: str, minutes: float, seed: int, work: Path, reuse: bool = False
-            ) -> list[dict]:
+def recipe_used(run: Path) -> str:
+    """The optimiser and view recipe a run trained with, from its saved config.yaml."""
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    o = cfg["optim"]
+    return f"{o['optimizer']} lr {o['lr']:g} wd {o['weight_decay']:g}, views {cfg['views'].get('recipe', 'dino')}"
+
+
+def run_all(methods: list[str], data: str, minutes: float, seed: int, work: Path, reuse: bool = False,
+            recipe: str = "shared") -> list[dict]:
     splits = load_data(data, 28)
     rows = [row("raw pixels", "-", measure(nn.Flatten(), None, splits, seed))]
     for method in methods:
         t0 = time.time()
         summary = (reuse and finished_run(work / method)) or pretrain_in_process(method, data, minutes, seed,
-                                                                                  work / method)
+                                                                                  work / method, recipe)
         model, spec = load_backbone(work / method / "run" / "backbone.safetensors")
         if not any(r["method"] == "random init" for r in rows):  # the same architecture, untrained
             torch.manual_seed(seed)
             rows.append(row("random init", spec.name, measure(spec.build(), normalizer(spec), splits, seed)))
         summary["epochs"] = summary["steps"] / (len(splits.train.images) // SHARED["optim"]["batch_size"])
         summary["head_std"] = head_std(work / method / "run")
+        summary["recipe"] = recipe_used(work / method / "run")
         rows.append(row(method, spec.name, measure(model, normalizer(spec), splits, seed), summary))
         print(f"{method}: k-NN {rows[-1]['knn']:.2f}%, linear {rows[-1]['linear']:.2f}% "
               f"({(time.time() - t0) / 60:.1f} min)", flush=True)
@@ -136,24 +154,29 @@ def fmt(v, spec: str) -> str:
 
 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    shared = args.recipe == "shared"
+    how = ("with the shared recipe in the script (vit-cpu on 7x7 patches, two 28-px views, AdamW, batch 256)"
+           if shared else "with each method's paper recipe (optimiser and views, docs/options.md) on vit-cpu "
+           "with 7x7 patches, two 28-px views and batch 256")
     lines = [
-        f"# Methods on {args.data}: same backbone, views, optimiser, budget and seed", "",
-        f"Written by `benchmarks/methods.py --minutes {args.minutes} --data {args.data}` on "
+        f"# Methods on {args.data}: same backbone, {'views, optimiser, ' if shared else ''}budget and seed", "",
+        f"Written by `benchmarks/methods.py --minutes {args.minutes} --data {args.data} --recipe {args.recipe}` on "
         f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {os.cpu_count()} CPU cores, no GPU.",
         f"Each method trained for {args.minutes} wall-clock minutes (the step count is calibrated from its "
-        "measured speed) from seed 0 with the shared recipe in the script (vit-cpu on 7x7 patches, two 28-px "
-        "views, AdamW, batch 256) and its own CPU-preset head options (docs/options.md). Test split: k-NN top-1 "
+        f"measured speed) from seed 0 {how} and its own CPU-preset head options (docs/options.md); the "
+        "`recipe` column says which optimiser and views each row used. Test split: k-NN top-1 "
         "(k=20, T=0.07) and linear probe of the frozen backbone features. The last two columns are SimSiam's "
         "collapse measure, the per-dimension std of L2-normalised embeddings, divided by its value for "
         "isotropic Gaussian embeddings (1/sqrt(d)): 0 means collapsed, 1 means spread in every direction. "
         "`head std` is measured on the method's head outputs over the last logging interval of training "
         "(where the loss acts), `feature std` on the backbone features of the test images (not centred, so "
         "a shared mean direction lowers it without collapse).", "",
-        "| method | backbone | epochs | train minutes | images/s | peak mem (MB) | k-NN top-1 (%) | "
+        "| method | recipe | backbone | epochs | train minutes | images/s | peak mem (MB) | k-NN top-1 (%) | "
         "linear top-1 (%) | head std | feature std |",
-        "|---|---|---|---|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['backbone']} | {fmt(r['epochs'], '.2f')} | {fmt(r['minutes'], '.1f')} | "
+        lines.append(f"| {r['method']} | {r.get('recipe') or '-'} | {r['backbone']} | {fmt(r['epochs'], '.2f')} | "
+                     f"{fmt(r['minutes'], '.1f')} | "
                      f"{fmt(r['images_per_s'], '.0f')} | {fmt(r['peak_mem_mb'], '.0f')} | {r['knn']:.2f} | "
                      f"{r['linear']:.2f} | {fmt(r['head_std'], '.3f')} | {r['feature_std']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -165,6 +188,8 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: all registered)")
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recipe", choices=("shared", "paper"), default="shared", help="shared: one optimiser and "
+                   "views for all (the script's); paper: each method's paper recipe")
     p.add_argument("--work", default=str(ROOT / "runs" / "bench-methods"), help="run directories go here")
     p.add_argument("--out", default=str(ROOT / "docs" / "methods.md"))
     p.add_argument("--reuse", action="store_true", help="measure runs already finished in --work again instead "
@@ -173,7 +198,7 @@ def main() -> None:
     work = Path(args.work)
     if work.exists() and any(work.iterdir()) and not args.reuse:
         sys.exit(f"{work} is not empty: pass a new --work directory")
-    rows = run_all(args.methods.split(","), args.data, args.minutes, args.seed, work, args.reuse)
+    rows = run_all(args.methods.split(","), args.data, args.minutes, args.seed, work, args.reuse, args.recipe)
     text = markdown(rows, args)
     Path(args.out).write_text(text)
     Path(args.out).with_suffix(".json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from selfsup.config import SECTIONS
+from selfsup.data.views import VIEW_RECIPES
 from selfsup.eval.protocols import PROTOCOLS
 from selfsup.methods import METHODS
 from selfsup.options import describe
@@ -26,14 +27,38 @@ def render() -> str:
         method = METHODS.get(section)
         if method is not None:
             lines += [f"`--method {section}`: {sys.modules[method.__module__].__doc__.strip().splitlines()[0]}", ""]
-            changed = [f"`--{s}.{k.replace('_', '-')} {v}`" for s, kv in method.defaults.items() for k, v in kv.items()]
-            lines += [f"Changes to the shared defaults above: {', '.join(changed)}.", ""] if changed else []
+            lines += recipe_table(method)
         lines += ["| option | default | paper | help |", "|---|---|---|---|"]
         for name, default, text, paper in describe(cls):
             paper_s = "" if paper is None else f"`{paper}`"
             lines.append(f"| `--{section}.{name.replace('_', '-')}` | `{default}` | {paper_s} | {text} |")
         lines.append("")
+        if section == "views":
+            lines += view_recipe_table()
     return "\n".join(lines + protocol_sections())
+
+
+def recipe_table(method) -> list[str]:
+    """The method's paper recipe per backbone family: what it changes from the shared defaults above."""
+    lines = ["Its paper's recipe, per backbone family (`any`: one recipe for all), above the shared defaults and "
+             "below a YAML recipe or flags; the CPU preset's value where it must differ:", "",
+             "| backbone | option | paper | CPU preset |", "|---|---|---|---|"]
+    for fam, recipe in method.recipes.items():
+        for sec, options in recipe.items():
+            for name, setting in options.items():
+                cpu = f"`{setting.cpu}`: {setting.why}" if setting.differs else ""
+                lines.append(f"| {fam} | `--{sec}.{name.replace('_', '-')}` | `{setting.paper}` | {cpu} |")
+    return lines + [""]
+
+
+def view_recipe_table() -> list[str]:
+    lines = ["`--views.recipe` names (jitter: brightness/contrast/saturation/hue; blur: probability on global view "
+             "1 / view 2 / local views; solarize: probability on view 2):", "",
+             "| recipe | jitter | blur | solarize | official source |", "|---|---|---|---|---|"]
+    for name, r in VIEW_RECIPES.items():
+        lines.append(f"| `{name}` | {'/'.join(map(str, r.jitter))} | {' / '.join(map(str, r.blur))} | "
+                     f"{r.solarize} | {r.source} |")
+    return lines + [""]
 
 
 def protocol_sections() -> list[str]:

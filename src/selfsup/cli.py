@@ -147,9 +147,9 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="selfsup", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="pre-train the demo recipe (configs/demo.yaml) on Fashion-MNIST (digits if absent) "
-                          "for its time budget and compare k-NN "
-                          "of learned features, random init and raw pixels",
+    demo = sub.add_parser("demo", help="pre-train the demo recipe (configs/demo.yaml) on Fashion-MNIST (digits if "
+                          "absent) for its time budget and compare k-NN of learned features, random init and "
+                          "raw pixels",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_pretrain_options(demo)
     pre = sub.add_parser("pretrain", help="pre-train a backbone without labels")

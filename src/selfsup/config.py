@@ -59,18 +59,29 @@ class OptimConfig:
                                 "speed so that the schedules end when time is up.", above=0)
     batch_size: int = opt(256, "Total batch size over all processes (at least 2: the losses "
                          "compare images of a batch).", paper=1024, low=2)
-    lr: float = opt(0.0005, "Base learning rate at batch 256 (scaled linearly with the batch). Raise for "
-                    "short runs; lower if the loss becomes nan.", paper=0.0005, above=0)
+    lr: float = opt(0.0005, "Base learning rate at batch 256, scaled linearly with the batch (lr x batch / "
+                    "256, as every method's code does or assumes at its batch). Each method sets its paper's "
+                    "(see its section). Raise for short runs; lower if the loss becomes nan.", paper=0.0005,
+                    above=0)
+    lr_bias: float | None = opt(None, "Base learning rate of biases and norm parameters at batch 256 (default: "
+                                "--optim.lr). Barlow Twins trains them at 0.0048 against 0.2 for the weights.",
+                                above=0)
     min_lr: float = opt(1e-6, "Learning rate at the end of the cosine decay.", paper=1e-6, low=0)
     warmup_epochs: float = opt(10.0, "Linear learning-rate warm-up epochs.", paper=10, low=0)
-    weight_decay: float = opt(0.04, "Initial weight decay (norms and biases are never decayed).", paper=0.04,
-                                low=0)
-    weight_decay_end: float = opt(0.4, "Final weight decay of the cosine schedule. A higher value makes "
-                                  "ViT features sparser and helps.", paper=0.4, low=0)
+    weight_decay: float = opt(0.04, "Initial weight decay (of norms and biases too only with "
+                              "--optim.decay-norm-bias).", paper=0.04, low=0)
+    weight_decay_end: float = opt(0.4, "Final weight decay of the cosine schedule; equal to --optim.weight-decay "
+                                  "for a constant one (every method but DINO's ViT recipe, whose ramp to 0.4 "
+                                  "makes ViT features sparser; never ramp SGD's or LARS's coupled decay).",
+                                  paper=0.4, low=0)
+    decay_norm_bias: bool = opt(False, "Also decay biases and norm parameters, and let LARS adapt their rate "
+                                "(MoCo v2, SimSiam, MoCo v3's ViT AdamW and SwAV's LARC do; DINO, BYOL, "
+                                "SimCLR, Barlow Twins and VICReg exclude them).", paper=False)
     optimizer: str = opt("adamw", "adamw, lars or sgd. AdamW suits ViTs (DINO, MoCo v3); the ResNet papers use "
-                         "LARS (SimCLR, BYOL, Barlow Twins, SwAV, VICReg: lr about 0.3, weight decay 1e-6 to "
-                         "1.5e-6) or SGD (SimSiam, MoCo v2: lr 0.05-0.03, weight decay 1e-4).", paper="adamw",
-                         choices=("adamw", "lars", "sgd"))
+                         "LARS (SimCLR, BYOL, Barlow Twins, SwAV, VICReg, MoCo v3: trust coefficient 0.001) "
+                         "or SGD (SimSiam, MoCo v2, DINO's ResNet). Setting it picks the method's recipe for "
+                         "that optimiser (or a generic one), not the other optimiser's lr and decay.",
+                         paper="adamw", choices=("adamw", "lars", "sgd"))
     momentum: float = opt(0.9, "Momentum of SGD and LARS.", paper=0.9, low=0, below=1)
     clip_grad: float = opt(3.0, "Per-parameter gradient-norm clip (0 disables). Around 0.3-1.0 helps "
                            "optimisation of larger ViTs.", paper=3.0, low=0)
@@ -160,7 +171,9 @@ def build_config(raw: dict[str, Any], where: str = "config") -> PretrainConfig:
     method = raw.pop("method", "dino")
     if method not in METHODS:
         raise ConfigError(f"{where}: unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    raw = merge(METHODS[method].defaults, raw)  # the method's own defaults, below recipe and flags
+    backbone = (raw.get("backbone") or {}).get("name", BackboneConfig.name)
+    optimizer = (raw.get("optim") or {}).get("optimizer")
+    raw = merge(METHODS[method].defaults(backbone, optimizer), raw)  # its paper's recipe, below YAML and flags
     raw = check_sections(raw, option_classes(method), lambda path: f"{where}: {path}")  # types and ranges
     kwargs = {k: _section(cls, raw.pop(k, None) or {}, f"{where} [{k}]") for k, cls in SECTIONS.items()}
     mcfg = _section(METHODS[method].config_class, raw.pop(method, None) or {}, f"{where} [{method}]")

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selfsup.methods.base import forward_multicrop
+from selfsup.methods.base import forward_concat_by_size
 from selfsup.methods.dino import DINO, DinoConfig, DINOLoss
 from selfsup.methods.momentum import ema_update
 from selfsup.models.vit import VisionTransformer
@@ -129,7 +129,7 @@ def test_multicrop_forward_groups_by_resolution():
     torch.manual_seed(0)
     vit = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=1, num_heads=2).eval()
     views = [torch.randn(2, 1, 16, 16), torch.randn(2, 1, 16, 16), torch.randn(2, 1, 8, 8)]
-    got = forward_multicrop(vit, views)
+    got = forward_concat_by_size(vit, views)
     want = torch.cat([vit(v) for v in views])
     assert torch.allclose(got, want, atol=1e-5)
 

@@ -3,14 +3,15 @@
 A batch of uint8 images (B, C, H, W) becomes `n_global` views at `global_size` followed by `n_local`
 views at `local_size`, each a float tensor normalised with the dataset's mean/std. Every op samples its
 parameters per image, so one call augments the whole batch without a Python loop over samples.
-The DINO recipe: global view 1 always blurred, global view 2 blurred with p=0.1 and solarised with p=0.2,
-local views blurred with p=0.5. Colour ops that make no sense for 1-channel data (saturation, hue,
+The colour jitter, blur and solarisation follow a named recipe (`--views.recipe`, see `VIEW_RECIPES`),
+each as its official code makes it. Colour ops that make no sense for 1-channel data (saturation, hue,
 grayscale) are left out for it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import kornia.augmentation as K
 import torch
@@ -19,8 +20,39 @@ from torch import nn
 from selfsup.options import opt
 
 
+class ViewRecipe(NamedTuple):
+    jitter: tuple[float, float, float, float]  # brightness, contrast, saturation, hue strengths
+    blur: tuple[float, float, float]  # blur probability on global view 1, global view 2, local views
+    solarize: float  # solarisation probability on global view 2
+    source: str
+
+
+# Checked against the official codes (the probabilities of jitter 0.8, grayscale 0.2 and flip 0.5 are the
+# same in all of them and are options of their own).
+VIEW_RECIPES: dict[str, ViewRecipe] = {
+    "dino": ViewRecipe((0.4, 0.4, 0.2, 0.1), (1.0, 0.1, 0.5), 0.2,
+                       "facebookresearch/dino main_dino.py DataAugmentationDINO (lines 418-457)"),
+    "byol": ViewRecipe((0.4, 0.4, 0.2, 0.1), (1.0, 0.1, 0.5), 0.2,
+                       "BYOL paper Table 6 (T: blur 1.0, solarize 0; T': blur 0.1, solarize 0.2); "
+                       "barlowtwins main.py Transform, vicreg augmentations.py, moco-v3 main_moco.py 262-283"),
+    "simclr": ViewRecipe((0.8, 0.8, 0.8, 0.2), (0.5, 0.5, 0.5), 0.0,
+                         "google-research/simclr data_util.py color_jitter strength 1 (lines 74-77), "
+                         "batch_random_blur p=0.5 on both views; swav src/multicropdataset.py"),
+    "mocov2": ViewRecipe((0.4, 0.4, 0.4, 0.1), (0.5, 0.5, 0.5), 0.0,
+                         "facebookresearch/moco main_moco.py --aug-plus (lines 326-338); simsiam "
+                         "main_simsiam.py 229-238"),
+}
+
+
 @dataclass
 class ViewsConfig:
+    recipe: str = opt("dino", "Colour jitter, blur and solarisation as a paper makes them: dino and byol "
+                      "(jitter 0.4/0.4/0.2/0.1; global view 1 always blurred, view 2 blurred with p 0.1 and "
+                      "solarised with p 0.2; local views blurred with p 0.5), simclr (strength-1 jitter "
+                      "0.8/0.8/0.8/0.2, blur p 0.5 on every view, no solarisation) or mocov2 (MoCo v2's "
+                      "aug+: jitter 0.4/0.4/0.4/0.1, blur p 0.5 on every view, no solarisation). Each "
+                      "method picks its paper's; the asymmetric dino/byol pair is the stronger for "
+                      "non-contrastive methods.", paper="dino", choices=tuple(VIEW_RECIPES))
     global_size: int | None = opt(None, "Side of the global crops (teacher and student); default: the "
                                   "images' side. Must be a multiple of the ViT patch size.", paper=224,
                                   low=1)
@@ -37,14 +69,16 @@ class ViewsConfig:
                                           above=0, high=1, ordered=True)
     flip: float = opt(0.5, "Horizontal-flip probability. Set 0 where orientation carries the label.", paper=0.5,
                       low=0, high=1)
-    color_jitter: float = opt(0.8, "Colour-jitter probability (brightness/contrast 0.4; saturation 0.2 and "
-                              "hue 0.1 on colour images only).", paper=0.8, low=0, high=1)
+    color_jitter: float = opt(0.8, "Colour-jitter probability (strengths from the recipe; saturation and hue "
+                              "on colour images only).", paper=0.8, low=0, high=1)
     grayscale: float = opt(0.2, "Random-grayscale probability (colour images only).", paper=0.2,
                            low=0, high=1)
-    blur: bool = opt(True, "DINO's Gaussian blur (p=1.0 / 0.1 on the global crops, 0.5 on local ones), "
-                     "sigma 0.1-2.0 scaled from 224 px to the crop size.", paper=True)
-    solarize: float = opt(0.2, "Solarisation probability on the second global crop.", paper=0.2,
-                          low=0, high=1)
+    blur: bool = opt(True, "The recipe's Gaussian blur (probabilities per view from --views.recipe), sigma "
+                     "0.1-2.0 scaled from 224 px to the crop size. Off for tiny images where it erases "
+                     "the content.", paper=True)
+    solarize: float | None = opt(None, "Solarisation probability on the second global crop (default: the "
+                                 "recipe's, 0.2 for dino/byol, 0 for simclr/mocov2).", paper=None,
+                                 low=0, high=1)
 
 
 def _blur(size: int, p: float) -> nn.Module:
@@ -54,14 +88,21 @@ def _blur(size: int, p: float) -> nn.Module:
     return K.RandomGaussianBlur((k, k), (0.1 * scale, 2.0 * scale), p=p)
 
 
+def view_recipe(name: str) -> ViewRecipe:
+    if name not in VIEW_RECIPES:
+        raise ValueError(f"unknown --views.recipe {name!r}: choose one of {', '.join(VIEW_RECIPES)}")
+    return VIEW_RECIPES[name]
+
+
 def _pipeline(cfg: ViewsConfig, size: int, scale: tuple[float, float], channels: int, blur_p: float,
               solarize_p: float) -> nn.Sequential:
     ops: list[nn.Module] = [K.RandomResizedCrop((size, size), scale=scale)]
     if cfg.flip > 0:
         ops.append(K.RandomHorizontalFlip(p=cfg.flip))
     if cfg.color_jitter > 0:
-        sat, hue = (0.2, 0.1) if channels == 3 else (0.0, 0.0)
-        ops.append(K.ColorJitter(0.4, 0.4, sat, hue, p=cfg.color_jitter))
+        bright, contrast, sat, hue = view_recipe(cfg.recipe).jitter
+        sat, hue = (sat, hue) if channels == 3 else (0.0, 0.0)
+        ops.append(K.ColorJitter(bright, contrast, sat, hue, p=cfg.color_jitter))
     if cfg.grayscale > 0 and channels == 3:
         ops.append(K.RandomGrayscale(p=cfg.grayscale))
     if cfg.blur and blur_p > 0:
@@ -77,12 +118,14 @@ class MultiCropViews(nn.Module):
     def __init__(self, cfg: ViewsConfig, channels: int, mean: list[float], std: list[float]) -> None:
         super().__init__()
         self.cfg = cfg
-        blur_g = (1.0, 0.1) if cfg.blur else (0.0, 0.0)
-        self.globals = nn.ModuleList(
-            _pipeline(cfg, cfg.global_size, cfg.global_scale, channels, blur_g[i % 2], cfg.solarize * (i % 2))
+        r = view_recipe(cfg.recipe)
+        blur = r.blur if cfg.blur else (0.0, 0.0, 0.0)
+        solarize = r.solarize if cfg.solarize is None else cfg.solarize
+        self.globals = nn.ModuleList(  # odd global views are T, even ones T' (BYOL's and DINO's pair)
+            _pipeline(cfg, cfg.global_size, cfg.global_scale, channels, blur[i % 2], solarize * (i % 2))
             for i in range(cfg.n_global)
         )
-        self.local = _pipeline(cfg, cfg.local_size, cfg.local_scale, channels, 0.5, 0.0)
+        self.local = _pipeline(cfg, cfg.local_size, cfg.local_scale, channels, blur[2], 0.0)
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 

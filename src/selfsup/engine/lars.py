@@ -1,8 +1,13 @@
-"""LARS (You et al., 2017) as used by SimCLR, BYOL, Barlow Twins, SwAV and VICReg for large batches.
+"""LARS (You et al., 2017) as used by SimCLR, BYOL, Barlow Twins, SwAV, VICReg and MoCo v3 for large batches.
 
-Each parameter's update is scaled by a trust ratio eta * ||w|| / ||g + wd * w||, then SGD momentum is
-applied. As in those codebases, biases and normalisation parameters (the no-decay group, marked
-`lars_exclude`) are neither decayed nor adapted.
+Each parameter's update d = g + wd * w is scaled by the trust ratio eta * ||w|| / ||d|| (1 where either norm
+is 0), then SGD momentum is applied: mu <- momentum * mu + d', w <- w - lr * mu (barlowtwins main.py LARS,
+lines 224-262). eta is 0.001 in every official code: barlowtwins and vicreg `eta=0.001`, moco-v3
+`trust_coefficient=0.001`, SimCLR's lars_optimizer.py `EETA_DEFAULT = 0.001`, BYOL's `eta=1e-3`, and
+SwAV's apex LARC `trust_coefficient=0.001, clip=False` (LARC divides by ||g|| + wd ||w||, the same up to
+wd ~1e-6). There is no clipping of the ratio. Groups marked `lars_exclude` (biases and norms, unless
+--optim.decay-norm-bias) are neither decayed nor adapted, as in those codes; SwAV's LARC adapts every
+parameter.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import torch
 
 class LARS(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 0.0, weight_decay: float = 0.0, momentum: float = 0.9,
-                 eta: float = 0.02) -> None:
+                 eta: float = 0.001) -> None:
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta,
                                       lars_exclude=False))
 

@@ -22,10 +22,10 @@ from lightning.fabric.strategies import DDPStrategy
 
 from selfsup.config import ConfigError, PretrainConfig, save_yaml
 from selfsup.data import Splits, load_data
-from selfsup.data.views import MultiCropViews, channel_stats
+from selfsup.data.views import VIEW_RECIPES, MultiCropViews, channel_stats
 from selfsup.engine.checkpoint import CheckpointError, atomic_save, check_compatible, load_checkpoint
 from selfsup.engine.logging import RunLogger
-from selfsup.engine.optim import apply_schedules, build_optimizer, clip_gradients, optim_schedules
+from selfsup.engine.optim import apply_schedules, clip_gradients, optim_schedules, optimizer_for
 from selfsup.engine.running_stats import RunningStats
 from selfsup.eval.knn_protocol import knn_eval
 from selfsup.eval.subsets import holdout_splits
@@ -93,6 +93,8 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
         if b.patch_size and size % b.patch_size and (name.endswith("global_size") or v.n_local):
             raise ConfigError(f"--{name} {size} is not a multiple of the patch size {b.patch_size}: choose a "
                               f"multiple of {b.patch_size} or another --backbone.patch-size")
+    if v.recipe not in VIEW_RECIPES:
+        raise ConfigError(f"unknown --views.recipe {v.recipe!r}: choose one of {', '.join(VIEW_RECIPES)}")
     method = METHODS[cfg.method]
     if not method.multicrop and (v.n_global != 2 or v.n_local):
         raise ConfigError(f"{cfg.method} compares exactly two views, got --views.n-global {v.n_global} and "
@@ -220,7 +222,7 @@ class Trainer:
                               f"training images of {cfg.data.name}: lower it")
         if f.world_size > 1 and f.device.type == "cuda" and cfg.run.sync_bn:
             self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
-        self.optimizer = build_optimizer(self.method, cfg.optim.optimizer, cfg.optim.momentum)
+        self.optimizer = optimizer_for(self.method, cfg.optim, self.world_batch)
         self.start_step, self.nonfinite, self.total_steps, self.replanned = 0, 0, 0, None
         ckpt = self._load_resume()
         self.model, self.optimizer = f.setup(self.method, self.optimizer)

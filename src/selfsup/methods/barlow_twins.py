@@ -7,7 +7,7 @@ c = z1n^T z2n / N is pushed to the identity:
 The official code standardises with a SyncBatchNorm and all-reduces c, i.e. it uses the global batch; here
 the embeddings are gathered from every process with `gather_with_grad` (see methods/distributed.py for why
 the averaged DDP gradient is then the gradient of the global-batch loss), so N is the global batch.
-The official views are BYOL's asymmetric pair, as `MultiCropViews` makes them (see methods/byol.py).
+The official views are BYOL's asymmetric pair (`--views.recipe byol`, see methods/byol.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.diagnostics.collapse import collapse_logs
-from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
+from selfsup.methods.base import TWO_VIEWS, Method
 from selfsup.methods.distributed import gather_with_grad
+from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import mlp
 from selfsup.options import opt
 
@@ -55,10 +56,18 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> tuple
     return on_diag + lambd * off_diag, {"on_diag": on_diag.detach(), "off_diag": off_diag.detach()}
 
 
+# facebookresearch/barlowtwins main.py: LARS (eta 0.001, biases and norms excluded, lines 90-101), lr 0.2
+# for weights and 0.0048 for biases and norms, both times batch/256 (lines 33-36, 158, 167-168), weight
+# decay 1e-6 (line 37, the README command's; the paper's text says 1.5e-6), 10 warm-up epochs and a cosine
+# to 0.001 of the peak (lines 157-166: 0.0016 at the paper's batch 2048), BYOL's views (lines 290-320).
+RECIPES = {"any": {"optim": optim("lars", 0.2, 1e-6, 10, lr_bias=0.0048, min_lr=0.0016),
+                   "views": {**TWO_VIEWS, **section(recipe="byol")}}}
+
+
 class BarlowTwins(Method):
     name = "barlow-twins"
     config_class = BarlowTwinsConfig
-    defaults = TWO_VIEW_DEFAULTS
+    recipes = RECIPES
 
     def __init__(self, backbone: nn.Module, cfg: BarlowTwinsConfig, n_global: int = 2) -> None:
         super().__init__(backbone, cfg, n_global)

@@ -12,18 +12,44 @@ which the engine calls only after a finite step, applies it. The one state a for
 BatchNorm running statistics, the engine restores itself (engine/running_stats.py).
 `diagnostics` asks for the logged measures (collapse, loss parts): each is a device sync, so the engine
 asks on logging steps only; without it `logs` is empty.
+The engine's optimiser trains the groups of `param_groups()` (e.g. SimSiam's fixed-lr predictor); the
+options a run starts from are the method's paper recipe, `recipes` (see methods/recipe.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-# Shared defaults of the methods that compare two views of each image: no local crops, and the wide crop
-# range of SimCLR/BYOL/MoCo (0.08-1 of the area) instead of multi-crop's 0.4-1.
-TWO_VIEW_DEFAULTS: dict[str, dict[str, Any]] = {"views": {"n_local": 0, "global_scale": (0.08, 1.0)}}
+from selfsup.methods.recipe import Recipe, paper, resolve
+
+# Shared views of the methods that compare two views of each image: no local crops, and the wide crop
+# range of SimCLR/BYOL/MoCo v3 (RandomResizedCrop's default 0.08-1 of the area) instead of multi-crop's 0.4-1.
+TWO_VIEWS: dict[str, Any] = {"n_local": paper(0), "global_scale": paper((0.08, 1.0))}
+
+
+@dataclass
+class ParamGroup:
+    """Parameters the engine optimises together (see `Method.param_groups`)."""
+    params: list[nn.Parameter]
+    # Biases and 1-d (normalisation) parameters: not decayed nor LARS-adapted unless --optim.decay-norm-bias,
+    # and trained at --optim.lr-bias when it is set (Barlow Twins).
+    norm_or_bias: bool = False
+    # Keeps the peak learning rate instead of following the schedule (SimSiam's predictor, --fix-pred-lr).
+    fixed_lr: bool = False
+
+
+def split_norm_bias(named: Iterable[tuple[str, nn.Parameter]], fixed_lr: bool = False) -> list[ParamGroup]:
+    """DINO's split (utils.get_params_groups): weights apart from biases and 1-d parameters (norms)."""
+    weights, norm_bias = [], []
+    for name, p in named:
+        if p.requires_grad:
+            (norm_bias if name.endswith(".bias") or p.ndim == 1 else weights).append(p)
+    return [ParamGroup(weights, fixed_lr=fixed_lr), ParamGroup(norm_bias, norm_or_bias=True, fixed_lr=fixed_lr)]
 
 
 class Method(nn.Module):
@@ -31,9 +57,10 @@ class Method(nn.Module):
     config_class: ClassVar[type] = object
     # Whether the method takes local crops after the global ones (DINO, SwAV); the others compare 2 views.
     multicrop: ClassVar[bool] = False
-    # Section values this method changes from the shared defaults (below any recipe or flag), e.g. the
-    # two-view methods' {"views": {"n_local": 0}}. docs/options.md lists them per method.
-    defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    # The paper's training recipe per backbone family ("vit", "resnet", or "any"): section -> option ->
+    # `paper(value, cpu=..., why=...)`, above the option defaults and below any YAML recipe or flag (see
+    # methods/recipe.py). docs/options.md lists them per method.
+    recipes: ClassVar[dict[str, Recipe]] = {}
 
     def __init__(self, backbone: nn.Module, cfg: Any, n_global: int = 2) -> None:
         super().__init__()
@@ -42,6 +69,15 @@ class Method(nn.Module):
         self.n_global = n_global  # the first n_global views are global crops
         self.total_steps = 0
         self.steps_per_epoch = 0
+
+    @classmethod
+    def defaults(cls, backbone: str, optimizer: str | None = None) -> dict[str, dict[str, Any]]:
+        """Section -> option -> value of this method's recipe for `backbone` (and an explicit `optimizer`)."""
+        return resolve(cls.recipes, backbone, optimizer)
+
+    def param_groups(self) -> list[ParamGroup]:
+        """The groups the engine's optimiser trains; by default weights apart from norms and biases."""
+        return split_norm_bias(self.named_parameters())
 
     def setup(self, total_steps: int, steps_per_epoch: int) -> None:
         """Precompute the method's per-step schedules. Called once the run length is known."""
@@ -63,17 +99,23 @@ class Method(nn.Module):
         return self.backbone
 
     def embed(self, views: list[torch.Tensor], module: nn.Module | None = None) -> list[torch.Tensor]:
-        """`module` (default: the backbone) applied to every view, as a list of (B, D) tensors."""
-        out = forward_multicrop(module or self.backbone, views)  # (V*B, D)
-        return list(out.chunk(len(views)))
+        """`module` (default: the backbone) applied to each view on its own, as a list of (B, D) tensors.
+
+        One forward per view, as the official BYOL, SimSiam, Barlow Twins, VICReg and MoCo v3 codes: a
+        ResNet's BatchNorm then normalises each view with its own batch statistics. Methods whose official
+        code batches the views together (SimCLR, DINO, SwAV) call `forward_concat_by_size` instead."""
+        module = module or self.backbone
+        return [module(v) for v in views]
 
     def schedule_values(self, step: int) -> dict[str, float]:
         """Scheduled hyper-parameters at `step`, for logging."""
         return {}
 
 
-def forward_multicrop(backbone: nn.Module, views: list[torch.Tensor]) -> torch.Tensor:
-    """Backbone features of all views, (sum of view batches, D): one forward per run of equal-sized views."""
+def forward_concat_by_size(backbone: nn.Module, views: list[torch.Tensor]) -> torch.Tensor:
+    """Backbone features of all views, (sum of view batches, D): one forward per run of consecutive views of
+    the same size, concatenated along the batch (DINO's and SwAV's multi-crop forward, SimCLR's 2N batch).
+    BatchNorm layers then see the statistics of all views of a run at once."""
     sizes = torch.tensor([v.shape[-1] for v in views])
     ends = torch.cumsum(torch.unique_consecutive(sizes, return_counts=True)[1], 0).tolist()
     out, start = [], 0

@@ -8,7 +8,7 @@ Loss, symmetrised over the views and averaged over the batch:
     L = 2 - 2 cos(q(z_1), sg(z'_2)) + 2 - 2 cos(q(z_2), sg(z'_1)),   in [0, 8].
 BYOL's asymmetric augmentations T/T' (view 1 always blurred; view 2 blurred with p=0.1 and solarised with
 p=0.2; colour jitter 0.8 with 0.4/0.4/0.2/0.1, grayscale 0.2, flip 0.5) are what `MultiCropViews` makes
-for global views 1 and 2; `TWO_VIEW_DEFAULTS` gives its crop range 0.08-1 and no local crops.
+with `--views.recipe byol`; `TWO_VIEWS` gives its crop range 0.08-1 and no local crops.
 The evaluated backbone is the online one, as in the paper.
 """
 
@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.diagnostics.collapse import collapse_logs
-from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
+from selfsup.methods.base import TWO_VIEWS, Method
 from selfsup.methods.momentum import ema_update, momentum_copy
+from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import mlp
 from selfsup.options import opt
 from selfsup.schedules import cosine_schedule
@@ -50,10 +51,15 @@ def byol_loss(p1: torch.Tensor, p2: torch.Tensor, t1: torch.Tensor, t2: torch.Te
     return regress(p1, t2) + regress(p2, t1)
 
 
+# BYOL (deepmind-research byol/configs/byol.py 21-23, 1000 epochs): LARS (eta 1e-3, biases and BatchNorm
+# excluded), lr 0.2 per 256, weight decay 1.5e-6, 10 warm-up epochs, cosine to 0; the asymmetric views.
+RECIPES = {"any": {"optim": optim("lars", 0.2, 1.5e-6, 10), "views": {**TWO_VIEWS, **section(recipe="byol")}}}
+
+
 class BYOL(Method):
     name = "byol"
     config_class = BYOLConfig
-    defaults = TWO_VIEW_DEFAULTS
+    recipes = RECIPES
 
     def __init__(self, backbone: nn.Module, cfg: BYOLConfig, n_global: int = 2) -> None:
         super().__init__(backbone, cfg, n_global)

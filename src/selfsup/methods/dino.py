@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.diagnostics.collapse import collapse_logs
-from selfsup.methods.base import Method, forward_multicrop
+from selfsup.methods.base import Method, forward_concat_by_size
 from selfsup.methods.distributed import all_reduce_mean
 from selfsup.methods.momentum import ema_update, momentum_copy
+from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import DINOHead
 from selfsup.options import opt
 from selfsup.schedules import cosine_schedule, linear_warmup_constant
@@ -45,6 +46,18 @@ class DinoConfig:
     center_momentum: float = opt(0.9, "EMA momentum of the centre of the teacher outputs.", paper=0.9, low=0, high=1)
     freeze_last_layer: float = opt(1.0, "Epochs during which the head's last layer is not updated; "
                                    "helps the first epoch. Increase if the loss does not decrease.", paper=1, low=0)
+
+
+# facebookresearch/dino: main_dino.py's defaults for ViTs (lines 82-101: AdamW, lr 5e-4 per 256, weight decay
+# 0.04 -> 0.4, 10 warm-up epochs, clip 3.0, min lr 1e-6), and the README's ResNet-50 command (line 207:
+# --optimizer sgd --lr 0.03 --weight_decay 1e-4 --weight_decay_end 1e-4 --global_crops_scale 0.14 1
+# --local_crops_scale 0.05 0.14). Both exclude biases and norms from weight decay (utils.get_params_groups).
+RECIPES = {
+    "vit": {"optim": optim("adamw", 5e-4, 0.04, 10, weight_decay_end=0.4, min_lr=1e-6, clip_grad=3.0),
+            "views": section(recipe="dino")},
+    "resnet": {"optim": optim("sgd", 0.03, 1e-4, 10, min_lr=1e-6, clip_grad=3.0),
+               "views": section(recipe="dino", global_scale=(0.14, 1.0), local_scale=(0.05, 0.14))},
+}
 
 
 class DINOLoss(nn.Module):
@@ -76,6 +89,7 @@ class DINO(Method):
     name = "dino"
     config_class = DinoConfig
     multicrop = True
+    recipes = RECIPES
 
     def __init__(self, backbone: nn.Module, cfg: DinoConfig, n_global: int = 2) -> None:
         super().__init__(backbone, cfg, n_global)
@@ -99,7 +113,7 @@ class DINO(Method):
         n_global = self.n_global
         with torch.no_grad():
             teacher_out = self.teacher["head"](self.teacher["backbone"](torch.cat(views[:n_global])))
-        feats = forward_multicrop(self.backbone, views)  # (V*B, D)
+        feats = forward_concat_by_size(self.backbone, views)  # (V*B, D)
         student_out = self.head(feats)  # (V*B, K)
         temp = float(self.teacher_temp[step])
         loss = self.loss_fn(student_out, teacher_out, len(views), temp)

@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.diagnostics.collapse import collapse_logs
-from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
+from selfsup.methods.base import TWO_VIEWS, Method
 from selfsup.methods.distributed import gather
 from selfsup.methods.momentum import ema_update, momentum_copy
+from selfsup.methods.recipe import optim, section
 from selfsup.methods.shuffled_bn import momentum_forward
 from selfsup.models.heads import mlp
 from selfsup.options import opt
@@ -74,13 +75,20 @@ def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
+# facebookresearch/moco main_moco.py (commit 7397dfe) with README's `--mlp --moco-t 0.2 --aug-plus --cos`:
+# SGD on every parameter (weight decay 1e-4 on norms and biases too, lines 291-296), lr 0.03 at batch 256
+# (lines 79-85, 97-104), no warm-up, cosine to 0 (lines 489-492), aug+ views with crops of 0.2-1 (326-338).
+# Per-process BatchNorm with shuffled keys, as the paper: SyncBatchNorm would give the query and its
+# positive key statistics of the same images, which the queue's keys (older batches) lack.
+RECIPES = {"any": {"optim": optim("sgd", 0.03, 1e-4, 0, decay_norm_bias=True),
+                   "views": {**TWO_VIEWS, **section(recipe="mocov2", global_scale=(0.2, 1.0))},
+                   "run": section(sync_bn=False)}}
+
+
 class MoCoV2(Method):
     name = "moco-v2"
     config_class = MoCoV2Config
-    # MoCo v2's crops cover 20-100% of the image (RandomResizedCrop scale=(0.2, 1.)). Per-process BatchNorm
-    # with shuffled keys, as the paper: SyncBatchNorm would give the query and its positive key statistics
-    # of the same images, which the queue's keys (older batches) lack, and shuffling cannot undo it.
-    defaults = {"views": {**TWO_VIEW_DEFAULTS["views"], "global_scale": (0.2, 1.0)}, "run": {"sync_bn": False}}
+    recipes = RECIPES
 
     def __init__(self, backbone: nn.Module, cfg: MoCoV2Config, n_global: int = 2) -> None:
         super().__init__(backbone, cfg, n_global)

@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 from selfsup.diagnostics.collapse import collapse_logs
-from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
+from selfsup.methods.base import TWO_VIEWS, Method
 from selfsup.methods.distributed import gather, rank
 from selfsup.methods.info_nce import info_nce
 from selfsup.methods.momentum import ema_update, momentum_copy
+from selfsup.methods.recipe import optim, section
 from selfsup.methods.shuffled_bn import momentum_forward
 from selfsup.models.heads import mlp
 from selfsup.options import opt
@@ -61,10 +62,26 @@ def ctr(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:
     return 2 * temperature * info_nce(q, gather(k), labels, temperature)
 
 
+# facebookresearch/moco-v3: ViT-S (CONFIG.md 109-116: AdamW lr 1.5e-4 per 256, weight decay 0.1 on every
+# parameter (main_moco.py 229), 40 warm-up epochs of 300, --moco-t .2, 3-layer projector, predictor
+# ending in BN); ResNet-50 (CONFIG.md 100 epochs; main_moco.py 65-117: LARS lr 0.6, weight decay 1e-6
+# without norms and biases (moco/optimizer.py), 10 warm-up epochs, --moco-t 1.0, --crop-min .2, 2-layer
+# projector, predictor without last BN (moco/builder.py MoCo_ResNet)). Both: cosine lr to 0, momentum 0.99
+# raised to 1 with a cosine, BYOL's views (main_moco.py 262-283).
+RECIPES = {
+    "vit": {"optim": optim("adamw", 1.5e-4, 0.1, 40, decay_norm_bias=True),
+            "views": {**TWO_VIEWS, **section(recipe="byol")},
+            "moco-v3": section(temperature=0.2, proj_layers=3, pred_last_bn=True, momentum=0.99)},
+    "resnet": {"optim": optim("lars", 0.6, 1e-6, 10),
+               "views": {**TWO_VIEWS, **section(recipe="byol", global_scale=(0.2, 1.0))},
+               "moco-v3": section(temperature=1.0, proj_layers=2, pred_last_bn=False, momentum=0.99)},
+}
+
+
 class MoCoV3(Method):
     name = "moco-v3"
     config_class = MoCoV3Config
-    defaults = TWO_VIEW_DEFAULTS
+    recipes = RECIPES
 
     def __init__(self, backbone: nn.Module, cfg: MoCoV3Config, n_global: int = 2) -> None:
         super().__init__(backbone, cfg, n_global)

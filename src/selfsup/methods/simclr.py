@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from selfsup.diagnostics.collapse import collapse_logs
-from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
+from selfsup.methods.base import TWO_VIEWS, Method, forward_concat_by_size
 from selfsup.methods.distributed import gather_with_grad, rank
 from selfsup.methods.info_nce import info_nce
+from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import mlp
 from selfsup.options import opt
 
@@ -42,10 +43,17 @@ def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
     return info_nce(z, candidates, positive, temperature, exclude=own)
 
 
+# google-research/simclr: LARS (model_util.py 95-100, trust coefficient 0.001, biases and BatchNorm
+# excluded from decay and adaptation), lr 0.3 per 256 with linear scaling and 10 warm-up epochs (run.py
+# 43-52), cosine to 0, weight decay 1e-6 (SimCLR v1 paper, App. B.9; the v2 code's run.py defaults to 1e-4
+# with its 3-layer head). Views: data_util.py's strength-1 colour distortion and blur p 0.5 on both views.
+RECIPES = {"any": {"optim": optim("lars", 0.3, 1e-6, 10), "views": {**TWO_VIEWS, **section(recipe="simclr")}}}
+
+
 class SimCLR(Method):
     name = "simclr"
     config_class = SimCLRConfig
-    defaults = TWO_VIEW_DEFAULTS
+    recipes = RECIPES
 
     def __init__(self, backbone: nn.Module, cfg: SimCLRConfig, n_global: int = 2) -> None:
         super().__init__(backbone, cfg, n_global)
@@ -54,5 +62,7 @@ class SimCLR(Method):
 
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
                 ) -> tuple[torch.Tensor, dict[str, float]]:
-        z = self.projector(torch.cat(self.embed(views)))  # (2B, d): view 1 then view 2
+        # One batch of 2B views through backbone and projector, as the official code (model.py concatenates
+        # the views before the encoder): BatchNorm statistics over both views.
+        z = self.projector(forward_concat_by_size(self.backbone, views))  # (2B, d): view 1 then view 2
         return nt_xent(z, self.cfg.temperature), collapse_logs(z) if diagnostics else {}

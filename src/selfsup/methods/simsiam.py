@@ -7,8 +7,8 @@ The projector is 3 layers (2048 wide, BN after every layer, the last without aff
 predictor is a 2-layer bottleneck (2048 -> 512 -> 2048, BN in the hidden layer).
 Logged `emb_std` is the paper's collapse measure (Sec. 4.1): the std of z/|z| over the batch, about
 1/sqrt(d) when healthy and 0 when collapsed.
-The views are BYOL's asymmetric pair (see methods/byol.py); the paper uses MoCo v2's symmetric ones (blur
-with p=0.5 on both, no solarisation): `--views.solarize 0` removes the solarisation.
+The views are MoCo v2's aug+ (`--views.recipe mocov2`: blur with p=0.5 on both, no solarisation), as the
+paper; the predictor keeps the peak learning rate (`fix_pred_lr`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.diagnostics.collapse import collapse_logs
-from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
+from selfsup.methods.base import TWO_VIEWS, Method, ParamGroup, split_norm_bias
+from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import mlp
 from selfsup.options import opt
 
@@ -34,6 +35,9 @@ class SimSiamConfig:
                                "bottleneck helps.", paper=512, low=1)
     head_bn: bool = opt(True, "BatchNorm in the projector and predictor (per process on CPU; synchronised "
                         "on GPUs). The paper finds SimSiam fails without it; off only for tests.", paper=True)
+    fix_pred_lr: bool = opt(True, "Keep the predictor at the peak learning rate instead of decaying it "
+                            "(--fix-pred-lr of the README's command; the paper's Table 1 finds it slightly "
+                            "better than decaying it).", paper=True)
 
 
 def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -43,10 +47,17 @@ def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch
     return d(p1, z2) / 2 + d(p2, z1) / 2
 
 
+# facebookresearch/simsiam main_simsiam.py: SGD on every parameter (weight decay 1e-4 on norms and biases
+# too, lines 193-201), lr 0.05 x batch/256 (lines 56, 157), no warm-up, cosine to 0 (lines 359-366) with
+# the predictor's lr fixed (--fix-pred-lr, README), MoCo v2's aug+ views with crops of 0.2-1 (229-238).
+RECIPES = {"any": {"optim": optim("sgd", 0.05, 1e-4, 0, decay_norm_bias=True),
+                   "views": {**TWO_VIEWS, **section(recipe="mocov2", global_scale=(0.2, 1.0))}}}
+
+
 class SimSiam(Method):
     name = "simsiam"
     config_class = SimSiamConfig
-    defaults = TWO_VIEW_DEFAULTS
+    recipes = RECIPES
 
     def __init__(self, backbone: nn.Module, cfg: SimSiamConfig, n_global: int = 2) -> None:
         super().__init__(backbone, cfg, n_global)
@@ -54,6 +65,12 @@ class SimSiam(Method):
                              batch_norm=cfg.head_bn, last_bn=cfg.head_bn, act="relu")
         self.predictor = mlp(cfg.proj_dim, cfg.pred_hidden_dim, cfg.proj_dim, 2, batch_norm=cfg.head_bn,
                              act="relu")
+
+    def param_groups(self) -> list[ParamGroup]:
+        """Encoder and predictor apart: the predictor's lr stays fixed with fix_pred_lr (main_simsiam.py 193-195)."""
+        encoder = [(n, p) for n, p in self.named_parameters() if not n.startswith("predictor.")]
+        return split_norm_bias(encoder) + split_norm_bias(self.predictor.named_parameters(prefix="predictor"),
+                                                          fixed_lr=self.cfg.fix_pred_lr)
 
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
                 ) -> tuple[torch.Tensor, dict[str, float]]:

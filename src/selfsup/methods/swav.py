@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.diagnostics.collapse import collapse_logs
-from selfsup.methods.base import Method, forward_multicrop
+from selfsup.methods.base import Method, forward_concat_by_size
 from selfsup.methods.distributed import all_reduce_sum, gather, rank, world_size
+from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import mlp
 from selfsup.options import opt
 
@@ -61,6 +62,16 @@ class SwAVConfig:
                                        "The paper's 313 is one ImageNet epoch at batch 4096; the CPU preset "
                                        "uses 50 (~5% of a 1000-step run). Raise it if the loss does not go "
                                        "down at first.", paper=313, low=0)
+
+
+# facebookresearch/swav scripts/swav_800ep_pretrain.sh: SGD + LARC (main_swav.py 171-177: trust
+# coefficient 0.001, no clipping, weight decay and adaptation on every parameter), base lr 4.8 at batch
+# 4096 (0.3 per 256) to a final 0.0048, weight decay 1e-6, 10 warm-up epochs (the script starts them at
+# 0.3, here at 0), 2x224 crops of 0.14-1 and 6x96 of 0.05-0.14; views with SimCLR's strength-1 colour
+# distortion and blur p 0.5 on every crop (src/multicropdataset.py 37, 64-92).
+RECIPES = {"any": {"optim": optim("lars", 0.3, 1e-6, 10, min_lr=0.0048, decay_norm_bias=True),
+                   "views": section(recipe="simclr", n_local=6, global_scale=(0.14, 1.0),
+                                    local_scale=(0.05, 0.14))}}
 
 
 def _all_reduce_max(x: torch.Tensor) -> torch.Tensor:
@@ -104,6 +115,7 @@ class SwAV(Method):
     name = "swav"
     config_class = SwAVConfig
     multicrop = True
+    recipes = RECIPES
 
     def __init__(self, backbone: nn.Module, cfg: SwAVConfig, n_global: int = 2) -> None:
         super().__init__(backbone, cfg, n_global)
@@ -126,7 +138,7 @@ class SwAV(Method):
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         c, g, b = self.cfg, self.n_global, views[0].shape[0]
-        z = F.normalize(self.projector(forward_multicrop(self.backbone, views)), dim=-1)  # (V*B, d)
+        z = F.normalize(self.projector(forward_concat_by_size(self.backbone, views)), dim=-1)  # (V*B, d)
         scores = self.prototypes(z)  # (V*B, K)
         dtype = torch.float64 if c.sinkhorn_float64 else torch.float32
         with torch.no_grad(), torch.autocast(z.device.type, enabled=False):

@@ -6,7 +6,7 @@ with invariance s = mean squared error of the pairs, variance v(z) = mean_j relu
 (unbiased variance) and covariance c(z) = sum_{i != j} Cov(z)_ij^2 / d. As in the official code, the
 invariance is taken on this process's pairs (DDP's gradient average makes it the global mean) and the
 variance and covariance on the embeddings of every process (its FullGatherLayer is `gather_with_grad`).
-The official views are BYOL's asymmetric pair, as `MultiCropViews` makes them (see methods/byol.py).
+The official views are BYOL's asymmetric pair (`--views.recipe byol`, see methods/byol.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.diagnostics.collapse import collapse_logs
-from selfsup.methods.base import TWO_VIEW_DEFAULTS, Method
+from selfsup.methods.base import TWO_VIEWS, Method
 from selfsup.methods.distributed import gather_with_grad
+from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import mlp
 from selfsup.options import opt
 
@@ -56,10 +57,17 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim: float, std: float, cov:
     return loss, {k: v.detach() for k, v in parts.items()}
 
 
+# facebookresearch/vicreg main_vicreg.py: LARS (eta 0.001, biases and norms excluded, lines 109-115), base
+# lr 0.2 times batch/256 (line 52), weight decay 1e-6 (line 54), 10 warm-up epochs and a cosine to 0.001 of
+# the peak (lines 167-178: 0.0016 at the README's batch 2048), BYOL's views (augmentations.py).
+RECIPES = {"any": {"optim": optim("lars", 0.2, 1e-6, 10, min_lr=0.0016),
+                   "views": {**TWO_VIEWS, **section(recipe="byol")}}}
+
+
 class VICReg(Method):
     name = "vicreg"
     config_class = VICRegConfig
-    defaults = TWO_VIEW_DEFAULTS
+    recipes = RECIPES
 
     def __init__(self, backbone: nn.Module, cfg: VICRegConfig, n_global: int = 2) -> None:
         super().__init__(backbone, cfg, n_global)

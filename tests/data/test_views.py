@@ -1,0 +1,61 @@
+"""Named view recipes: each paper's jitter, blur and solarisation, on colour and 1-channel images."""
+
+import dataclasses
+
+import kornia.augmentation as K
+import pytest
+import torch
+
+from selfsup.data.views import VIEW_RECIPES, MultiCropViews, ViewsConfig
+
+
+def views(recipe: str, channels: int = 3, **options) -> MultiCropViews:
+    cfg = dataclasses.replace(ViewsConfig(), recipe=recipe, global_size=16, local_size=8, n_local=1, **options)
+    return MultiCropViews(cfg, channels, [0.5] * channels, [0.25] * channels)
+
+
+def ops(pipeline, kind):
+    return [m for m in pipeline if isinstance(m, kind)]
+
+
+def probabilities(pipeline, kind) -> list[float]:
+    return [m.p for m in ops(pipeline, kind)]
+
+
+@pytest.mark.parametrize("recipe, jitter", [("simclr", (0.8, 0.8, 0.8, 0.2)), ("mocov2", (0.4, 0.4, 0.4, 0.1)),
+                                            ("byol", (0.4, 0.4, 0.2, 0.1)), ("dino", (0.4, 0.4, 0.2, 0.1))])
+def test_jitter_strengths(recipe, jitter):
+    """simclr data_util.py 74-77 (0.8 x strength 1, hue 0.2); moco main_moco.py 331 aug+ (0.4, 0.4, 0.4, 0.1);
+    dino main_dino.py 424 and BYOL Table 6 (0.4, 0.4, 0.2, 0.1); all with p 0.8 and grayscale p 0.2."""
+    v = views(recipe)
+    (j,) = ops(v.globals[0], K.ColorJitter)
+    assert (j.brightness, j.contrast, j.saturation, j.hue, j.p) == (*jitter, 0.8)
+    assert probabilities(v.globals[0], K.RandomGrayscale) == [0.2]
+
+
+@pytest.mark.parametrize("recipe, blur, solarize", [("simclr", [0.5, 0.5], [0, 0]), ("mocov2", [0.5, 0.5], [0, 0]),
+                                                    ("byol", [1.0, 0.1], [0, 0.2]), ("dino", [1.0, 0.1], [0, 0.2])])
+def test_blur_and_solarisation_per_view(recipe, blur, solarize):
+    """SimCLR and MoCo v2 blur both views with p 0.5 and never solarise; BYOL/DINO's pair is asymmetric."""
+    v = views(recipe)
+    assert [probabilities(g, K.RandomGaussianBlur) for g in v.globals] == [[p] for p in blur]
+    assert [sum(probabilities(g, K.RandomSolarize)) for g in v.globals] == solarize
+    assert probabilities(v.local, K.RandomGaussianBlur) == [0.5]
+
+
+def test_explicit_options_still_win_over_the_recipe():
+    v = views("simclr", solarize=0.3, blur=False, color_jitter=0.0, flip=0.0)
+    assert probabilities(v.globals[1], K.RandomSolarize) == [0.3]
+    assert not ops(v.globals[0], K.RandomGaussianBlur) and not ops(v.globals[0], K.ColorJitter)
+    assert not ops(v.globals[0], K.RandomHorizontalFlip)
+
+
+@pytest.mark.parametrize("recipe", sorted(VIEW_RECIPES))
+def test_one_channel_images_skip_colour_ops(recipe):
+    v = views(recipe, channels=1)
+    (j,) = ops(v.globals[0], K.ColorJitter)
+    assert (j.saturation, j.hue) == (0.0, 0.0)
+    assert not ops(v.globals[0], K.RandomGrayscale)
+    out = v(torch.randint(0, 256, (4, 1, 20, 20), dtype=torch.uint8))
+    assert [tuple(o.shape) for o in out] == [(4, 1, 16, 16)] * 2 + [(4, 1, 8, 8)]
+    assert all(torch.isfinite(o).all() for o in out)

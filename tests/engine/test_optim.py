@@ -1,0 +1,95 @@
+"""The optimiser over a method's parameter groups: LARS's update, per-group lr and weight decay."""
+
+import pytest
+import torch
+from torch import nn
+
+from selfsup.config import build_config
+from selfsup.engine.lars import LARS
+from selfsup.engine.optim import apply_schedules, build_optimizer, optimizer_for
+from selfsup.methods import METHODS
+from selfsup.models.resnet import resnet18
+
+
+def lars_reference(w, g, mu, lr, wd, momentum, eta, adapt):
+    """barlowtwins main.py LARS.step (lines 236-262) for one parameter."""
+    d = g + wd * w if adapt else g
+    if adapt:
+        wn, dn = w.norm(), d.norm()
+        d = d * (eta * wn / dn if wn > 0 and dn > 0 else 1.0)
+    mu = momentum * mu + d
+    return w - lr * mu, mu
+
+
+def test_lars_update_follows_the_formula_with_eta_0_001():
+    torch.manual_seed(0)
+    w, b = nn.Parameter(torch.randn(4, 3)), nn.Parameter(torch.randn(4))
+    opt = LARS([{"params": [w]}, {"params": [b], "lars_exclude": True}], lr=0.5, weight_decay=0.01, momentum=0.9)
+    assert opt.defaults["eta"] == 0.001
+    w_ref, b_ref = w.detach().clone(), b.detach().clone()
+    mu_w, mu_b = torch.zeros_like(w), torch.zeros_like(b)
+    for _ in range(2):
+        gw, gb = torch.randn(4, 3), torch.randn(4)
+        w.grad, b.grad = gw.clone(), gb.clone()
+        opt.step()
+        w_ref, mu_w = lars_reference(w_ref, gw, mu_w, 0.5, 0.01, 0.9, 0.001, adapt=True)
+        b_ref, mu_b = lars_reference(b_ref, gb, mu_b, 0.5, 0.01, 0.9, 0.001, adapt=False)
+        assert torch.allclose(w, w_ref, atol=1e-6) and torch.allclose(b, b_ref, atol=1e-6)
+
+
+def test_lars_leaves_the_update_unscaled_for_a_zero_parameter():
+    w = nn.Parameter(torch.zeros(3, 3))
+    w.grad = torch.ones(3, 3)
+    LARS([w], lr=0.1, momentum=0.0).step()
+    assert torch.allclose(w, torch.full((3, 3), -0.1))
+
+
+def groups_by_param(opt: torch.optim.Optimizer) -> dict[int, dict]:
+    return {id(p): g for g in opt.param_groups for p in g["params"]}
+
+
+def resnet_method(name: str, **overrides):
+    method = METHODS[name]
+    tiny = {"simsiam": {"proj_dim": 16, "pred_hidden_dim": 8},
+            "barlow-twins": {"proj_hidden_dim": 32, "proj_output_dim": 16},
+            "moco-v2": {"proj_hidden_dim": 32, "proj_output_dim": 16, "queue_size": 32},
+            "dino": {"out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8}}[name]
+    return method(resnet18(in_chans=1, small_stem=True), method.config_class(**tiny, **overrides))
+
+
+def step_values(name: str, lr: float = 0.4, wd: float = 0.1) -> tuple[object, dict[int, dict], object]:
+    """The method, its optimiser's groups after apply_schedules(lr, wd), and its resolved optim options."""
+    m = resnet_method(name)
+    cfg = build_config({"method": name, "backbone": {"name": "resnet18"}}).optim
+    opt = optimizer_for(m, cfg, world_batch=512)
+    apply_schedules(opt, lr, wd)
+    return m, groups_by_param(opt), cfg
+
+
+def test_barlow_twins_trains_biases_and_norms_at_their_own_lr():
+    """barlowtwins main.py 167-168: weights at lr x 0.2, biases and norms (ndim 1) at lr x 0.0048."""
+    m, groups, _ = step_values("barlow-twins")
+    conv, bn = m.backbone.conv1.weight, m.backbone.bn1.weight
+    assert groups[id(conv)]["lr"] == pytest.approx(0.4)
+    assert groups[id(bn)]["lr"] == pytest.approx(0.4 * 0.0048 / 0.2)
+    assert groups[id(bn)]["weight_decay"] == 0 and groups[id(bn)]["lars_exclude"]
+
+
+def test_simsiam_predictor_keeps_the_peak_lr():
+    """main_simsiam.py 359-366: with --fix-pred-lr the predictor stays at init_lr = lr x batch / 256."""
+    m, groups, cfg = step_values("simsiam", lr=0.001)
+    assert groups[id(m.predictor[0].weight)]["lr"] == pytest.approx(cfg.lr * 512 / 256)
+    assert groups[id(m.projector[0].weight)]["lr"] == pytest.approx(0.001)
+    m.cfg.fix_pred_lr = False
+    opt = build_optimizer(m, "sgd", peak_lr=1.0)
+    apply_schedules(opt, 0.001, 0.0)
+    assert groups_by_param(opt)[id(m.predictor[0].weight)]["lr"] == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("name, decays_norms", [("moco-v2", True), ("simsiam", True), ("dino", False)])
+def test_which_methods_decay_norms_and_biases(name, decays_norms):
+    """MoCo v2 (main_moco.py 291-296) and SimSiam (main_simsiam.py 199-201) pass every parameter to SGD with
+    weight_decay 1e-4; DINO excludes biases and norms (utils.get_params_groups)."""
+    m, groups, _ = step_values(name)
+    assert groups[id(m.backbone.conv1.weight)]["weight_decay"] == 0.1
+    assert groups[id(m.backbone.bn1.weight)]["weight_decay"] == (0.1 if decays_norms else 0.0)
