@@ -1,5 +1,8 @@
 """Run `selfsup demo --json` and write its table, time and machine into README.md (between markers).
 
+The demo reads the test split once, at its end; its accuracy-versus-minutes curve is measured on a
+validation split by `benchmarks/demo_sweep.py --curve` (docs/demo_sweep.md), never on the test split.
+
     .venv/bin/python benchmarks/demo_results.py [extra demo options...]
     .venv/bin/python benchmarks/demo_results.py --from-run DIR   # a finished `selfsup demo` run (DIR/demo.json)
 
@@ -39,34 +42,16 @@ def table(r: dict, extra: list[str]) -> str:
     return "\n".join([
         f"`{' '.join(['selfsup demo', *extra])}`" + f" on {r['dataset']}, measured "
         f"{time.strftime('%Y-%m-%d')} on {cpu_name()} ({torch.get_num_threads()} threads), torch "
-        f"{torch.__version__}: {r['steps']} steps ({r['epochs']} epochs, {r['images_per_s']:.0f} images/s) in "
-        f"{r['train_minutes']:.1f} min of training, **{r['minutes']:.1f} min** wall-clock in all.",
+        f"{torch.__version__}: {r['method']} on {r['backbone']}, {r['steps']} steps ({r['epochs']} epochs, "
+        f"{r['images_per_s']:.0f} images/s) in {r['train_minutes']:.1f} min of training, **{r['minutes']:.1f} "
+        "min** wall-clock in all.",
         "",
-        "| features (k-NN, k=20, T=0.07, test split) | top-1 (%) |",
+        f"| features (k-NN, k=20, T=0.07, test split; network feature: {r['feature']}) | top-1 (%) |",
         "|---|---|",
-        f"| DINO teacher, learned | {r['knn_learned']:.2f} |",
+        f"| {r['method']}, learned | {r['knn_learned']:.2f} |",
         f"| same network, random init | {r['knn_random']:.2f} |",
-        f"| raw pixels | {r['knn_pixels']:.2f} |",
+        f"| raw pixels ({FLOORS.get(r['dataset'], '')}) | {r['knn_pixels']:.2f} |",
     ])
-
-
-def curve(out: Path) -> list[tuple[int, float, float]]:
-    """(step, training minutes, k-NN top-1) of every k-NN evaluation the demo run logged."""
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [(r["step"], r["train_minutes"], r["knn_top1"]) for r in rows if "knn_top1" in r]
-
-
-def curve_doc(r: dict, extra: list[str]) -> str:
-    lines = ["# The demo's accuracy-versus-minutes curve", "",
-             f"Written by `{' '.join(['benchmarks/demo_results.py', *extra])}`"
-             + f" on {time.strftime('%Y-%m-%d')}, {cpu_name()}. k-NN top-1 (k=20, T=0.07) of the DINO "
-             "teacher's CLS token on the "
-             f"{r['dataset']} test split, evaluated during the demo run (`run.knn_every`) and at its end.", "",
-             "| step | training minutes | k-NN top-1 (%) |", "|---|---|---|"]
-    lines += [f"| {s} | {m:.1f} | {a:.2f} |" for s, m, a in curve(ROOT / r["out"])]
-    lines += ["", f"Same network at random initialisation: {r['knn_random']:.2f}%; raw pixels: "
-              f"{r['knn_pixels']:.2f}% ({FLOORS.get(r['dataset'], '')})."]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -86,7 +71,6 @@ def main() -> None:
     print(table(result, extra))
     (ROOT / "docs").mkdir(exist_ok=True)
     (ROOT / "docs" / "demo_result.json").write_text(json.dumps(result, indent=1) + "\n")
-    (ROOT / "docs" / "demo.md").write_text(curve_doc(result, extra))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "batch 128": {"optim": {"batch_size": 128}},
     "crops (0.4, 1)": {"views": {"global_scale": [0.4, 1.0]}},
     "no blur": {"views": {"blur": False}},
+    "SimCLR's view recipe": {"views": {"recipe": "simclr"}},
 }
 
 
