@@ -1,6 +1,6 @@
 """The measurements behind the demo recipe, chosen on a validation split (never on the test split).
 
-    .venv/bin/python benchmarks/demo_sweep.py [--minutes 11.5] [--only NAME,NAME] [--threads N]
+    .venv/bin/python benchmarks/demo_sweep.py [--minutes 11.5] [--only 'NAME;NAME'] [--threads N]
     .venv/bin/python benchmarks/demo_sweep.py --curve 60          # the chosen recipe's accuracy vs minutes
     .venv/bin/python benchmarks/demo_sweep.py --table             # rewrite docs/demo_sweep.md only
 
@@ -132,7 +132,7 @@ def table(records: list[dict[str, Any]]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=None, help="budget per variant (default: the demo's)")
-    p.add_argument("--only", default="", help="comma-separated variant names (default: all)")
+    p.add_argument("--only", default="", help="variant names separated by ';' (default: all)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--curve", type=float, default=None, help="train the demo recipe this many minutes with a "
                    "k-NN curve, instead of the variants")
@@ -146,7 +146,10 @@ def main() -> None:
     if not args.table:
         if not any(r["variant"] == "raw pixels" for r in load_records()):
             new.append(pixels_record())
-        names = [n for n in VARIANTS if not args.only or n in args.only.split(",")]
+        only = [args.only] if args.only in VARIANTS else [n.strip() for n in args.only.split(";") if n.strip()]
+        names = [n for n in VARIANTS if not only or n in only]
+        if only and len(names) != len(only):
+            raise SystemExit(f"--only: unknown variant in {args.only!r}; choose from {'; '.join(VARIANTS)}")
         with tempfile.TemporaryDirectory() as tmp:
             if args.curve:
                 new.append(train("demo recipe", {}, args.curve, Path(tmp) / "curve", args.knn_every))
