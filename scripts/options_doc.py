@@ -66,7 +66,8 @@ def protocol_sections() -> list[str]:
     lines = ["# Evaluation protocols", "",
              "`selfsup eval PROTOCOL --checkpoint RUN [--data D]` takes these flags besides `--data`, `--seed`, "
              "`--device`, `--feature-batch-size`, `--no-cache` and `--json`; each run writes RUN/eval/PROTOCOL.json.",
-             ""]
+             "", "`--feature` evaluates another ViT feature than the run's `--backbone.pool` (cls, mean, cls+mean "
+             "or cls-last4, see above), from the same weights; its features are cached apart.", ""]
     for name, protocol in PROTOCOLS.items():
         lines += [f"## eval {name}", "", protocol.help + ".", "", "| option | default | paper | help |",
                   "|---|---|---|---|"]

@@ -45,10 +45,12 @@ class BackboneConfig:
     drop_path: float = opt(0.1, "Stochastic-depth rate of the last ViT block.", paper=0.1, low=0,
                            below=1)
     pool: str = opt("cls", "The ViT feature that evaluation reads (k-NN, linear probe, fine-tuning, the demo's "
-                    "rows, learned and random alike): cls, mean (of the patch tokens) or cls+mean (both "
-                    "concatenated, as DINO's linear evaluation adds avgpool). Pre-training heads always "
-                    "read the CLS token. On small images with few tokens cls+mean is worth 1-2 k-NN points "
-                    "(docs/demo_sweep.md). ResNets always average-pool.", paper="cls", choices=POOLS)
+                    "rows, learned and random alike; `selfsup eval --feature` overrides it): cls, mean (of the "
+                    "patch tokens), cls+mean (both concatenated: DINO's linear evaluation of ViT-B, with "
+                    "avgpool) or cls-last4 (the CLS tokens of the last 4 blocks concatenated: DINO's linear "
+                    "evaluation of ViT-S). Pre-training heads always read the CLS token. On small images with "
+                    "few tokens cls+mean is worth 1-2 k-NN points (docs/demo_sweep.md). ResNets always "
+                    "average-pool.", paper="cls", choices=POOLS)
 
 
 @dataclass

@@ -6,11 +6,13 @@ import typing
 from dataclasses import dataclass
 
 import pytest
+import torch
 
 from selfsup.cli import build_parser, main
 from selfsup.eval.commands import add_option_flags, options_from
 from selfsup.eval.fewshot import FewshotOptions
 from selfsup.eval.protocols import PROTOCOLS
+from selfsup.models.io import BackboneSpec, save_backbone
 from selfsup.options import Allowed, allowed, opt
 from selfsup.validate import ConfigError
 
@@ -29,6 +31,41 @@ def test_eval_knn_with_several_k_and_the_knn_alias(tiny_run, tiny_data, capsys):
     flat = last_json(capsys)
     assert flat["top1"] == record["numbers"]["top1_k20"]
     assert (flat["k"], flat["n_train"], flat["n_test"]) == (20, 150, 50)
+
+
+def test_eval_knn_feature_is_evaluated_recorded_and_cached_apart(tiny_run, capsys):
+    features = tiny_run / "eval" / "features"
+
+    def cached() -> dict[str, dict]:
+        return {f.name: torch.load(f, weights_only=True) for f in features.glob("train-*.pt")}
+
+    assert main(["eval", "knn", "--checkpoint", str(tiny_run), "--json"]) == 0
+    assert last_json(capsys)["checkpoint"]["feature"] == "cls"
+    (default_file, default), = cached().items()
+    assert default["key"]["feature"] == "cls" and default["features"].shape == (150, 128)
+    assert main(["eval", "knn", "--checkpoint", str(tiny_run), "--feature", "cls-last4", "--json"]) == 0
+    record = last_json(capsys)
+    assert record["checkpoint"]["feature"] == "cls-last4"
+    files = cached()
+    (last4_file, last4), = ((name, v) for name, v in files.items() if name != default_file)
+    assert last4["key"]["feature"] == "cls-last4" and last4["features"].shape == (150, 4 * 128)
+    assert torch.equal(files[default_file]["features"], default["features"])  # the default's file is untouched
+    assert torch.equal(last4["features"][:, -128:], default["features"])  # its last block is the default's CLS
+
+
+def test_a_bad_feature_is_one_line(tiny_run, tmp_path, tiny_data, capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "knn", "--checkpoint", str(tiny_run), "--feature", "max"])
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "argument --feature: invalid choice: 'max'" in err and "cls-last4" in err
+    run = tmp_path / "resnet"
+    spec = BackboneSpec("resnet18", 28, 1, None, [0.2], [0.3])
+    save_backbone(spec.build(), spec, run / "backbone.safetensors")
+    (run / "config.yaml").write_text(f"method: simclr\ndata: {{name: {tiny_data}}}\n")
+    assert main(["knn", "--checkpoint", str(run), "--feature", "mean"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("selfsup knn: error: --feature mean")
+    assert "ResNet, which always average-pools" in err
 
 
 def test_eval_fewshot_flags(tiny_run, capsys):

@@ -39,10 +39,10 @@ def test_changed_images_or_a_corrupt_file_are_recomputed(tmp_path):
     cache = FeatureCache(tmp_path)
     model = torch.nn.Flatten()
     images = torch.randint(0, 256, (4, 1, 3, 3), dtype=torch.uint8)
-    a = cached_features(cache, model, None, images, "sha", "d", "train")
-    b = cached_features(cache, model, None, 255 - images, "sha", "d", "train")
+    a = cached_features(cache, model, None, images, "sha", "d", "train", "cls")
+    b = cached_features(cache, model, None, 255 - images, "sha", "d", "train", "cls")
     assert cache.misses == 2 and not torch.equal(a, b)
-    key = FeatureKey("sha", "d", "train", 3, 1, "x")
+    key = FeatureKey("sha", "d", "train", 3, 1, "x", "cls")
     cache.path(key).write_bytes(b"not a torch file")
     assert cache.load(key) is None
     assert cache.get(key, lambda: torch.ones(2, 2)).sum() == 4 and cache.load(key).sum() == 4
@@ -52,3 +52,11 @@ def test_no_cache_leaves_the_run_untouched(tiny_run):
     ctx = build_context(tiny_run, cache=False)
     ctx.features("train")
     assert ctx.cache is None and not (tiny_run / "eval").exists()
+
+
+def test_each_feature_has_its_own_file(tmp_path):
+    cache = FeatureCache(tmp_path)
+    keys = [FeatureKey("sha", "d", "train", 3, 1, "x", feature) for feature in ("cls", "cls-last4")]
+    assert cache.path(keys[0]) != cache.path(keys[1])
+    cache.save(keys[0], torch.zeros(2, 4))
+    assert cache.load(keys[1]) is None and cache.load(keys[0]).shape == (2, 4)

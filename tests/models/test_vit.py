@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from selfsup.models.vit import VisionTransformer, vit
+from selfsup.models.vit import POOLS, VisionTransformer, vit
 
 
 def test_official_parameter_names():
@@ -77,3 +77,29 @@ def test_pool_options_give_cls_mean_or_both():
     assert vit("vit-cpu", 28, 1, 7, pool="cls+mean").feature_dim == 2 * 128
     with pytest.raises(ValueError, match="pool"):
         vit("vit-cpu", 28, 1, 7, pool="max")
+
+
+def test_cls_last4_concatenates_the_normalised_cls_of_each_of_the_last_4_blocks():
+    torch.manual_seed(0)
+    m = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=16, depth=5, num_heads=2,
+                          pool="cls-last4").eval()
+    x = torch.randn(3, 1, 28, 28)
+    tokens, cls = m.prepare_tokens(x), []
+    for blk in m.blocks:  # by hand: the shared final norm applied to every block's output
+        tokens = blk(tokens)
+        cls.append(m.norm(tokens)[:, 0])
+    got = m(x)
+    assert got.shape == (3, 4 * 16) and m.feature_dim == 4 * 16
+    assert torch.allclose(got, torch.cat(cls[1:], dim=1), atol=1e-6)  # blocks 1-4 of 0-4
+    assert not torch.allclose(got, torch.cat(cls[:4], dim=1), atol=1e-3)  # not the first 4
+    layers = m.get_intermediate_layers(x, 2)
+    assert len(layers) == 2 and torch.allclose(layers[0][:, 0], cls[3], atol=1e-6)
+    assert torch.allclose(layers[1], m.forward_tokens(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("depth", [2, 5])
+def test_feature_dim_is_the_output_width(pool, depth):
+    m = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=16, depth=depth, num_heads=2, pool=pool)
+    width = {"cls": 16, "mean": 16, "cls+mean": 32, "cls-last4": 16 * min(4, depth)}[pool]
+    assert m(torch.randn(2, 1, 28, 28)).shape == (2, width) and m.feature_dim == width

@@ -15,6 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from selfsup.models.vit import POOLS
 from selfsup.options import describe
 from selfsup.validate import check_options
 
@@ -64,6 +65,10 @@ def add_context_flags(p: argparse.ArgumentParser, data_help: str) -> None:
                    "(written by selfsup pretrain)")
     p.add_argument("--data", help=data_help + " (default: the data the run was pre-trained on, from its "
                    "config.yaml); images are brought to the backbone's channels and size")
+    p.add_argument("--feature", choices=POOLS, help="the ViT feature to evaluate (default: the run's "
+                   "--backbone.pool, saved with its backbone): cls, mean (of the patch tokens), cls+mean (DINO's "
+                   "ViT-B probe, avgpool) or cls-last4 (DINO's ViT-S probe: CLS tokens of the last 4 blocks "
+                   "concatenated); ResNets always average-pool")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsets, splits and classifier initialisation")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: a GPU if there is one)")
     p.add_argument("--feature-batch-size", type=int, default=512, help="images per forward pass when extracting "
@@ -78,7 +83,7 @@ def _context(args: argparse.Namespace, options: Any = None):
     from selfsup.eval.context import build_context
 
     return build_context(args.checkpoint, args.data, options, args.device, args.seed, args.feature_batch_size,
-                         cache=not args.no_cache)
+                         cache=not args.no_cache, feature=args.feature)
 
 
 def _print_notices(ctx) -> None:

@@ -25,6 +25,7 @@ from selfsup.eval.adapt import adapt_splits
 from selfsup.eval.feature_cache import FeatureCache, cached_features, file_digest
 from selfsup.eval.features import extract_features
 from selfsup.models.io import BackboneSpec, load_backbone, normalizer
+from selfsup.models.vit import POOLS, VIT_PRESETS
 
 Prepare = Callable[[torch.Tensor], torch.Tensor]
 BACKBONE_FILE = "backbone.safetensors"
@@ -77,7 +78,7 @@ class EvalContext:
             x = extract_features(self.backbone, images.images, self.batch_size, self.device, self.prepare)
         else:
             x = cached_features(self.cache, self.backbone, self.prepare, images.images, self.checkpoint,
-                                self.data, split, self.batch_size, self.device)
+                                self.data, split, self.spec.feature, self.batch_size, self.device)
         return x, images.labels
 
     def with_options(self, options: Any) -> EvalContext:
@@ -124,10 +125,27 @@ def load_eval_data(data: str, channels: int, size: int) -> tuple[Splits, list[st
     return adapt_splits(load_data(data, image_size=size), channels, size)
 
 
+def with_feature(backbone: nn.Module, spec: BackboneSpec, feature: str | None) -> tuple[nn.Module, BackboneSpec]:
+    """The backbone rebuilt to output `feature` (a ViT pool; None: the run's own) with the same weights."""
+    if feature is None or feature == spec.pool:
+        return backbone, spec
+    if feature not in POOLS:
+        raise EvalError(f"--feature {feature!r} is unknown: choose one of {', '.join(POOLS)}")
+    if spec.name not in VIT_PRESETS:
+        raise EvalError(f"--feature {feature} picks a ViT's feature, but {spec.name} is a ResNet, which always "
+                        "average-pools: drop --feature")
+    spec = dataclasses.replace(spec, pool=feature)
+    model = spec.build()
+    model.load_state_dict(backbone.state_dict())
+    return model, spec
+
+
 def build_context(run_dir: str | Path, data: str | None = None, options: Any = None, device: str = "auto",
-                  seed: int = 0, batch_size: int = 512, cache: bool = True) -> EvalContext:
+                  seed: int = 0, batch_size: int = 512, cache: bool = True,
+                  feature: str | None = None) -> EvalContext:
     """The context for evaluating the backbone of `run_dir` (its backbone.safetensors) on `data` (default:
-    the data the run was pre-trained on). Features are cached under `run_dir/eval/features/`."""
+    the data the run was pre-trained on) through `feature` (a ViT pool, see `VisionTransformer`; default: the
+    run's --backbone.pool). Features are cached under `run_dir/eval/features/`, one file per feature."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EvalError(f"--checkpoint {run_dir} is not a directory: pass the --out directory of a pretrain run")
@@ -136,7 +154,7 @@ def build_context(run_dir: str | Path, data: str | None = None, options: Any = N
     if not data:
         raise EvalError(f"{run_dir} has no config.yaml naming its data: pass --data")
     path = run_dir / BACKBONE_FILE
-    backbone, spec = load_backbone(path)
+    backbone, spec = with_feature(*load_backbone(path), feature)
     splits, changes = load_eval_data(data, spec.in_chans, spec.img_size)
     dev = pick_device(device)
     return EvalContext(backbone=backbone.to(dev), spec=spec, prepare=normalizer(spec), run_dir=run_dir,
@@ -154,4 +172,4 @@ def pixels_context(out_dir: str | Path, data: str, options: Any = None, seed: in
 
 
 __all__ = ["EvalContext", "EvalError", "Protocol", "build_context", "load_eval_data", "pick_device",
-           "pixels_context", "run_info"]
+           "pixels_context", "run_info", "with_feature"]

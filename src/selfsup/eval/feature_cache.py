@@ -1,10 +1,11 @@
 """Frozen features cached on disk, so that every protocol after the first (and every learning rate of a
 linear-probe sweep) starts from the features instead of a pass through the backbone.
 
-Files live in `<run>/eval/features/`, one per (data, split, image size, channels): `train-<hash>.pt` holds
-the (N, D) float32 features and the full key they were computed for. The key includes the sha256 of the
-backbone file's bytes and of the images, so features are recomputed (and the file overwritten) whenever the
-checkpoint or the data change; a file that cannot be read is recomputed too.
+Files live in `<run>/eval/features/`, one per (data, split, image size, channels, feature): `train-<hash>.pt`
+holds the (N, D) float32 features and the full key they were computed for. The feature is what the backbone
+outputs (a ViT's cls, cls-last4, ... as `--feature` picks it), so one feature never reads another's file. The key
+includes the sha256 of the backbone file's bytes and of the images, so features are recomputed (and the file
+overwritten) whenever the checkpoint or the data change; a file that cannot be read is recomputed too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import nn
 
 from selfsup.eval.features import extract_features
 
-CACHE_VERSION = 1  # bump when what is cached changes meaning (e.g. another feature than the backbone output)
+CACHE_VERSION = 2  # bump when what is cached changes meaning (e.g. another feature than the backbone output)
 
 
 def file_digest(path: Path) -> str:
@@ -51,11 +52,12 @@ class FeatureKey:
     image_size: int  # side of the images fed to the backbone (after adaptation)
     channels: int
     images: str  # images_digest of those images
+    feature: str  # what the backbone outputs (BackboneSpec.feature: a ViT pool such as cls-last4, or avgpool)
     version: int = CACHE_VERSION
 
     def file_name(self) -> str:
-        """One file per data, split, size and channels: a new checkpoint overwrites the old features."""
-        where = json.dumps([self.data, self.image_size, self.channels])
+        """One file per data, split, size, channels and feature: a new checkpoint overwrites the old features."""
+        where = json.dumps([self.data, self.image_size, self.channels, self.feature])
         return f"{self.split}-{hashlib.sha256(where.encode()).hexdigest()[:16]}.pt"
 
 
@@ -103,13 +105,14 @@ class FeatureCache:
 
 
 def cached_features(cache: FeatureCache, backbone: nn.Module, prepare: Callable[[torch.Tensor], torch.Tensor] | None,
-                    images: torch.Tensor, checkpoint: str, data: str, split: str, batch_size: int = 512,
-                    device: str | torch.device = "cpu") -> torch.Tensor:
+                    images: torch.Tensor, checkpoint: str, data: str, split: str, feature: str,
+                    batch_size: int = 512, device: str | torch.device = "cpu") -> torch.Tensor:
     """`extract_features` of (N, C, S, S) uint8 images -> (N, D) float32, through `cache`.
 
-    `checkpoint` is the sha256 of the backbone file (`file_digest`), `data` the --data value.
+    `checkpoint` is the sha256 of the backbone file (`file_digest`), `data` the --data value, `feature` what
+    `backbone` outputs (`BackboneSpec.feature`).
     """
-    key = FeatureKey(checkpoint, data, split, images.shape[-1], images.shape[1], images_digest(images))
+    key = FeatureKey(checkpoint, data, split, images.shape[-1], images.shape[1], images_digest(images), feature)
     return cache.get(key, lambda: extract_features(backbone, images, batch_size, device, prepare))
 
 

@@ -1,16 +1,18 @@
 """Linear probe on frozen, cached features, with a learning-rate sweep chosen on a validation split.
 
-What it is: MAE's linear probe (`main_linprobe.py`, He et al., 2022) on the backbone's output features
-(the CLS token of a ViT, the pooled features of a ResNet), computed once without augmentation: a
-BatchNorm1d without affine parameters (a per-dimension standardisation learned from the training
-features) followed by one linear layer whose weights start from N(0, 0.01) and biases from 0, trained with
-SGD (momentum 0.9, no weight decay, cosine decay to 0, lr = base_lr x batch / 256).
+What it is: MAE's linear probe (`main_linprobe.py`, He et al., 2022) on the backbone's output features (a
+ViT's `--feature`, by default the run's --backbone.pool, cls unless set; a ResNet's average-pooled
+features), computed once without augmentation: a BatchNorm1d without affine parameters (a per-dimension
+standardisation learned from the training features) followed by one linear layer whose weights start from
+N(0, 0.01) and biases from 0, trained with SGD (momentum 0.9, no weight decay, cosine decay to 0, lr =
+base_lr x batch / 256).
 
-What it is not: DINO's `eval_linear.py`, which trains a linear layer without BatchNorm on the CLS tokens of
-the last 4 blocks (ViT-S; the last block's CLS concatenated with the average patch token for ViT-B), on
-randomly cropped and flipped images every epoch. Numbers from this probe are therefore not DINO's linear
-numbers; they are cheaper (one epoch over 60,000 cached features takes a fraction of a second, see
-`feature_cache.py`) and usually a little lower than a probe trained on augmented images.
+What it is not: DINO's `eval_linear.py`, which trains a linear layer without BatchNorm on the CLS tokens
+of the last 4 blocks (ViT-S; the last block's CLS concatenated with the average patch token for ViT-B), on
+randomly cropped and flipped images every epoch. `--feature cls-last4` (ViT-S) or `--feature cls+mean`
+(ViT-B) gives this probe DINO's features, not its training. Numbers from this probe are therefore not
+DINO's linear numbers; they are cheaper (one epoch over 60,000 cached features takes a fraction of a
+second, see `feature_cache.py`) and usually a little lower than a probe trained on augmented images.
 
 The sweep: a stratified 10% of the training set is held out (`validation_split`), one probe per base
 learning rate is trained on the other 90% (all probes in the same pass over the data: they share the

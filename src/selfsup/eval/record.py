@@ -2,7 +2,7 @@
 
     {"protocol": "linear", "numbers": {"top1": 78.6, ...}, "settings": {...options, chosen values...},
      "data": {"eval": "digits", "pretrain": "fashion-mnist", "n_train": ..., "adaptation": [...]},
-     "checkpoint": {"run": "runs/x", "sha256": ..., "backbone": "vit-cpu", "method": "dino"},
+     "checkpoint": {"run": "runs/x", "sha256": ..., "backbone": "vit-cpu", "feature": "cls", "method": "dino"},
      "seed": 0, "time": "2026-11-23T04:00:00+00:00", "minutes": 0.4}
 
 Files without "numbers" (the flat k-NN summary `selfsup pretrain` writes) are read as their numbers.
@@ -43,7 +43,8 @@ def _checkpoint(ctx: EvalContext) -> dict[str, Any]:
     spec = ctx.spec
     out = {"run": str(ctx.run_dir), "sha256": ctx.checkpoint, "method": ctx.pretrain.get("method")}
     if spec is not None:
-        out.update(backbone=spec.name, img_size=spec.img_size, in_chans=spec.in_chans, patch_size=spec.patch_size)
+        out.update(backbone=spec.name, feature=spec.feature, img_size=spec.img_size, in_chans=spec.in_chans,
+                   patch_size=spec.patch_size)
     return out
 
 
@@ -91,6 +92,7 @@ def format_record(record: dict[str, Any]) -> str:
     """A few lines: what was evaluated on what, then a | metric | value | table."""
     data, ckpt = record["data"], record["checkpoint"]
     source = f" (pre-trained on {data['pretrain']})" if data.get("pretrain") else ""
+    source += f", feature {ckpt['feature']}" if ckpt.get("feature") else ""
     lines = [f"{record['protocol']}: {ckpt.get('run')} on {data['eval']}{source}, {data['n_train']} train / "
              f"{data['n_test']} test images, {record['minutes']:.1f} min"]
     lines += [f"  data: {change}" for change in [data.get("notice"), *(data.get("adaptation") or [])] if change]

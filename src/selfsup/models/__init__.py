@@ -15,7 +15,8 @@ def build_backbone(name: str, img_size: int, in_chans: int, patch_size: int | No
     """A backbone whose forward maps (B, in_chans, H, W) to (B, feature_dim) features.
 
     ResNets get the small-image stem (3x3 conv, no max-pool) for images of 64 px or less and always
-    average-pool; `pool` (cls, mean, cls+mean) picks a ViT's feature.
+    average-pool; `pool` (cls, mean, cls+mean, cls-last4: see `VisionTransformer`) picks a ViT's
+    feature.
     """
     if name in VIT_PRESETS:
         return vit(name, img_size, in_chans, patch_size, drop_path, pool)

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from selfsup.models import build_backbone
+from selfsup.models.vit import VIT_PRESETS
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,12 @@ class BackboneSpec:
     patch_size: int | None
     mean: list[float]  # per-channel input normalisation, in [0, 1] units
     std: list[float]
-    pool: str = "cls"  # the ViT feature evaluated: cls, mean or cls+mean (ResNets average-pool)
+    pool: str = "cls"  # the ViT feature evaluated: one of vit.POOLS (ResNets average-pool)
+
+    @property
+    def feature(self) -> str:
+        """What the backbone outputs: the ViT's pool, or "avgpool" for a ResNet (which ignores `pool`)."""
+        return self.pool if self.name in VIT_PRESETS else "avgpool"
 
     def build(self) -> nn.Module:
         return build_backbone(self.name, self.img_size, self.in_chans, self.patch_size, pool=self.pool)

@@ -134,15 +134,22 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, h*w, D)
 
 
-POOLS = ("cls", "mean", "cls+mean")
+POOLS = ("cls", "mean", "cls+mean", "cls-last4")
+LAST_BLOCKS = 4  # blocks whose CLS tokens "cls-last4" concatenates (DINO's --n_last_blocks for ViT-S)
 
 
 class VisionTransformer(nn.Module):
     """ViT backbone. forward(x) -> pooled features (B, feature_dim): by default the CLS token.
 
-    `pool` picks the feature: "cls" (the [CLS] token), "mean" (mean of the patch tokens) or "cls+mean"
-    (both concatenated, as DINO's linear evaluation does with avgpool), so feature_dim = embed_dim or
-    2 * embed_dim. Pre-training heads read the CLS token (pool "cls"); evaluation uses the run's choice.
+    `pool` picks the feature, read from the normalised tokens (the final `norm`) of:
+      - the last block: "cls" (the [CLS] token, D wide), "mean" (mean of the patch tokens, D) or "cls+mean"
+        (both concatenated, 2D): DINO's linear evaluation of ViT-B (eval_linear.py `--n_last_blocks 1
+        --avgpool_patchtokens true`; DINO interleaves the two vectors' coordinates, which no linear probe or
+        k-NN sees);
+      - each of the last 4 blocks (`get_intermediate_layers`): "cls-last4", their CLS tokens concatenated
+        (oldest first, 4D): DINO's linear evaluation of ViT-S (`--n_last_blocks 4`); min(4, depth) blocks
+        for shallower ViTs.
+    Pre-training heads read the CLS token (pool "cls"); evaluation uses the run's choice or `--feature`.
     """
 
     def __init__(
@@ -161,7 +168,6 @@ class VisionTransformer(nn.Module):
         if pool not in POOLS:
             raise ValueError(f"unknown ViT pool {pool!r}: choose one of {', '.join(POOLS)}")
         self.embed_dim, self.patch_size, self.num_heads, self.pool = embed_dim, patch_size, num_heads, pool
-        self.feature_dim = embed_dim * (2 if pool == "cls+mean" else 1)
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         n_patches = (img_size // patch_size) ** 2
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -189,14 +195,35 @@ class VisionTransformer(nn.Module):
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1+h*w, D)
         return x + self.interpolate_pos_encoding(h, w)
 
+    @property
+    def n_last_blocks(self) -> int:
+        """Blocks the feature reads: min(4, depth) for "cls-last4", else 1 (the last)."""
+        return min(LAST_BLOCKS, len(self.blocks)) if self.pool == "cls-last4" else 1
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of forward's output: D for cls or mean, 2D for cls+mean, min(4, depth) * D for cls-last4."""
+        return self.embed_dim * (2 if self.pool == "cls+mean" else self.n_last_blocks)
+
+    def get_intermediate_layers(self, x: torch.Tensor, n: int = 1) -> list[torch.Tensor]:
+        """Normalised tokens of the last n blocks, oldest first: n x (B, 1 + h*w, D), the shared final `norm`
+        applied to each block's output (DINO's vision_transformer.py)."""
+        x = self.prepare_tokens(x)
+        out = []
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if len(self.blocks) - i <= n:
+                out.append(self.norm(x))
+        return out
+
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """All normalised tokens of the last block: (B, 1 + h*w, D); index 0 is CLS."""
-        x = self.prepare_tokens(x)
-        for blk in self.blocks:
-            x = blk(x)
-        return self.norm(x)
+        return self.get_intermediate_layers(x, 1)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, feature_dim)
+        if self.pool == "cls-last4":
+            layers = self.get_intermediate_layers(x, self.n_last_blocks)  # n x (B, 1 + h*w, D)
+            return torch.cat([t[:, 0] for t in layers], dim=-1)  # (B, n*D), as DINO's eval_linear.py
         return pool_tokens(self.forward_tokens(x), self.pool)
 
     def get_last_selfattention(self, x: torch.Tensor) -> torch.Tensor:
@@ -208,11 +235,15 @@ class VisionTransformer(nn.Module):
 
 
 def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
-    """(B, 1 + N, D) tokens -> (B, D) CLS, (B, D) mean of the N patch tokens, or (B, 2D) both."""
+    """(B, 1 + N, D) tokens of one block -> (B, D) CLS, (B, D) mean of the N patch tokens, or (B, 2D) both."""
     if pool == "cls":
         return tokens[:, 0]
     mean = tokens[:, 1:].mean(dim=1)
-    return mean if pool == "mean" else torch.cat([tokens[:, 0], mean], dim=1)
+    if pool == "mean":
+        return mean
+    if pool == "cls+mean":
+        return torch.cat([tokens[:, 0], mean], dim=1)
+    raise ValueError(f"pool {pool!r} is not one of one block's tokens: the ViT's forward computes it")
 
 
 def _init_weights(m: nn.Module) -> None:
