@@ -367,12 +367,35 @@ class Trainer:
     # -- loop --------------------------------------------------------------------------------------
     def _batches(self):
         """(step, indices of this process's batch) from start_step on; the shuffle is redrawn per epoch."""
-        perm, perm_epoch = None, -1
-        for step in range(self.start_step, self.total_steps):
+        perm, perm_epoch, step = None, -1, self.start_step
+        while step < self.total_steps:  # total_steps may be re-planned during the run (_replan_for_time)
             epoch, i = divmod(step, self.steps_per_epoch)
             if epoch != perm_epoch:
                 perm, perm_epoch = self._epoch_perm(epoch), epoch
             yield step, perm[i * self.local_batch : (i + 1) * self.local_batch]
+            step += 1
+
+    def _time_check_steps(self) -> tuple[int, int] | None:
+        """(mark, check): a fresh --minutes run times its own steps mark+1..check (after the first ones,
+        which pay for allocation) and re-plans once at `check`, about a tenth into the run."""
+        if self.cfg.optim.minutes is None or self.start_step > 0:
+            return None
+        check = max(20, self.total_steps // 10)
+        return (5, check) if check < self.total_steps - 1 else None
+
+    def _replan_for_time(self, done: int, seconds_per_step: float, spent: float, log: RunLogger) -> None:
+        """Re-plan a --minutes run for the time left at the speed its real steps reached. The calibration
+        times a few steps before the run, which a busy machine or a slow start can skew; a plan more
+        than 3% off would end the run early or cut its schedules short. Schedules are recomputed for
+        the new length (the lr is still warming up or barely past its peak, so it hardly moves)."""
+        left = self.cfg.optim.minutes * 60 - spent
+        total = done + int(self.fabric.broadcast(max(int(left / seconds_per_step), 1)))
+        if abs(total - self.total_steps) <= 0.03 * self.total_steps:
+            return
+        log.log(done, {"time_replanned_from_steps": self.total_steps, "time_replanned_to_steps": total})
+        self.total_steps = total
+        self.method.setup(total, self.steps_per_epoch)
+        self.sched = optim_schedules(self.cfg.optim, total, self.steps_per_epoch, self.world_batch)
 
     def _stop_flags(self, step: int, stop: _Stop, deadline: float | None) -> tuple[bool, bool]:
         """(interrupted, out of time), agreed by all processes."""
@@ -394,6 +417,7 @@ class Trainer:
         self.eval_seconds = 0.0
         # a --minutes run ends at its calibrated step count; 10% slack before it is cut short
         deadline = t_start + 66 * self.cfg.optim.minutes if self.cfg.optim.minutes else None
+        time_check, t_mark = self._time_check_steps(), t_start
         with _Stop() as stop:
             for step, idx in self._batches():
                 loss, finite, logs = self._step(step, idx)
@@ -413,6 +437,13 @@ class Trainer:
                     deadline = deadline + spent if deadline else None  # evaluation time is not training time
                     meter.t += spent
                 interrupted, late = self._stop_flags(step, stop, deadline)
+                if time_check and step + 1 in time_check:
+                    now = time.time() - self.eval_seconds
+                    if step + 1 == time_check[0]:
+                        t_mark = now
+                    else:
+                        rate = (now - t_mark) / (time_check[1] - time_check[0])
+                        self._replan_for_time(step + 1, rate, now - t_start, log)
                 if (interrupted or late) and step + 1 < self.total_steps:
                     break
                 if (step + 1) % run.checkpoint_every == 0:
