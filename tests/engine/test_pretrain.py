@@ -140,18 +140,19 @@ def test_diagnostics_are_computed_on_logging_steps_only(tiny_cfg):
 
 
 def test_a_minutes_run_replans_when_its_calibration_was_off(tiny_cfg, monkeypatch):
-    # A calibration that says a step takes 1/100 of the budget (far faster than this tiny run's steps):
-    # the run re-measures its real steps at step 20 (a tenth of the plan, at least 20) and re-plans its
-    # length and schedules for the time left, then ends at that new length instead of being cut off by
-    # the deadline mid-schedule.
+    # A calibration that says a step takes 1/200 of the budget (0.12 s, well under this tiny run's steps
+    # even on an idle machine): the run re-measures its real steps at step 20 (a tenth of the plan, at least
+    # 20) and re-plans its length and schedules for the time left, so it ends at its new, shorter length
+    # with its schedules complete instead of being cut off by the deadline mid-schedule.
     from selfsup.engine.pretrain import Trainer
 
-    minutes = 0.2
-    monkeypatch.setattr(Trainer, "_calibrate", lambda self: minutes * 60 / 100)
-    result = pretrain(tiny_cfg(optim={"minutes": minutes, "epochs": 1000}), progress=False)
+    minutes = 0.4
+    monkeypatch.setattr(Trainer, "_calibrate", lambda self: minutes * 60 / 200)
+    cfg = tiny_cfg(optim={"minutes": minutes, "epochs": 1000}, views={"n_local": 0}, run={"log_every": 50})
+    result = pretrain(cfg, progress=False)
     lines = [json.loads(x) for x in (result.out / "metrics.jsonl").read_text().splitlines()]
     replans = [x for x in lines if "time_replanned_from_steps" in x]
     assert len(replans) == 1
-    assert replans[0]["time_replanned_from_steps"] == 100 and replans[0]["step"] == 20
-    assert 20 < result.total_steps == replans[0]["time_replanned_to_steps"] < 100
+    assert replans[0]["time_replanned_from_steps"] == 200 and replans[0]["step"] == 20
+    assert 20 < result.total_steps == replans[0]["time_replanned_to_steps"] < 200
     assert result.steps == result.total_steps
