@@ -53,8 +53,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from selfsup.config import PretrainConfig, build_config, merge, recipe
 from selfsup.data.views import MultiCropViews, channel_stats
+from selfsup.engine.build import build_method, resolve_sizes
 from selfsup.engine.optim import apply_schedules, clip_gradients, optimizer_for
-from selfsup.engine.pretrain import build_method, resolve_sizes
 from selfsup.engine.running_stats import RunningStats
 from selfsup.methods import Method
 from selfsup.methods.dino import DINO, DINOLoss
@@ -124,7 +124,8 @@ class ReferenceDINO(DINO):
 def build_reference(cfg: PretrainConfig, channels: int, fast: DINO) -> ReferenceDINO:
     """A ReferenceDINO with the weights of `fast` and explicit attention in student and teacher."""
     v, b = cfg.views, cfg.backbone
-    backbone = build_backbone(b.name, v.global_size, channels, b.patch_size, b.drop_path)
+    backbone = build_backbone(b.name, v.global_size, channels, b.patch_size, b.drop_path, width=b.width,
+                              depth=b.depth)
     ref = ReferenceDINO(backbone, cfg.method_cfg, n_global=v.n_global)
     ref.load_state_dict(fast.state_dict())
     use_explicit_attention(ref)

@@ -9,8 +9,9 @@ import sys
 import torch
 from lightning.fabric import Fabric
 
+from selfsup.engine.fabric import ddp_strategy
 from selfsup.engine.optim import param_groups
-from selfsup.engine.pretrain import ddp_strategy, optimization_step
+from selfsup.engine.pretrain import optimization_step
 from selfsup.methods import METHODS, Method
 from selfsup.models.resnet import resnet18
 from selfsup.models.vit import VisionTransformer

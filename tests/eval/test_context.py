@@ -33,3 +33,10 @@ def test_a_resnet_has_no_feature_to_pick(tmp_path, tiny_data):
         build_context(run, feature="mean")
     assert "--feature mean" in str(e.value) and "average-pools" in str(e.value) and "\n" not in str(e.value)
     assert build_context(run, cache=False).spec.feature == "avgpool"
+
+
+def test_a_backbone_of_another_width_and_depth_is_rebuilt_from_its_file(tmp_path):
+    spec = BackboneSpec("vit-cpu", 28, 1, 7, [0.2], [0.3], "cls+mean", width=64, depth=2)
+    save_backbone(spec.build(), spec, tmp_path / "b.safetensors")
+    model, loaded = load_backbone(tmp_path / "b.safetensors")
+    assert loaded == spec and model.feature_dim == 2 * 64 and len(model.blocks) == 2

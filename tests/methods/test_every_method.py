@@ -97,7 +97,7 @@ def test_loss_goes_down_on_fixed_digit_views(name):
 def test_two_view_methods_refuse_local_crops(tmp_path):
     from selfsup.config import ConfigError
 
-    cfg = run_cfg("simclr", "vit-cpu", tmp_path / "r", views={"global_size": 28, "local_size": 14, "n_local": 2})
+    cfg = run_cfg("byol", "vit-cpu", tmp_path / "r", views={"global_size": 28, "local_size": 14, "n_local": 2})
     with pytest.raises(ConfigError, match="n-local"):
         pretrain(cfg, progress=False)
 

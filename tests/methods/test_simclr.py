@@ -26,6 +26,35 @@ def test_nt_xent_matches_the_paper_formula(t):
     assert nt_xent(torch.cat([z1, z2]), t).item() == pytest.approx(nt_xent_loop(z1, z2, t), rel=1e-5)
 
 
+def multi_positive_loop(views: list[torch.Tensor], t: float) -> float:
+    """solo-learn's multi-view NT-Xent: l_i = -log sum_{p in P(i)} exp(s_ip/t) / sum_{k != i} exp(s_ik/t),
+    P(i) the other views of i's image, averaged over all V*N anchors."""
+    z = F.normalize(torch.cat(views), dim=-1).double()
+    n, total = len(views[0]), 0.0
+    for i in range(len(z)):
+        e = [math.exp(float(z[i] @ z[k]) / t) for k in range(len(z))]
+        pos = sum(e[k] for k in range(len(z)) if k != i and k % n == i % n)
+        total += -math.log(pos / (sum(e) - e[i]))
+    return total / len(z)
+
+
+@pytest.mark.parametrize("n_views", [3, 6])
+def test_multi_view_nt_xent_matches_the_multi_positive_formula(n_views):
+    g = torch.Generator().manual_seed(2)
+    views = [torch.randn(4, 8, generator=g) for _ in range(n_views)]
+    loss = nt_xent(torch.cat(views), 0.2, n_views)
+    assert loss.item() == pytest.approx(multi_positive_loop(views, 0.2), rel=1e-5)
+    assert multi_positive_loop(views[:2], 0.2) == pytest.approx(nt_xent_loop(*views[:2], 0.2), rel=1e-9)
+
+
+def test_simclr_with_local_crops_takes_every_view(tiny_vit):
+    method = SimCLR(tiny_vit, SimCLRConfig(proj_hidden_dim=32, proj_output_dim=16))
+    views = [torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16)] + [torch.randn(4, 1, 8, 8)] * 3
+    loss, _ = method(views, step=0)
+    loss.backward()
+    assert torch.isfinite(loss) and tiny_vit.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
 def test_nt_xent_is_symmetric_in_the_views_and_invariant_to_scale():
     g = torch.Generator().manual_seed(1)
     z1, z2 = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)

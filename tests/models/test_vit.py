@@ -103,3 +103,11 @@ def test_feature_dim_is_the_output_width(pool, depth):
     m = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=16, depth=depth, num_heads=2, pool=pool)
     width = {"cls": 16, "mean": 16, "cls+mean": 32, "cls-last4": 16 * min(4, depth)}[pool]
     assert m(torch.randn(2, 1, 28, 28)).shape == (2, width) and m.feature_dim == width
+
+
+def test_width_and_depth_override_the_preset_and_keep_its_head_width():
+    net = vit("vit-cpu", 28, 1, width=96, depth=3)
+    assert (net.embed_dim, len(net.blocks), net.blocks[0].attn.num_heads) == (96, 3, 3)
+    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 96)
+    with pytest.raises(ValueError, match="--backbone.width 100 is not a multiple of vit-cpu's 32"):
+        vit("vit-cpu", 28, 1, width=100)

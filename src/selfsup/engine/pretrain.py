@@ -7,7 +7,6 @@ import copy
 import dataclasses
 import json
 import math
-import signal
 import sys
 import time
 import warnings
@@ -18,21 +17,22 @@ from typing import Any
 
 import torch
 from lightning.fabric import Fabric
-from lightning.fabric.strategies import DDPStrategy
 
 from selfsup.config import ConfigError, PretrainConfig, save_yaml
 from selfsup.data import Splits, load_data
-from selfsup.data.views import VIEW_RECIPES, MultiCropViews, channel_stats
+from selfsup.data.views import MultiCropViews, channel_stats
+from selfsup.engine.build import build_method, resolve_sizes
 from selfsup.engine.checkpoint import CheckpointError, atomic_save, check_compatible, load_checkpoint
+from selfsup.engine.fabric import make_fabric
 from selfsup.engine.logging import RunLogger
+from selfsup.engine.meter import IntervalMeter
 from selfsup.engine.optim import apply_schedules, clip_gradients, optim_schedules, optimizer_for
 from selfsup.engine.running_stats import RunningStats
+from selfsup.engine.stop import StopRequest
 from selfsup.eval.knn_protocol import knn_eval
 from selfsup.eval.subsets import holdout_splits
-from selfsup.methods import METHODS, Method
-from selfsup.models import build_backbone
+from selfsup.methods import Method
 from selfsup.models.io import BackboneSpec, normalizer, save_backbone
-from selfsup.models.vit import VIT_PRESETS, pick_patch_size
 
 
 class TrainingDiverged(RuntimeError):
@@ -51,57 +51,6 @@ class RunResult:
     knn: dict[str, Any] | None
     splits: Splits | None = None  # the data of the run, for callers that evaluate further
     replanned: bool = False  # resumed with another --optim.epochs/--optim.minutes: schedules re-planned
-
-
-def ddp_strategy() -> DDPStrategy:
-    """DDP without the broadcast of every buffer from rank 0 before each forward (MoCo's queue alone is
-    32 MB). No buffer needs it: DINO's centre is all-reduced and MoCo's and SwAV's queues are built from
-    gathered keys, so they are identical on every process by construction, as are SyncBatchNorm's running
-    statistics. Per-process BatchNorm normalises with its batch's statistics while training; its running
-    statistics are read only by evaluation and checkpoints, both rank 0's, which a broadcast from rank 0
-    leaves as they are. (DDP still syncs parameters and buffers once, when it wraps the model, and a resume
-    loads rank 0's checkpoint on every process.)"""
-    return DDPStrategy(broadcast_buffers=False)
-
-
-def make_fabric(cfg: PretrainConfig) -> Fabric:
-    run = cfg.run
-    accel = run.accelerator if run.accelerator != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    precision = run.precision or ("bf16-mixed" if accel == "cuda" else "32-true")
-    multi = str(run.devices) not in ("1",) or run.num_nodes > 1
-    return Fabric(accelerator=accel, devices=run.devices, num_nodes=run.num_nodes,
-                  strategy=ddp_strategy() if multi else "auto", precision=precision)
-
-
-def resolve_sizes(cfg: PretrainConfig, image_size: int) -> PretrainConfig:
-    """Fill in the crop sizes and ViT patch size left open (None) from the data's image size."""
-    v, b = cfg.views, cfg.backbone
-    g = v.global_size or image_size
-    patch = b.patch_size
-    if patch is None and b.name in VIT_PRESETS:
-        patch = pick_patch_size(VIT_PRESETS[b.name].patch_size, g)
-    unit = patch or 1
-    local = v.local_size or max(unit, round(g * 96 / 224 / unit) * unit)
-    return dataclasses.replace(cfg, views=dataclasses.replace(v, global_size=g, local_size=local),
-                               backbone=dataclasses.replace(b, patch_size=patch))
-
-
-def build_method(cfg: PretrainConfig, channels: int) -> Method:
-    """The configured method around a fresh backbone; sizes must be resolved (see resolve_sizes)."""
-    v, b = cfg.views, cfg.backbone
-    for name, size in (("views.global_size", v.global_size), ("views.local_size", v.local_size)):
-        if b.patch_size and size % b.patch_size and (name.endswith("global_size") or v.n_local):
-            raise ConfigError(f"--{name} {size} is not a multiple of the patch size {b.patch_size}: choose a "
-                              f"multiple of {b.patch_size} or another --backbone.patch-size")
-    if v.recipe not in VIEW_RECIPES:
-        raise ConfigError(f"unknown --views.recipe {v.recipe!r}: choose one of {', '.join(VIEW_RECIPES)}")
-    method = METHODS[cfg.method]
-    if not method.multicrop and (v.n_global != 2 or v.n_local):
-        raise ConfigError(f"{cfg.method} compares exactly two views, got --views.n-global {v.n_global} and "
-                          f"--views.n-local {v.n_local}: set --views.n-global 2 --views.n-local 0 (only dino "
-                          "and swav take local crops)")
-    backbone = build_backbone(b.name, v.global_size, channels, b.patch_size, b.drop_path)
-    return method(backbone, cfg.method_cfg, n_global=v.n_global)
 
 
 def _length_option(optim: dict[str, Any]) -> tuple[str, Any]:
@@ -139,52 +88,6 @@ def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, op
     return float(loss.detach()), True, logs
 
 
-class _Stop:
-    """Set by SIGINT/SIGTERM; the loop checkpoints and returns at the end of the current step."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _Stop:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-class _Meter:
-    """Means of the loss and the method's diagnostics over the finite steps of a logging interval (each
-    value over the steps that gave it: diagnostics come on logging steps only), and images/s."""
-
-    def __init__(self) -> None:
-        self.t, self.steps, self.sums, self.counts = time.time(), 0, {}, {}
-
-    def add(self, loss: float, finite: bool, logs: dict[str, float]) -> None:
-        self.steps += 1
-        if finite:
-            for k, v in {"loss": loss, **logs}.items():
-                self.sums[k] = self.sums.get(k, 0.0) + float(v)
-                self.counts[k] = self.counts.get(k, 0) + 1
-
-    def flush(self, batch: int) -> dict[str, float]:
-        now = time.time()
-        out = {k: v / self.counts[k] for k, v in self.sums.items()}
-        out.setdefault("loss", float("nan"))
-        out["images_per_s"] = self.steps * batch / max(now - self.t, 1e-9)
-        self.t, self.steps, self.sums, self.counts = now, 0, {}, {}
-        return out
-
-
 class Trainer:
     """One pre-training run. `fit()` trains to the end (or until stopped) and evaluates."""
 
@@ -207,7 +110,8 @@ class Trainer:
         self.images = train.images  # labels are never used by pre-training
         mean, std = channel_stats(self.images)
         self.spec = BackboneSpec(cfg.backbone.name, cfg.views.global_size, train.channels,
-                                 cfg.backbone.patch_size, mean, std, cfg.backbone.pool)
+                                 cfg.backbone.patch_size, mean, std, cfg.backbone.pool, cfg.backbone.width,
+                                 cfg.backbone.depth)
         torch.manual_seed(cfg.run.seed)  # identical initialisation on every process
         self.method = build_method(cfg, train.channels)
         self.views = MultiCropViews(cfg.views, train.channels, mean, std).to(f.device)
@@ -375,13 +279,15 @@ class Trainer:
             yield step, perm[i * self.local_batch : (i + 1) * self.local_batch]
             step += 1
 
-    def _time_check_steps(self) -> tuple[int, int] | None:
-        """(mark, check): a fresh --minutes run times its own steps mark+1..check (after the first ones,
-        which pay for allocation) and re-plans once at `check`, about a tenth into the run."""
+    _TIME_MARK = 5  # the first steps pay for allocation; a run's own speed is timed from this step on
+
+    def _next_time_check(self, after: int) -> int | None:
+        """The step after `after` at which a fresh --minutes run re-measures its speed and re-plans for the
+        time left: a tenth into the run (at least step 20), then half-way through the plan of that time."""
         if self.cfg.optim.minutes is None or self.start_step > 0:
             return None
-        check = max(20, self.total_steps // 10)
-        return (5, check) if check < self.total_steps - 1 else None
+        check = max(20, self.total_steps // 10) if after < 20 else max(after + 20, self.total_steps // 2)
+        return check if after < check < self.total_steps - 1 and after < self.total_steps // 2 else None
 
     def _replan_for_time(self, done: int, seconds_per_step: float, spent: float, log: RunLogger) -> None:
         """Re-plan a --minutes run for the time left at the speed its real steps reached. The calibration
@@ -397,7 +303,7 @@ class Trainer:
         self.method.setup(total, self.steps_per_epoch)
         self.sched = optim_schedules(self.cfg.optim, total, self.steps_per_epoch, self.world_batch)
 
-    def _stop_flags(self, step: int, stop: _Stop, deadline: float | None) -> tuple[bool, bool]:
+    def _stop_flags(self, step: int, stop: StopRequest, deadline: float | None) -> tuple[bool, bool]:
         """(interrupted, out of time), agreed by all processes."""
         asked = stop.requested or step + 1 == self.stop_at_step
         late = deadline is not None and time.time() > deadline
@@ -412,13 +318,13 @@ class Trainer:
         if self.replanned:
             log.log(self.start_step, {"replanned_from_steps": self.replanned[0],
                                       "replanned_to_steps": self.replanned[1]})
-        meter, step, in_a_row, interrupted = _Meter(), self.start_step - 1, 0, False
+        meter, step, in_a_row, interrupted = IntervalMeter(), self.start_step - 1, 0, False
         t_start = self.t_start = time.time()
         self.eval_seconds = 0.0
         # a --minutes run ends at its calibrated step count; 10% slack before it is cut short
         deadline = t_start + 66 * self.cfg.optim.minutes if self.cfg.optim.minutes else None
-        time_check, t_mark = self._time_check_steps(), t_start
-        with _Stop() as stop:
+        time_check, t_mark = self._next_time_check(0), t_start
+        with StopRequest() as stop:
             for step, idx in self._batches():
                 loss, finite, logs = self._step(step, idx)
                 in_a_row = 0 if finite else in_a_row + 1
@@ -437,13 +343,14 @@ class Trainer:
                     deadline = deadline + spent if deadline else None  # evaluation time is not training time
                     meter.t += spent
                 interrupted, late = self._stop_flags(step, stop, deadline)
-                if time_check and step + 1 in time_check:
+                if step + 1 in (self._TIME_MARK, time_check):
                     now = time.time() - self.eval_seconds
-                    if step + 1 == time_check[0]:
+                    if step + 1 == self._TIME_MARK:
                         t_mark = now
                     else:
-                        rate = (now - t_mark) / (time_check[1] - time_check[0])
+                        rate = (now - t_mark) / (step + 1 - self._TIME_MARK)
                         self._replan_for_time(step + 1, rate, now - t_start, log)
+                        time_check = self._next_time_check(step + 1)
                 if (interrupted or late) and step + 1 < self.total_steps:
                     break
                 if (step + 1) % run.checkpoint_every == 0:

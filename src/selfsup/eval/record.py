@@ -44,7 +44,7 @@ def _checkpoint(ctx: EvalContext) -> dict[str, Any]:
     out = {"run": str(ctx.run_dir), "sha256": ctx.checkpoint, "method": ctx.pretrain.get("method")}
     if spec is not None:
         out.update(backbone=spec.name, feature=spec.feature, img_size=spec.img_size, in_chans=spec.in_chans,
-                   patch_size=spec.patch_size)
+                   patch_size=spec.patch_size, width=spec.width, depth=spec.depth)
     return out
 
 

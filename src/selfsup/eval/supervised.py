@@ -91,7 +91,8 @@ def save_supervised_run(backbone: nn.Module, spec: BackboneSpec, out: Path, resu
         _write(out / "supervised.json", json.dumps(result, indent=1) + "\n")
     if data is not None:
         config = {"method": "supervised", "data": {"name": data},
-                  "backbone": {"name": spec.name, "patch_size": spec.patch_size}}
+                  "backbone": {"name": spec.name, "patch_size": spec.patch_size, "width": spec.width,
+                               "depth": spec.depth}}
         _write(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     return path
 

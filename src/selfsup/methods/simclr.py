@@ -4,6 +4,11 @@ Each view's positive is the other view of the same image; the other 2N-2 views a
 processes the candidates are gathered from all of them with gradients flowing back (`gather_with_grad`),
 so the negatives are those of the whole global batch, as in the official code; the positives' indices are
 offset by the process rank.
+
+With more than two views per image (`--views.n-local`, multi-crop as in SwAV's "SimCLR + multi-crop"),
+every view is an anchor whose positives are all other views of its image, as solo-learn's
+simclr_loss_func: l_i = -log sum_{p in P(i)} exp(s_ip/T) / sum_{k != i} exp(s_ik/T). With two views this is
+the paper's NT-Xent.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from selfsup.diagnostics.collapse import collapse_logs
@@ -34,13 +40,23 @@ class SimCLRConfig:
                              "0.2).", paper=0.1, above=0)
 
 
-def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """NT-Xent of this process's (2B, d) embeddings, views stacked [z1; z2], against all processes' views."""
+def nt_xent(z: torch.Tensor, temperature: float, n_views: int = 2) -> torch.Tensor:
+    """NT-Xent of this process's (V*B, d) embeddings, views stacked [z1; ...; zV], against all processes'
+    views; each view's positives are the other V-1 views of its image."""
     n = z.shape[0]
-    candidates = gather_with_grad(z)  # (world*2B, d), rank-ordered
+    candidates = gather_with_grad(z)  # (world*V*B, d), rank-ordered
     own = torch.arange(n, device=z.device) + rank() * n
-    positive = (torch.arange(n, device=z.device) + n // 2) % n + rank() * n
-    return info_nce(z, candidates, positive, temperature, exclude=own)
+    if n_views == 2:
+        positive = (torch.arange(n, device=z.device) + n // 2) % n + rank() * n
+        return info_nce(z, candidates, positive, temperature, exclude=own)
+    b = n // n_views
+    column = torch.arange(candidates.shape[0], device=z.device)
+    image = column // n * b + column % n % b  # (world*V*B,) global image index of each candidate
+    logits = F.normalize(z, dim=-1) @ F.normalize(candidates, dim=-1).T / temperature  # (V*B, world*V*B)
+    logits = logits.float().scatter(1, own[:, None], float("-inf"))
+    positives = image[own][:, None] == image[None, :]
+    positives[torch.arange(n, device=z.device), own] = False
+    return (logits.logsumexp(1) - logits.masked_fill(~positives, float("-inf")).logsumexp(1)).mean()
 
 
 # google-research/simclr: LARS (model_util.py 95-100, trust coefficient 0.001, biases and BatchNorm
@@ -54,6 +70,7 @@ class SimCLR(Method):
     name = "simclr"
     config_class = SimCLRConfig
     recipes = RECIPES
+    multicrop = True  # the paper's two views by default (RECIPES); local crops are extra positives
 
     def __init__(self, backbone: nn.Module, cfg: SimCLRConfig, n_global: int = 2) -> None:
         super().__init__(backbone, cfg, n_global)
@@ -64,5 +81,5 @@ class SimCLR(Method):
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         # One batch of 2B views through backbone and projector, as the official code (model.py concatenates
         # the views before the encoder): BatchNorm statistics over both views.
-        z = self.projector(forward_concat_by_size(self.backbone, views))  # (2B, d): view 1 then view 2
-        return nt_xent(z, self.cfg.temperature), collapse_logs(z) if diagnostics else {}
+        z = self.projector(forward_concat_by_size(self.backbone, views))  # (V*B, d): view 1, view 2, ...
+        return nt_xent(z, self.cfg.temperature, len(views)), collapse_logs(z) if diagnostics else {}

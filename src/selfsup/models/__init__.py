@@ -11,15 +11,16 @@ BACKBONES = tuple(VIT_PRESETS) + RESNETS
 
 
 def build_backbone(name: str, img_size: int, in_chans: int, patch_size: int | None = None,
-                   drop_path: float = 0.0, pool: str = "cls") -> nn.Module:
+                   drop_path: float = 0.0, pool: str = "cls", width: int | None = None,
+                   depth: int | None = None) -> nn.Module:
     """A backbone whose forward maps (B, in_chans, H, W) to (B, feature_dim) features.
 
     ResNets get the small-image stem (3x3 conv, no max-pool) for images of 64 px or less and always
     average-pool; `pool` (cls, mean, cls+mean, cls-last4: see `VisionTransformer`) picks a ViT's
-    feature.
+    feature. `width` and `depth` override a ViT preset's (ResNets have their own).
     """
     if name in VIT_PRESETS:
-        return vit(name, img_size, in_chans, patch_size, drop_path, pool)
+        return vit(name, img_size, in_chans, patch_size, drop_path, pool, width, depth)
     if name in RESNETS:
         from selfsup.models.resnet import ResNet
 

@@ -27,6 +27,8 @@ class BackboneSpec:
     mean: list[float]  # per-channel input normalisation, in [0, 1] units
     std: list[float]
     pool: str = "cls"  # the ViT feature evaluated: one of vit.POOLS (ResNets average-pool)
+    width: int | None = None  # ViT width and depth when not the preset's
+    depth: int | None = None
 
     @property
     def feature(self) -> str:
@@ -34,7 +36,8 @@ class BackboneSpec:
         return self.pool if self.name in VIT_PRESETS else "avgpool"
 
     def build(self) -> nn.Module:
-        return build_backbone(self.name, self.img_size, self.in_chans, self.patch_size, pool=self.pool)
+        return build_backbone(self.name, self.img_size, self.in_chans, self.patch_size, pool=self.pool,
+                              width=self.width, depth=self.depth)
 
 
 class BackboneFileError(RuntimeError):

@@ -257,16 +257,22 @@ def _init_weights(m: nn.Module) -> None:
 
 
 def vit(name: str, img_size: int, in_chans: int, patch_size: int | None = None, drop_path_rate: float = 0.0,
-        pool: str = "cls") -> VisionTransformer:
-    """Build a preset ViT ('vit-tiny', 'vit-small', 'vit-base', 'vit-cpu', ...) for img_size crops."""
+        pool: str = "cls", width: int | None = None, depth: int | None = None) -> VisionTransformer:
+    """Build a preset ViT ('vit-tiny', 'vit-small', 'vit-base', 'vit-cpu', ...) for img_size crops; `width`
+    and `depth` override the preset's, keeping its width per attention head."""
     p = VIT_PRESETS[name]
+    head_dim = p.embed_dim // p.num_heads
+    width = width or p.embed_dim
+    if width % head_dim:
+        raise ValueError(f"--backbone.width {width} is not a multiple of {name}'s {head_dim} channels per "
+                         f"attention head: choose a multiple of {head_dim}")
     return VisionTransformer(
         img_size=img_size,
         patch_size=patch_size or p.patch_size,
         in_chans=in_chans,
-        embed_dim=p.embed_dim,
-        depth=p.depth,
-        num_heads=p.num_heads,
+        embed_dim=width,
+        depth=depth or p.depth,
+        num_heads=width // head_dim,
         mlp_ratio=p.mlp_ratio,
         drop_path_rate=drop_path_rate,
         pool=pool,

@@ -1,0 +1,47 @@
+"""What a pre-training config builds: crop and patch sizes resolved from the data, then the method around
+a fresh backbone, with a clear error for each combination that cannot work."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from selfsup.config import ConfigError, PretrainConfig
+from selfsup.data.views import VIEW_RECIPES
+from selfsup.methods import METHODS, Method
+from selfsup.models import build_backbone
+from selfsup.models.vit import VIT_PRESETS, pick_patch_size
+
+
+def resolve_sizes(cfg: PretrainConfig, image_size: int) -> PretrainConfig:
+    """Fill in the crop sizes and ViT patch size left open (None) from the data's image size."""
+    v, b = cfg.views, cfg.backbone
+    g = v.global_size or image_size
+    patch = b.patch_size
+    if patch is None and b.name in VIT_PRESETS:
+        patch = pick_patch_size(VIT_PRESETS[b.name].patch_size, g)
+    unit = patch or 1
+    local = v.local_size or max(unit, round(g * 96 / 224 / unit) * unit)
+    return dataclasses.replace(cfg, views=dataclasses.replace(v, global_size=g, local_size=local),
+                               backbone=dataclasses.replace(b, patch_size=patch))
+
+
+def build_method(cfg: PretrainConfig, channels: int) -> Method:
+    """The configured method around a fresh backbone; sizes must be resolved (see resolve_sizes)."""
+    v, b = cfg.views, cfg.backbone
+    for name, size in (("views.global_size", v.global_size), ("views.local_size", v.local_size)):
+        if b.patch_size and size % b.patch_size and (name.endswith("global_size") or v.n_local):
+            raise ConfigError(f"--{name} {size} is not a multiple of the patch size {b.patch_size}: choose a "
+                              f"multiple of {b.patch_size} or another --backbone.patch-size")
+    if v.recipe not in VIEW_RECIPES:
+        raise ConfigError(f"unknown --views.recipe {v.recipe!r}: choose one of {', '.join(VIEW_RECIPES)}")
+    method = METHODS[cfg.method]
+    if not method.multicrop and (v.n_global != 2 or v.n_local):
+        raise ConfigError(f"{cfg.method} compares exactly two views, got --views.n-global {v.n_global} and "
+                          f"--views.n-local {v.n_local}: set --views.n-global 2 --views.n-local 0 (only dino, "
+                          "swav and simclr take local crops)")
+    try:
+        backbone = build_backbone(b.name, v.global_size, channels, b.patch_size, b.drop_path, width=b.width,
+                                  depth=b.depth)
+    except ValueError as e:  # a width that does not split into the preset's attention heads
+        raise ConfigError(str(e)) from e
+    return method(backbone, cfg.method_cfg, n_global=v.n_global)

@@ -1,0 +1,28 @@
+"""What the loop logs per interval: mean loss and diagnostics over its finite steps, and images/s."""
+
+from __future__ import annotations
+
+import time
+
+
+class IntervalMeter:
+    """Means of the loss and the method's diagnostics over the finite steps of a logging interval (each
+    value over the steps that gave it: diagnostics come on logging steps only), and images/s."""
+
+    def __init__(self) -> None:
+        self.t, self.steps, self.sums, self.counts = time.time(), 0, {}, {}
+
+    def add(self, loss: float, finite: bool, logs: dict[str, float]) -> None:
+        self.steps += 1
+        if finite:
+            for k, v in {"loss": loss, **logs}.items():
+                self.sums[k] = self.sums.get(k, 0.0) + float(v)
+                self.counts[k] = self.counts.get(k, 0) + 1
+
+    def flush(self, batch: int) -> dict[str, float]:
+        now = time.time()
+        out = {k: v / self.counts[k] for k, v in self.sums.items()}
+        out.setdefault("loss", float("nan"))
+        out["images_per_s"] = self.steps * batch / max(now - self.t, 1e-9)
+        self.t, self.steps, self.sums, self.counts = now, 0, {}, {}
+        return out

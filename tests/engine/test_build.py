@@ -1,0 +1,25 @@
+import pytest
+
+from selfsup.config import ConfigError, build_config
+from selfsup.engine.build import build_method, resolve_sizes
+
+
+def cfg(**backbone):
+    raw = {"method": "simclr", "data": {"name": "digits"}, "views": {"global_size": 28, "n_local": 0},
+           "backbone": {"name": "vit-cpu", "patch_size": 7, **backbone}}
+    return resolve_sizes(build_config(raw), 28)
+
+
+def test_width_and_depth_reach_the_backbone():
+    method = build_method(cfg(width=64, depth=2), channels=1)
+    assert (method.backbone.embed_dim, len(method.backbone.blocks)) == (64, 2)
+
+
+def test_a_width_that_does_not_split_into_heads_names_the_option_and_the_fix():
+    with pytest.raises(ConfigError, match=r"--backbone.width 100 .* choose a multiple of 32"):
+        build_method(cfg(width=100), channels=1)
+
+
+def test_a_crop_that_the_patch_does_not_divide_names_both():
+    with pytest.raises(ConfigError, match="--views.global_size 28 is not a multiple of the patch size 8"):
+        build_method(cfg(patch_size=8), channels=1)
