@@ -20,6 +20,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo_sweep import crossing, load_records  # noqa: E402  (a sibling script, not a package)
+
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 FLOORS = {"fashion-mnist": "the brief's floor: 84.6%", "digits": "the brief's floor: 96.9%"}
@@ -51,7 +54,29 @@ def table(r: dict, extra: list[str]) -> str:
         f"| {r['method']}, learned | {r['knn_learned']:.2f} |",
         f"| same network, random init | {r['knn_random']:.2f} |",
         f"| raw pixels ({FLOORS.get(r['dataset'], '')}) | {r['knn_pixels']:.2f} |",
+        "",
+        validation_summary(load_records()),
     ])
+
+
+def validation_summary(records: list[dict]) -> str:
+    """What the recipe reached on the validation split (docs/demo_sweep.jsonl), at the demo's budget and
+    on its longest curve, against raw pixels on the same split."""
+    pixels = next((r["val_top1"] for r in records if r["variant"] == "raw pixels"), None)
+    runs = [r for r in records if r["variant"] == "demo recipe" and r.get("threads") == torch.get_num_threads()]
+    if pixels is None or not runs:
+        return "No validation runs of this recipe are recorded yet (benchmarks/demo_sweep.py)."
+    budget = min(runs, key=lambda r: r["minutes_budget"])
+    longest = max(runs, key=lambda r: r["minutes_budget"])
+    text = (f"On the validation split (10,000 held-out training images, [docs/demo_sweep.md](docs/demo_sweep.md), "
+            f"{budget['cpu']}, {budget['threads']} threads) the recipe reached {budget['val_top1']:.2f}% in "
+            f"{budget['train_minutes']} min of training ({budget['epochs']} epochs) against {pixels:.2f}% for "
+            "raw pixels.")
+    if longest is not budget and "curve" in longest:
+        curve = [*longest["curve"], (longest["train_minutes"], longest["val_top1"])]
+        text += (f" Planned for {longest['minutes_budget']:g} minutes it ends at {longest['val_top1']:.2f}% "
+                 f"({longest['epochs']} epochs). {crossing(curve, pixels)} (![curve](docs/demo_curve.png))")
+    return text
 
 
 def main() -> None:
