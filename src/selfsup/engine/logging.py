@@ -40,6 +40,11 @@ class RunLogger:
             self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()},
                                  refresh=False)
 
+    def set_total(self, total_steps: int) -> None:
+        """The run was re-planned: the bar's total and ETA follow."""
+        self.bar.total = total_steps
+        self.bar.refresh()
+
     def close(self) -> None:
         self.bar.close()
         if self.writer is not None:

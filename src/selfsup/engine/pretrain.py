@@ -299,6 +299,7 @@ class Trainer:
         if abs(total - self.total_steps) <= 0.03 * self.total_steps:
             return
         log.log(done, {"time_replanned_from_steps": self.total_steps, "time_replanned_to_steps": total})
+        log.set_total(total)
         self.total_steps = total
         self.method.setup(total, self.steps_per_epoch)
         self.sched = optim_schedules(self.cfg.optim, total, self.steps_per_epoch, self.world_batch)
