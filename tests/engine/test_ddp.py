@@ -2,7 +2,6 @@
 processes (DINO's centre, SimCLR's gathered negatives, MoCo v3's gathered keys, SwAV's Sinkhorn)."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,16 +19,11 @@ from selfsup.methods.moco_v2 import moco_loss  # noqa: E402
 from selfsup.methods.shuffled_bn import momentum_forward  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_ddp(name: str, out: Path, backbone: str = "vit") -> dict[str, torch.Tensor]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", str(Path(__file__).parent / "ddp_worker.py"), name, str(out), backbone]
+    # --standalone: the launcher binds a free port itself (a port picked here could be taken before it binds)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(Path(__file__).parent / "ddp_worker.py"), name, str(out), backbone]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return torch.load(out, weights_only=True)
