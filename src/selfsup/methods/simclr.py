@@ -54,8 +54,7 @@ def nt_xent(z: torch.Tensor, temperature: float, n_views: int = 2) -> torch.Tens
     image = column // n * b + column % n % b  # (world*V*B,) global image index of each candidate
     logits = F.normalize(z, dim=-1) @ F.normalize(candidates, dim=-1).T / temperature  # (V*B, world*V*B)
     logits = logits.float().scatter(1, own[:, None], float("-inf"))
-    positives = image[own][:, None] == image[None, :]
-    positives[torch.arange(n, device=z.device), own] = False
+    positives = image[own][:, None] == image[None, :]  # includes the anchor itself, already at -inf
     return (logits.logsumexp(1) - logits.masked_fill(~positives, float("-inf")).logsumexp(1)).mean()
 
 
