@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from selfsup.data import load_data
 from selfsup.engine.pretrain import pretrain
 from selfsup.eval.knn_protocol import knn_eval
 from selfsup.eval.subsets import holdout_splits
+from selfsup.machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "docs" / "demo_sweep.jsonl"
@@ -70,16 +70,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "crops (0.4, 1) + depth 3": {"views": {"global_scale": [0.4, 1.0]}, "backbone": {"depth": 3}},
     "crops (0.4, 1) + width 192": {"views": {"global_scale": [0.4, 1.0]}, "backbone": {"width": 192}},
     "crops (0.4, 1) + depth 6": {"views": {"global_scale": [0.4, 1.0]}, "backbone": {"depth": 6}},
+    "width 96": {"backbone": {"width": 96}},
+    "ResNet-18 of width 16": {"backbone": {"name": "resnet18", "width": 16, "patch_size": None}},
     "no blur": {"views": {"blur": False}},
     "SimCLR's view recipe": {"views": {"recipe": "simclr"}},
 }
 
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def machine() -> dict[str, Any]:

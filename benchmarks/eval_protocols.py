@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from selfsup.eval.context import build_context, pixels_context
 from selfsup.eval.protocols import PROTOCOLS, run_protocol
 from selfsup.eval.record import write_record
 from selfsup.eval.report import bar_plot, cells, columns, load_run
+from selfsup.machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 FROZEN = ("knn", "linear", "fewshot", "transfer")
@@ -100,12 +100,6 @@ def table(run_dirs: list[Path], labels: list[str]) -> str:
         lines.append(f"| {col} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def document(run_dirs: list[Path], labels: list[str], args: argparse.Namespace, minutes: float) -> str:

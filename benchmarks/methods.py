@@ -33,6 +33,7 @@ from selfsup.diagnostics.collapse import embedding_std, ideal_std
 from selfsup.eval.features import extract_features
 from selfsup.eval.knn import knn_classify
 from selfsup.eval.linear import linear_probe
+from selfsup.machine import machine_words
 from selfsup.methods import METHODS
 from selfsup.models.io import load_backbone, normalizer
 
@@ -153,7 +154,9 @@ def fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+def markdown(rows: list[dict], args: argparse.Namespace, machine: str | None = None, date: str | None = None
+             ) -> str:
+    """docs/methods.md from the rows; `machine` (CPU and threads) and `date` default to now and here."""
     shared = args.recipe == "shared"
     how = ("with the shared recipe in the script (vit-cpu on 7x7 patches, two 28-px views, AdamW, batch 256)"
            if shared else "with each method's paper recipe (optimiser and views, docs/options.md) on vit-cpu "
@@ -161,7 +164,7 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"# Methods on {args.data}: same backbone, {'views, optimiser, ' if shared else ''}budget and seed", "",
         f"Written by `benchmarks/methods.py --minutes {args.minutes} --data {args.data} --recipe {args.recipe}` on "
-        f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {os.cpu_count()} CPU cores, no GPU.",
+        f"{date or time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {machine or machine_words()}, no GPU.",
         f"Each method trained for {args.minutes} wall-clock minutes (the step count is calibrated from its "
         f"measured speed) from seed 0 {how} and its own CPU-preset head options (docs/options.md); the "
         "`recipe` column says which optimiser and views each row used. Test split: k-NN top-1 "
@@ -170,7 +173,13 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "isotropic Gaussian embeddings (1/sqrt(d)): 0 means collapsed, 1 means spread in every direction. "
         "`head std` is measured on the method's head outputs over the last logging interval of training "
         "(where the loss acts), `feature std` on the backbone features of the test images (not centred, so "
-        "a shared mean direction lowers it without collapse).", "",
+        "a shared mean direction lowers it without collapse).",
+        *([] if shared else ["", "The paper recipes are taken as they are: most warm up for 10 epochs (MoCo v3's "
+                             "ViT recipe for 40), longer than these runs, so their learning rate is still rising "
+                             "when time is up; and the papers with ResNet recipes only (SimCLR, BYOL, Barlow "
+                             "Twins, VICReg, SwAV: LARS; SimSiam, MoCo v2: SGD) train the ViT with them. The "
+                             "rows show each paper's recipe at this budget, not each method's best; `--recipe "
+                             "shared` compares the losses under one optimiser."]), "",
         "| method | recipe | backbone | epochs | train minutes | images/s | peak mem (MB) | k-NN top-1 (%) | "
         "linear top-1 (%) | head std | feature std |",
         "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -194,14 +203,22 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "docs" / "methods.md"))
     p.add_argument("--reuse", action="store_true", help="measure runs already finished in --work again instead "
                    "of re-training them (after an interruption)")
+    p.add_argument("--render", action="store_true", help="only rewrite --out from the rows of its .json (after "
+                   "a change to the table's text)")
     args = p.parse_args()
+    if args.render:
+        saved = json.loads(Path(args.out).with_suffix(".json").read_text())
+        Path(args.out).write_text(markdown(saved["rows"], argparse.Namespace(**saved["args"]), saved.get("machine"),
+                                           saved.get("date")))
+        return
     work = Path(args.work)
     if work.exists() and any(work.iterdir()) and not args.reuse:
         sys.exit(f"{work} is not empty: pass a new --work directory")
     rows = run_all(args.methods.split(","), args.data, args.minutes, args.seed, work, args.reuse, args.recipe)
     text = markdown(rows, args)
     Path(args.out).write_text(text)
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+    record = {"args": vars(args), "rows": rows, "machine": machine_words(), "date": time.strftime("%Y-%m-%d")}
+    Path(args.out).with_suffix(".json").write_text(json.dumps(record, indent=1))
     print(text)
 
 

@@ -37,33 +37,28 @@ nothing unless --out is given.
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
 import sys
 import time
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
 
 from selfsup.config import PretrainConfig, build_config, merge, recipe
 from selfsup.data.views import MultiCropViews, channel_stats
 from selfsup.engine.build import build_method, resolve_sizes
 from selfsup.engine.optim import apply_schedules, clip_gradients, optimizer_for
-from selfsup.engine.running_stats import RunningStats
+from selfsup.machine import cpu_name
 from selfsup.methods import Method
-from selfsup.methods.dino import DINO, DINOLoss
-from selfsup.models import build_backbone
-from selfsup.models.vit import Attention
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flop_count import PEAK_REPS, PEAK_SIZE, Sync, matmul_peak, step_flops  # noqa: E402  (sibling scripts)
+from reference_dino import TOLERANCE, build_reference, check_same_loss  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("views", "forward", "backward", "optimiser")
-TOLERANCE = 1e-4  # relative difference allowed between the optimised and the reference loss
 TRAIN_LAST_LAYER = {"dino": {"freeze_last_layer": 0.0}}
 # The demo preset while the demo was DINO (configs/demo.yaml up to commit f654754); its data and run sections,
 # which nothing here reads, are left out.
@@ -77,59 +72,7 @@ VITS = {"method": "dino", "backbone": {"name": "vit-small", "patch_size": 16, "d
         "views": {"global_size": 224, "local_size": 96, "n_local": 10}, "dino": {"out_dim": 65536}}
 QUICK_VITS = {"backbone": {"name": "vit-tiny"}, "views": {"global_size": 32, "local_size": 16, "n_local": 2},
               "dino": {"out_dim": 1024, "hidden_dim": 256}}
-PEAK_SIZE, PEAK_WARMUP, PEAK_REPS = 1024, 3, 20  # the matmul peak: fp32 (n, n) @ (n, n)
 PROFILE_TOP = 12  # ops listed by the profile
-
-
-# -- the reference: plain DINO -----------------------------------------------------------------------
-def _explicit_attention(self: Attention, x: torch.Tensor, return_attention: bool = False):
-    """Attention.forward that always takes the explicit-softmax path and drops the maps unless asked."""
-    out, attn = Attention.forward(self, x, return_attention=True)
-    return (out, attn) if return_attention else out
-
-
-def use_explicit_attention(model: torch.nn.Module) -> None:
-    """Patch this model's Attention instances only (the class and other models keep SDPA)."""
-    for m in model.modules():
-        if isinstance(m, Attention):
-            m.forward = types.MethodType(_explicit_attention, m)
-
-
-def loop_loss(student_out: list[torch.Tensor], teacher_out: list[torch.Tensor], loss_fn: DINOLoss,
-              teacher_temp: float) -> torch.Tensor:
-    """DINO's loss as in the original code: a cross-entropy per (teacher view, other student view) pair."""
-    terms = []
-    for i, t in enumerate(teacher_out):
-        q = F.softmax((t.float() - loss_fn.center) / teacher_temp, dim=-1)
-        for v, s in enumerate(student_out):
-            if v != i:
-                terms.append(F.cross_entropy(s.float() / loss_fn.student_temp, q))
-    return sum(terms) / len(terms)
-
-
-class ReferenceDINO(DINO):
-    """DINO with a per-view Python loop: each view through backbone and head on its own."""
-
-    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
-                ) -> tuple[torch.Tensor, dict[str, float]]:
-        teacher = self.teacher
-        with torch.no_grad():
-            teacher_out = [teacher["head"](teacher["backbone"](v)) for v in views[: self.n_global]]
-        student_out = [self.head(self.backbone(v)) for v in views]
-        loss = loop_loss(student_out, teacher_out, self.loss_fn, float(self.teacher_temp[step]))
-        self._batch_center = torch.cat(teacher_out).float().mean(dim=0, keepdim=True)  # centre: on_after_step
-        return loss, {}
-
-
-def build_reference(cfg: PretrainConfig, channels: int, fast: DINO) -> ReferenceDINO:
-    """A ReferenceDINO with the weights of `fast` and explicit attention in student and teacher."""
-    v, b = cfg.views, cfg.backbone
-    backbone = build_backbone(b.name, v.global_size, channels, b.patch_size, b.drop_path, width=b.width,
-                              depth=b.depth)
-    ref = ReferenceDINO(backbone, cfg.method_cfg, n_global=v.n_global)
-    ref.load_state_dict(fast.state_dict())
-    use_explicit_attention(ref)
-    return ref
 
 
 # -- cases ---------------------------------------------------------------------------------------------
@@ -189,9 +132,6 @@ def case_inputs(case: Case, device: torch.device) -> tuple[torch.Tensor, MultiCr
 
 
 # -- timing --------------------------------------------------------------------------------------------
-Sync = Callable[[], None]
-
-
 @dataclass
 class Run:
     method: Method
@@ -239,77 +179,6 @@ def bench(run: Run, make_views: MultiCropViews, images: torch.Tensor, warmup: in
     """Mean seconds per phase over `steps` timed steps after `warmup` untimed ones."""
     times = [timed_step(run, make_views, images, s, sync) for s in range(warmup + steps)][warmup:]
     return [sum(col) / steps for col in zip(*times, strict=True)]
-
-
-def check_same_loss(fast: DINO, ref: DINO, views: list[torch.Tensor]) -> tuple[float, float, float]:
-    """(optimised loss, reference loss, relative difference) at step 0, without dropped paths; the
-    loss centres are restored afterwards so the check leaves no trace."""
-    centers = [m.loss_fn.center.clone() for m in (fast, ref)]
-    fast.eval()
-    ref.eval()
-    with torch.no_grad():
-        a, b = float(fast(views, 0, diagnostics=False)[0]), float(ref(views, 0, diagnostics=False)[0])
-    for m, c in zip((fast, ref), centers, strict=True):
-        m.loss_fn.center.copy_(c)
-        m.train()
-    return a, b, abs(a - b) / max(abs(b), 1e-12)
-
-
-# -- FLOPs ---------------------------------------------------------------------------------------------
-def _attention_shape(q: torch.Size, k: torch.Size) -> int:
-    """batch x heads x query tokens x key tokens x head width of (B, H, N, D) queries and keys."""
-    *lead, n_q, d = q
-    return int(torch.Size(lead).numel()) * n_q * k[-2] * d
-
-
-def _cpu_sdpa_flops(q: torch.Size, k: torch.Size, v: torch.Size, *args, out_shape=None, **kwargs) -> int:
-    return 2 * 2 * _attention_shape(q, k)  # q @ k^T and softmax @ v, as flop_counter's sdpa_flop_count
-
-
-def _cpu_sdpa_backward_flops(grad_out: torch.Size, q: torch.Size, k: torch.Size, v: torch.Size, *args,
-                             out_shape=None, **kwargs) -> int:
-    return 4 * 2 * _attention_shape(q, k)  # grads of v, scores, q and k: four matmuls
-
-
-# torch's counter has formulas for the CUDA attention kernels only; CPU SDPA would count 0 FLOPs
-CPU_ATTENTION_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops,
-                       torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flops}
-
-
-def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of what `fn` runs, as FlopCounterMode counts them, CPU attention included."""
-    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
-        fn()
-    return counter.get_total_flops()
-
-
-def step_flops(method: Method, views: list[torch.Tensor]) -> int:
-    """FLOPs of one forward+backward of `method` on `views`; gradients and running statistics are put back."""
-    stats = RunningStats(method)
-    stats.save()
-
-    def forward_backward() -> None:
-        method(views, 0, diagnostics=False)[0].backward()
-
-    flops = count_flops(forward_backward)
-    stats.restore()
-    method.zero_grad(set_to_none=True)
-    return flops
-
-
-def matmul_peak(device: torch.device, sync: Sync, n: int = PEAK_SIZE) -> float:
-    """GFLOP/s of an fp32 (n, n) @ (n, n) product: median over PEAK_REPS after PEAK_WARMUP."""
-    gen = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(n, n, generator=gen).to(device) for _ in range(2))
-    times = []
-    for i in range(PEAK_WARMUP + PEAK_REPS):
-        sync()
-        t0 = time.perf_counter()
-        a @ b
-        sync()
-        if i >= PEAK_WARMUP:
-            times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 # -- one case ------------------------------------------------------------------------------------------
@@ -401,12 +270,6 @@ def rows(case: Case, results: dict[str, Result], peak: float) -> list[str]:
                    f"| {r.flops / 1e9:.3f} | {gflops:.1f} | {peak:.1f} | {100 * gflops / peak:.1f}% |")
     return out
 
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def machine_line(device: torch.device) -> str:

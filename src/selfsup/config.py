@@ -43,9 +43,11 @@ class BackboneConfig:
                                  "tokens: better features, quadratically more compute.", paper=16,
                                  low=1)
     width: int | None = opt(None, "ViT width (default: the preset's), in multiples of its channels per head "
-                            "(32 for vit-cpu). Compute grows with its square: at equal minutes a narrower ViT "
-                            "sees more epochs.", low=1)
-    depth: int | None = opt(None, "ViT blocks (default: the preset's).", low=1)
+                            "(32 for vit-cpu); for ResNets, the first stage's channels (default 64; each later "
+                            "stage doubles them). Compute grows with its square: at equal minutes a narrower "
+                            "network sees more epochs.", low=1)
+    depth: int | None = opt(None, "ViT blocks (default: the preset's). ResNets take their depth from the name.",
+                            low=1)
     drop_path: float = opt(0.1, "Stochastic-depth rate of the last ViT block.", paper=0.1, low=0,
                            below=1)
     pool: str = opt("cls", "The ViT feature that evaluation reads (k-NN, linear probe, fine-tuning, the demo's "

@@ -18,6 +18,7 @@ from selfsup.data import DataNotFound
 from selfsup.data.fashion_mnist import find_fashion_mnist
 from selfsup.engine.pretrain import pretrain
 from selfsup.eval.knn_protocol import knn_eval
+from selfsup.machine import machine_words
 from selfsup.models.io import load_backbone, normalizer
 
 
@@ -66,7 +67,7 @@ def run_demo(cfg: PretrainConfig, progress: bool = True) -> dict[str, Any] | Non
                "feature": cfg.backbone.pool, "knn_learned": rows["learned"], "knn_random": rows["random"],
                "knn_pixels": rows["pixels"], "minutes": round(minutes, 2), "train_minutes": round(result.minutes, 2),
                "steps": result.steps, "epochs": round(epochs, 2), "images_per_s": round(result.images_per_s, 1),
-               "out": str(result.out)}
+               "machine": machine_words(), "out": str(result.out)}
     (result.out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
@@ -74,8 +75,9 @@ def run_demo(cfg: PretrainConfig, progress: bool = True) -> dict[str, Any] | Non
 def _print_table(cfg: PretrainConfig, rows: dict[str, float], result, minutes: float, epochs: float) -> None:
     print(f"\nselfsup demo: {cfg.method}, {cfg.backbone.name} on {cfg.data.name}; {result.steps} steps = "
           f"{epochs:.1f} epochs ({result.images_per_s:.0f} images/s) in {result.minutes:.1f} min of training, "
-          f"{minutes:.1f} min in all")
-    print(f"k-NN on the test split (k=20, cosine, T=0.07 weighted votes); network feature: {cfg.backbone.pool}")
+          f"{minutes:.1f} min in all, on {machine_words()}")
+    split = f"the {cfg.data.holdout:.0%} held out of the training images" if cfg.data.holdout else "the test split"
+    print(f"k-NN on {split} (k=20, cosine, T=0.07 weighted votes); network feature: {cfg.backbone.pool}")
     print("| features                  | top-1 (%) |\n|---------------------------|-----------|")
     names = {"learned": f"{cfg.method} (learned)", "random": "same network, random init", "pixels": "raw pixels"}
     for key, name in names.items():

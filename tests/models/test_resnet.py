@@ -91,3 +91,19 @@ def test_trains_with_batch_stats():
     m = resnet18(in_chans=1, small_stem=True)
     m(torch.randn(2, 1, 8, 8)).sum().backward()
     assert m.conv1.weight.grad is not None and m.layer4[1].bn2.weight.grad.abs().sum() > 0
+
+
+def test_width_sets_the_first_stage_and_doubles_per_stage():
+    m = ResNet(depth=18, in_chans=1, small_stem=True, width=16)
+    assert m.conv1.out_channels == 16 and m.embed_dim == 128
+    assert [getattr(m, f"layer{i}")[0].conv1.out_channels for i in range(1, 5)] == [16, 32, 64, 128]
+    assert m(torch.randn(2, 1, 28, 28)).shape == (2, 128)
+    assert resnet50(width=8).embed_dim == 256
+
+
+def test_build_backbone_passes_a_resnet_width_and_refuses_a_depth():
+    from selfsup.models import build_backbone
+
+    assert build_backbone("resnet18", 28, 1, width=24).embed_dim == 192
+    with pytest.raises(ValueError, match="--backbone.depth is for ViTs"):
+        build_backbone("resnet18", 28, 1, depth=3)

@@ -9,7 +9,6 @@ import json
 import math
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from selfsup.engine.fabric import make_fabric
 from selfsup.engine.logging import RunLogger
 from selfsup.engine.meter import IntervalMeter
 from selfsup.engine.optim import apply_schedules, clip_gradients, optim_schedules, optimizer_for
+from selfsup.engine.rng import gather_rng_states, restore_rng_states
 from selfsup.engine.running_stats import RunningStats
 from selfsup.engine.stop import StopRequest
 from selfsup.eval.knn_protocol import knn_eval
@@ -138,7 +138,7 @@ class Trainer:
         self.sched = optim_schedules(cfg.optim, self.total_steps, self.steps_per_epoch, self.world_batch)
         torch.manual_seed(cfg.run.seed + f.global_rank)  # different augmentations per process
         if ckpt is not None:
-            self._restore_rng(ckpt["rng"])
+            restore_rng_states(f, ckpt["rng"])
         if f.is_global_zero:
             self.out.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, self.out / "config.yaml")
@@ -236,29 +236,8 @@ class Trainer:
         return perm[self.fabric.global_rank :: self.fabric.world_size]
 
     # -- checkpoints -------------------------------------------------------------------------------
-    def _rng_states(self) -> dict[str, torch.Tensor]:
-        """Every process's random generator states, (world, n) bytes each: "cpu", and "cuda" (the state of
-        the process's own GPU) on GPUs. A collective: every process takes part."""
-        local = {"cpu": torch.get_rng_state()}
-        if self.fabric.device.type == "cuda":
-            local["cuda"] = torch.cuda.get_rng_state(self.fabric.device)
-        with warnings.catch_warnings():  # Lightning's all_gather uses a torch API that warns of deprecation
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.filterwarnings("ignore", message=".*all_gather is deprecated")
-            return {k: self.fabric.all_gather(v).view(self.fabric.world_size, -1).cpu() for k, v in local.items()}
-
-    def _restore_rng(self, states: dict[str, torch.Tensor] | torch.Tensor) -> None:
-        states = states if isinstance(states, dict) else {"cpu": states}  # checkpoints before the CUDA state
-        if states["cpu"].shape[0] != self.fabric.world_size:
-            raise ConfigError(f"checkpoint was written by {states['cpu'].shape[0]} processes; resume with the "
-                              "same --devices and --num-nodes")
-        rank = self.fabric.global_rank
-        torch.set_rng_state(states["cpu"][rank].clone())
-        if "cuda" in states and self.fabric.device.type == "cuda":
-            torch.cuda.set_rng_state(states["cuda"][rank].clone(), self.fabric.device)
-
     def save(self, next_step: int) -> None:
-        rng = self._rng_states()  # collective: every process takes part
+        rng = gather_rng_states(self.fabric)  # collective: every process takes part
         if self.fabric.is_global_zero:
             atomic_save({"method": self.cfg.method, "backbone": self.cfg.backbone.name,
                          "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),

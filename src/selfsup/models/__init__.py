@@ -17,14 +17,18 @@ def build_backbone(name: str, img_size: int, in_chans: int, patch_size: int | No
 
     ResNets get the small-image stem (3x3 conv, no max-pool) for images of 64 px or less and always
     average-pool; `pool` (cls, mean, cls+mean, cls-last4: see `VisionTransformer`) picks a ViT's
-    feature. `width` and `depth` override a ViT preset's (ResNets have their own).
+    feature. `width` and `depth` override a ViT preset's; a ResNet's `width` is its first stage's channels
+    (64 by default) and its depth is in its name.
     """
     if name in VIT_PRESETS:
         return vit(name, img_size, in_chans, patch_size, drop_path, pool, width, depth)
     if name in RESNETS:
         from selfsup.models.resnet import ResNet
 
-        return ResNet(depth=int(name[6:]), in_chans=in_chans, small_stem=img_size <= 64)
+        if depth is not None:
+            raise ValueError(f"--backbone.depth is for ViTs: {name}'s depth is in its name (choose one of "
+                             f"{', '.join(RESNETS)})")
+        return ResNet(depth=int(name[6:]), in_chans=in_chans, small_stem=img_size <= 64, width=width or 64)
     raise ValueError(f"unknown --backbone {name!r}: choose one of {', '.join(BACKBONES)}")
 
 

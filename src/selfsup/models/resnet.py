@@ -91,11 +91,12 @@ class ResNet(nn.Module):
     """ResNet backbone: (B, in_chans, H, W) -> (B, embed_dim) globally average-pooled features.
 
     `small_stem=True` swaps the 7x7/2 conv + 3x3/2 max-pool for a 3x3/1 conv and no pool (SimCLR's CIFAR
-    variant, for 28-32 px images). `zero_init_residual` zeroes the last BN scale of each block, so every
-    residual branch starts as the identity (Goyal et al., 2017).
+    variant, for 28-32 px images). `width` is the stem's and first stage's channels (64 in the paper); each
+    later stage doubles it, so compute grows with its square. `zero_init_residual` zeroes the last BN scale
+    of each block, so every residual branch starts as the identity (Goyal et al., 2017).
     """
 
-    def __init__(self, depth: int = 18, in_chans: int = 3, small_stem: bool = False,
+    def __init__(self, depth: int = 18, in_chans: int = 3, small_stem: bool = False, width: int = 64,
                  zero_init_residual: bool = True):
         super().__init__()
         if depth not in RESNET_LAYOUTS:
@@ -104,16 +105,16 @@ class ResNet(nn.Module):
         block = BLOCKS[kind]
         self.depth, self.small_stem = depth, small_stem
         if small_stem:
-            self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            self.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=1, padding=1, bias=False)
             self.maxpool: nn.Module = nn.Identity()
         else:
-            self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            self.conv1 = nn.Conv2d(in_chans, width, kernel_size=7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        c_in = 64
-        for i, (n_blocks, width) in enumerate(zip(layers, (64, 128, 256, 512), strict=True)):
-            stage, c_in = self._make_stage(block, c_in, width, n_blocks, stride=1 if i == 0 else 2)
+        c_in = width
+        for i, n_blocks in enumerate(layers):
+            stage, c_in = self._make_stage(block, c_in, width * 2**i, n_blocks, stride=1 if i == 0 else 2)
             self.add_module(f"layer{i + 1}", stage)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.embed_dim = self.feature_dim = c_in
@@ -152,12 +153,12 @@ class ResNet(nn.Module):
 
 
 def resnet18(**kwargs) -> ResNet:
-    """ResNet-18 (BasicBlock, [2, 2, 2, 2]), embed_dim 512."""
+    """ResNet-18 (BasicBlock, [2, 2, 2, 2]), embed_dim 8 x width (512)."""
     return ResNet(depth=18, **kwargs)
 
 
 def resnet50(**kwargs) -> ResNet:
-    """ResNet-50 (Bottleneck, [3, 4, 6, 3]), embed_dim 2048."""
+    """ResNet-50 (Bottleneck, [3, 4, 6, 3]), embed_dim 32 x width (2048)."""
     return ResNet(depth=50, **kwargs)
 
 

@@ -1,0 +1,32 @@
+"""benchmarks/methods.py: the table says which recipe each row trained with, and re-renders from its JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+ROW = {"method": "byol", "backbone": "vit-cpu", "knn": 70.36, "linear": 72.64, "feature_std": 0.5, "epochs": 1.2,
+       "minutes": 2.5, "images_per_s": 400, "peak_mem_mb": 900, "steps": 280, "head_std": 0.9,
+       "recipe": "lars lr 0.2 wd 1.5e-06, views byol"}
+ARGS = {"minutes": 2.5, "data": "fashion-mnist", "recipe": "paper", "seed": 0}
+
+
+def test_paper_table_has_the_recipe_column_and_the_caveat(methods):
+    text = methods.markdown([ROW], methods.argparse.Namespace(**ARGS))
+    header = next(line for line in text.splitlines() if line.startswith("| method |"))
+    assert header.split("|")[2].strip() == "recipe"
+    assert "| byol | lars lr 0.2 wd 1.5e-06, views byol | vit-cpu |" in text
+    assert "still rising" in text and "--recipe paper" in text
+    shared = methods.markdown([ROW], methods.argparse.Namespace(**{**ARGS, "recipe": "shared"}))
+    assert "still rising" not in shared
+
+
+def test_render_rewrites_the_table_from_its_json(methods, tmp_path, monkeypatch):
+    out = tmp_path / "methods.md"
+    record = {"args": ARGS, "rows": [ROW], "machine": "CPU X, 2 threads", "date": "2026-01-02"}
+    out.with_suffix(".json").write_text(json.dumps(record))
+    monkeypatch.setattr(sys, "argv", ["methods.py", "--render", "--out", str(out)])
+    methods.main()
+    text = out.read_text()
+    assert "| byol |" in text and "70.36" in text
+    assert "on 2026-01-02, torch" in text and "CPU X, 2 threads, no GPU" in text  # where and when it was measured
