@@ -260,13 +260,19 @@ class Trainer:
 
     _TIME_MARK = 5  # the first steps pay for allocation; a run's own speed is timed from this step on
 
+    _TIME_CHECKS = (0.1, 0.5, 0.8)  # shares of the plan at which a --minutes run re-measures its speed
+
     def _next_time_check(self, after: int) -> int | None:
         """The step after `after` at which a fresh --minutes run re-measures its speed and re-plans for the
-        time left: a tenth into the run (at least step 20), then half-way through the plan of that time."""
+        time left: a tenth into the run (at least step 20), half-way and four fifths through the plan of
+        that time, each at least a tenth of the plan (and 20 steps) after the previous one, so a re-plan does
+        not bring the same mark back at once. The last check catches a machine that slowed down in the
+        second half, which would otherwise overrun the budget."""
         if self.cfg.optim.minutes is None or self.start_step > 0:
             return None
-        check = max(20, self.total_steps // 10) if after < 20 else max(after + 20, self.total_steps // 2)
-        return check if after < check < self.total_steps - 1 and after < self.total_steps // 2 else None
+        gap = max(20, self.total_steps // 10)
+        check = next((m for f in self._TIME_CHECKS if (m := max(20, int(f * self.total_steps))) >= after + gap), None)
+        return check if check is not None and check < self.total_steps - 1 else None
 
     def _replan_for_time(self, done: int, seconds_per_step: float, spent: float, log: RunLogger) -> None:
         """Re-plan a --minutes run for the time left at the speed its real steps reached. The calibration
