@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -144,6 +145,52 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     return run_demo(resolve_config(args, base=recipe("demo")), progress=not args.no_progress)
 
 
+def add_attention_parser(sub: argparse._SubParsersAction) -> None:
+    att = sub.add_parser("attention", help="save each head's [CLS] attention of a ViT run on image files as a PNG "
+                         "grid (maps, means, mass-threshold masks) and .npy arrays")
+    att.add_argument("--checkpoint", required=True, metavar="RUN", help="ViT run directory (or its "
+                     "backbone.safetensors)")
+    att.add_argument("--image", nargs="+", required=True, metavar="PATH", help="image files (any size; cropped "
+                     "to a multiple of the patch size, grayscale or RGB converted to the backbone's channels)")
+    att.add_argument("--out", type=Path, required=True, help="folder for NAME.png and NAME.npy (heads, h, w)")
+    att.add_argument("--threshold", type=float, default=0.6, help="share of each head's attention mass its mask "
+                     "keeps (DINO: 0.6); lower it for tighter masks around the most attended patches")
+    att.add_argument("--rollout", action="store_true", help="also attention rollout through all blocks (mean "
+                     "of heads plus identity, multiplied through the layers): shows what the CLS token gathers "
+                     "over the whole network, where the last block alone shows only its final step")
+    att.add_argument("--size", type=int, help="resize each image's shorter side to this many pixels first "
+                     "(default: as the file is). DINO's figures use 480 px with 8-px patches; the cost grows "
+                     "with the square of the number of patches")
+    att.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+
+def cmd_attention(args: argparse.Namespace) -> dict[str, Any]:
+    from selfsup.insight.visualize import visualize
+
+    entries = visualize(args.checkpoint, args.image, args.out, args.threshold, args.rollout, args.size)
+    for e in entries:
+        print(f"{e['image']}: {e['heads']} heads on a {e['grid'][0]}x{e['grid'][1]} patch grid -> {e['png']}")
+    return {"images": entries}
+
+
+def add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    srv = sub.add_parser("serve", help="a web page (Streamlit) to explore the runs under a folder: attention of "
+                         "each head on example or uploaded images, and the nearest training images")
+    srv.add_argument("--runs", default="runs", help="folder whose run directories the page offers (it opens "
+                     "nothing else)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes the page to your "
+                     "network, so only do that on a trusted one")
+    srv.add_argument("--port", type=int, default=8501, help="port to listen on")
+    srv.add_argument("--max-upload-mb", type=float, default=5.0, help="largest image file a visitor may upload")
+    srv.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from selfsup.web.serve import serve
+
+    serve(args.runs, args.host, args.port, args.max_upload_mb)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="selfsup", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -158,11 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_knn_parser(sub)
     commands.add_report_parser(sub)
     commands.add_embed_parser(sub)
+    add_attention_parser(sub)
+    add_serve_parser(sub)
     return p
 
 
 COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "eval": commands.cmd_eval, "knn": commands.cmd_knn,
-            "report": commands.cmd_report, "embed": commands.cmd_embed}
+            "report": commands.cmd_report, "embed": commands.cmd_embed,
+            "attention": cmd_attention, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

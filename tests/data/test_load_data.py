@@ -71,5 +71,6 @@ def test_unknown_spec_lists_choices(tmp_path):
 
 def test_available_sources():
     sources = available_sources()
-    assert len(sources) == 5 and all(isinstance(s, str) and s for s in sources)
+    assert len(sources) == 7 and all(isinstance(s, str) and s for s in sources)
     assert sources[0].startswith("fashion-mnist") and sources[1].startswith("digits")
+    assert sources[2].startswith("cluttered")

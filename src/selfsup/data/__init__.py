@@ -1,6 +1,6 @@
 """Data sources: each returns a `Splits` of in-memory uint8 images (N, C, H, W).
 
-`load_data(spec)` picks the source from a string: "fashion-mnist", "digits", a path to an .npz file, a
+`load_data(spec)` picks the source from a string: "fashion-mnist", "digits", "cluttered", a path to an .npz file, a
 folder of CIFAR python batches, or any other folder of images.
 """
 
@@ -19,6 +19,10 @@ def available_sources() -> list[str]:
         "fashion-mnist: Fashion-MNIST, 60000/10000 28x28 grayscale (apt-get install dataset-fashion-mnist, "
         "or set SELFSUP_FASHION_MNIST_DIR)",
         "digits: scikit-learn's 8x8 digits upsampled to 28x28, 1437/360 (no download)",
+        "cluttered (64 px) or cluttered-96: 1-3 Fashion-MNIST objects on textured photo backgrounds with exact "
+        "object masks, 10000/1000 RGB, generated from seed 0 at any --data image size (no download)",
+        "moving: 200/30 videos of 16 frames (flattened) of cluttered objects moving and occluding each other, "
+        "with per-frame masks, 64 px (no download; for selfsup eval video)",
         "PATH.npz: x_train, y_train, x_test, y_test (Keras layout) or images [+ labels]",
         "DIR of CIFAR-10 (data_batch_1..5, test_batch, batches.meta) or CIFAR-100 (train, test, meta) "
         "python batches",
@@ -44,6 +48,14 @@ def load_data(spec: str, image_size: int | None = None) -> Splits:
         from selfsup.data.digits import load_digits
 
         return load_digits(image_size or 28)
+    if key in ("cluttered", "cluttered-96"):
+        from selfsup.data.cluttered import load_cluttered
+
+        return load_cluttered(key, image_size)
+    if key == "moving":
+        from selfsup.data.moving import load_moving
+
+        return load_moving(image_size)
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".npz":
         from selfsup.data.npz import load_npz

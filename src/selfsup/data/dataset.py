@@ -18,11 +18,14 @@ class ImageSet:
     images: (N, C, H, W) uint8, C in {1, 3}
     labels: (N,) int64 or None when the source has no labels
     classes: class names indexed by label, or None
+    masks: (N, H, W) uint8 object masks (0 background, 1..K the objects of each image) or None; only
+        generated sources have them (`cluttered`), and they must be resized with the images (nearest)
     """
 
     images: torch.Tensor
     labels: torch.Tensor | None = None
     classes: list[str] | None = None
+    masks: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -30,9 +33,21 @@ class ImageSet:
                             f"{tuple(self.images.shape)}")
         if self.labels is not None and len(self.labels) != len(self.images):
             raise DataError(f"{len(self.labels)} labels for {len(self.images)} images")
+        if self.masks is not None and (self.masks.shape != (len(self.images), *self.images.shape[-2:])
+                                       or self.masks.dtype != torch.uint8):
+            raise DataError(f"masks must be uint8 (N, H, W) matching images {tuple(self.images.shape)}, got "
+                            f"{self.masks.dtype} {tuple(self.masks.shape)}: generate the data at the size it is "
+                            "evaluated at instead of resizing it")
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def subset(self, idx: torch.Tensor) -> ImageSet:
+        """The images (with their labels and masks) at `idx`."""
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[idx]
+
+        return ImageSet(self.images[idx], pick(self.labels), self.classes, pick(self.masks))
 
     @property
     def channels(self) -> int:

@@ -26,7 +26,9 @@ from selfsup.eval.finetune_protocols import (
 from selfsup.eval.knn_protocol import KnnOptions, knn_protocol
 from selfsup.eval.linear_protocol import LinearOptions, linear_protocol
 from selfsup.eval.record import format_record, make_record, write_record
+from selfsup.eval.segmentation import SegmentationOptions, segmentation_protocol
 from selfsup.eval.transfer import TransferOptions, transfer_protocol
+from selfsup.eval.video import VideoOptions, video_protocol
 
 PROTOCOLS: dict[str, Protocol] = {
     "knn": Protocol(knn_protocol, KnnOptions, "weighted k-NN on frozen features (DINO: k=20, T=0.07)", pixels=True),
@@ -42,6 +44,11 @@ PROTOCOLS: dict[str, Protocol] = {
                            "init trained on all (or --fraction of) the labels; saved as RUN/supervised-FRACTION"),
     "pseudolabel": Protocol(pseudolabel_protocol, PseudolabelOptions, "self-training: fine-tune on --fraction of "
                             "the labels, add confident pseudo-labels (>= --threshold), fine-tune again"),
+    "segmentation": Protocol(segmentation_protocol, SegmentationOptions, "Jaccard of each ViT head's [CLS] "
+                             "attention mask against object masks (--data cluttered), best head per object as "
+                             "DINO"),
+    "video": Protocol(video_protocol, VideoOptions, "video object segmentation by label propagation of patch "
+                      "features (--data moving), J and F as DAVIS, DINO's recipe"),
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from selfsup.data import ImageSet, Splits
+from selfsup.data import Splits
 
 
 def _check_labels(labels: torch.Tensor) -> torch.Tensor:
@@ -74,12 +74,8 @@ def holdout_splits(splits: Splits, fraction: float, seed: int = 0) -> Splits:
     if splits.train.labels is None:
         raise ValueError(f"{splits.name} has no labels: a held-out validation split needs them")
     train_idx, val_idx = validation_split(splits.train.labels, fraction, seed)
-    t = splits.train
-
-    def part(idx: torch.Tensor) -> ImageSet:
-        return ImageSet(t.images[idx], t.labels[idx], t.classes)
-
-    return Splits(f"{splits.name} (held-out {fraction:g} of train)", part(train_idx), part(val_idx), splits.notice)
+    return Splits(f"{splits.name} (held-out {fraction:g} of train)", splits.train.subset(train_idx),
+                  splits.train.subset(val_idx), splits.notice)
 
 
 __all__ = ["holdout_splits", "stratified_subset", "validation_split"]

@@ -233,6 +233,14 @@ class VisionTransformer(nn.Module):
             x = blk(x)
         return self.blocks[-1](x, return_attention=True)[1]
 
+    def get_selfattentions(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Softmax attention of every block, first to last: depth x (B, heads, 1 + h*w, 1 + h*w)."""
+        x, out = self.prepare_tokens(x), []
+        for blk in self.blocks:
+            x, attn = blk(x, return_attention=True)
+            out.append(attn)
+        return out
+
 
 def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
     """(B, 1 + N, D) tokens of one block -> (B, D) CLS, (B, D) mean of the N patch tokens, or (B, 2D) both."""

@@ -1,0 +1,2 @@
+"""The web page to explore a model (`selfsup serve`): Streamlit, reading runs and calling insight and eval; the
+page itself holds no model logic (`explore.py` has what it computes, `app.py` only lays it out)."""

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from selfsup.data import moving
+from selfsup.data.dataset import ImageSet, Splits
+from selfsup.eval.context import EvalContext, EvalError
+from selfsup.eval.video import (
+    VideoOptions,
+    boundary,
+    contour_accuracy,
+    neighborhood,
+    one_hot_patches,
+    propagate_video,
+    region_similarity,
+    score_video,
+    video_protocol,
+)
+from selfsup.models.io import BackboneSpec, normalizer
+
+
+def blob_features(t_frames=8, side=6):
+    """Features of a 2x2 blob moving one patch right per frame on a side x side grid: blob patches share one
+    direction, background patches another (with a little per-patch texture)."""
+    g = torch.Generator().manual_seed(0)
+    feats, ids = [], []
+    for t in range(t_frames):
+        blob = torch.zeros(side, side, dtype=torch.bool)
+        blob[2:4, t % (side - 1):t % (side - 1) + 2] = True
+        f = torch.zeros(side * side, 8)
+        f[:, 0] = (~blob).flatten().float()
+        f[:, 1] = blob.flatten().float()
+        f[:, 2:] = 0.05 * torch.randn(side * side, 6, generator=g)
+        feats.append(F.normalize(f, dim=-1))
+        ids.append(blob.long())
+    return torch.stack(feats), torch.stack(ids)  # (T, N, D), (T, side, side)
+
+
+def test_label_propagation_follows_a_moving_blob():
+    feats, truth = blob_features()
+    seg0 = F.one_hot(truth[0].flatten(), 2).T.float()  # (K, N)
+    opts = VideoOptions(neighborhood=2)
+    softs = propagate_video(feats, seg0, opts, neighborhood(6, 6, 2))
+    for t, soft in enumerate(softs, start=1):
+        assert torch.equal(soft.argmax(0).reshape(6, 6), truth[t]), t
+        torch.testing.assert_close(soft.sum(0), torch.ones(36))  # votes are normalised
+
+
+def test_neighborhood_is_a_square_window():
+    near = neighborhood(5, 4, 1)
+    assert near.shape == (20, 20) and near.equal(near.T)
+    assert int(near[0].sum()) == 4 and int(near[5].sum()) == 9  # corner (0,0); inner (1,1)
+    assert neighborhood(5, 4, 10).all()
+
+
+def test_first_frame_patches_take_their_centre_pixel():
+    mask = torch.zeros(8, 8, dtype=torch.uint8)
+    mask[4:, 4:] = 2
+    oh = one_hot_patches(mask, 4, 3)
+    assert oh.shape == (3, 4) and oh.argmax(0).tolist() == [0, 0, 0, 2]
+
+
+def test_region_similarity_and_contour_accuracy_on_hand_made_masks():
+    a = torch.zeros(64, 64, dtype=torch.bool)
+    a[10:30, 10:30] = True
+    b = torch.roll(a, 1, dims=1)  # one pixel off: within DAVIS's tolerance (ceil(0.008 * 90.5) = 1 px)
+    far = torch.roll(a, 8, dims=1)
+    assert region_similarity(a, a).item() == 1 and region_similarity(a, b).item() == pytest.approx(380 / 420)
+    assert contour_accuracy(a, a) == 1 and contour_accuracy(a, b) == 1
+    assert 0 < contour_accuracy(a, far) < 0.5
+    empty = torch.zeros_like(a)
+    assert region_similarity(empty, empty).item() == 1 and contour_accuracy(empty, empty) == 1
+    assert contour_accuracy(empty, a) == 0
+    # DAVIS's seg2bmap: the inner right and lower edges (39 px) and the outer left and upper ones with the corner (41)
+    assert int(boundary(a).sum()) == 80 and boundary(a)[9, 9] and boundary(a)[29, 29] and not boundary(a)[10, 10]
+
+
+def test_score_video_drops_the_first_and_last_frames():
+    truth = torch.zeros(4, 8, 8, dtype=torch.long)
+    truth[:, :4, :4] = 1
+    pred = truth.clone()
+    pred[0], pred[3] = 0, 0  # wrong only where DAVIS does not look
+    assert score_video(pred, truth) == [(1.0, 1.0)]
+
+
+def test_moving_masks_are_exact_and_videos_deterministic(monkeypatch):
+    monkeypatch.setattr(moving, "background", lambda rng, size: np.zeros((size, size, 3), np.uint8))
+    objects = ImageSet(torch.full((3, 1, 28, 28), 200, dtype=torch.uint8), torch.arange(3))
+    a = moving.generate_videos(objects, 2, 32, seed=0)
+    assert a.images.shape == (2 * moving.FRAMES, 3, 32, 32)
+    assert torch.equal(a.images.amax(1) > 0, a.masks > 0)
+    b = moving.generate_videos(objects, 2, 32, seed=0)
+    assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
+    videos, masks = moving.as_videos(a)
+    assert videos.shape[:2] == (2, moving.FRAMES) and masks.shape == (2, moving.FRAMES, 32, 32)
+    assert not torch.equal(masks[0, 0], masks[0, -1])  # the objects move
+
+
+def test_video_protocol_end_to_end(tmp_path):
+    torch.manual_seed(0)
+    spec = BackboneSpec("vit-cpu", 32, 3, 8, [0.5] * 3, [0.25] * 3)
+    test = moving.generate_videos(ImageSet(torch.randint(0, 255, (5, 1, 28, 28), dtype=torch.uint8),
+                                           torch.arange(5)), 2, 32, seed=0)
+    ctx = EvalContext(backbone=spec.build(), spec=spec, prepare=normalizer(spec), run_dir=tmp_path,
+                      splits=Splits("moving", test, test), data="moving", options=VideoOptions())
+    out = video_protocol(ctx)
+    assert 0 <= out["j"] <= 100 and 0 <= out["f"] <= 100 and out["jf"] == pytest.approx((out["j"] + out["f"]) / 2,
+                                                                                          abs=0.01)
+    assert out["settings"]["sequences"] == 2 and out["settings"]["objects"] >= 4
+    with pytest.raises(EvalError, match="not a video dataset"):
+        video_protocol(EvalContext(backbone=spec.build(), spec=spec, prepare=normalizer(spec), run_dir=tmp_path,
+                                   splits=Splits("x", test, test), data="cluttered"))
