@@ -46,3 +46,8 @@ def flop_count() -> Iterator[ModuleType]:
 @pytest.fixture(scope="module")
 def methods() -> Iterator[ModuleType]:
     yield from load_script("methods")
+
+
+@pytest.fixture(scope="module")
+def segmentation() -> Iterator[ModuleType]:
+    yield from load_script("segmentation")

@@ -78,6 +78,16 @@ def wait_image(driver, timeout: float = 120) -> None:
     WebDriverWait(driver, timeout).until(lambda d: d.find_elements("css selector", '[data-testid="stImage"] img'))
 
 
+def choose_run(driver, name: str) -> None:
+    """Pick `name` in the sidebar's run list (a BaseWeb select: click it, then the option)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element("css selector", '[data-testid="stSidebar"] [data-testid="stSelectbox"] input').click()
+    option = WebDriverWait(driver, 30).until(
+        lambda d: next((o for o in d.find_elements("css selector", '[role="option"]') if o.text == name), None))
+    option.click()
+
+
 def test_choose_a_run_upload_images_and_see_the_attention(browser, page, png, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -86,6 +96,10 @@ def test_choose_a_run_upload_images_and_see_the_attention(browser, page, png, tm
     wait_image(browser)
     if os.environ.get("SELFSUP_SCREENSHOT"):
         browser.save_screenshot(os.environ["SELFSUP_SCREENSHOT"])
+    choose_run(browser, "group/rn")
+    wait_text(browser, "is a ResNet: it has no attention maps")
+    choose_run(browser, "vit")
+    wait_text(browser, "Attention of each head")
     radio = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stRadio"]')
     next(label for label in radio.find_elements(By.TAG_NAME, "label") if label.text == "upload").click()
     wait_text(browser, "Upload an image")

@@ -1,0 +1,22 @@
+from selfsup.config import build_config
+
+
+def record(jaccards):
+    row = {"jaccard_foreground": 30.0, "jaccard_mean_heads": 9.0, "per_head": [1.0, 2.0], "knn_top1": 20.0,
+           "video_jf": 50.0, "video_j": 45.0, "video_f": 55.0}
+    return {"machine": "AMD EPYC, 2 threads", "date": "2026-12-03", "backbone": "vit-cpu", "dino_minutes": 15,
+            "dino_steps": 700, "supervised_minutes": 15, "n_images": 1000,
+            "rows": {name: {**row, "jaccard": j} for name, j in jaccards.items()}}
+
+
+def test_table_has_the_three_rows_beside_the_thesis_and_says_the_ordering(segmentation):
+    md = segmentation.markdown(record({"random": 14.0, "supervised": 18.5, "DINO": 16.0}))
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "weights" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| random", "| supervised", "| DINO"]
+    assert "| 45.8 | 44.6 |" in rows[2] and "| 18.50 |" in rows[1]
+    assert "Ordering here (best head): random < DINO < supervised." in md
+
+
+def test_the_dino_recipe_is_a_valid_config(segmentation):
+    cfg = build_config({**segmentation.RECIPE, "optim": {**segmentation.RECIPE["optim"], "minutes": 1}}, where="t")
+    assert cfg.method == "dino" and cfg.data.name == "cluttered" and cfg.backbone.patch_size == 8
