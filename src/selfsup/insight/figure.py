@@ -22,6 +22,21 @@ def overlay(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (
     return out.round().astype(np.uint8)
 
 
+def save_figure(fig, axes, path: Path, title: str, title_size: int) -> Path:
+    """Axes off, the title on top, tight layout; written to `path` as PNG and closed."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes.flat:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=title_size)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def attention_figure(image: torch.Tensor, maps: torch.Tensor, masks: torch.Tensor, path: Path,
                      title: str = "", rollout: torch.Tensor | None = None) -> Path:
     """Save the grid for one image as PNG.
@@ -51,15 +66,7 @@ def attention_figure(image: torch.Tensor, maps: torch.Tensor, masks: torch.Tenso
         axes[0, 1 + heads + j].set_title(name, fontsize=8)
     axes[1, 0].imshow(overlay(rgb, masks.any(0).numpy()))
     axes[1, 0].set_title("any head", fontsize=8)
-    for ax in axes.flat:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, axes, path, title, 9)
 
 
 def comparison_figure(images: torch.Tensor, truth: torch.Tensor, models: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -87,15 +94,7 @@ def comparison_figure(images: torch.Tensor, truth: torch.Tensor, models: dict[st
     heads = ["image", "objects"] + [f"{name}\n{what}" for name in models for what in ("attention", "mask")]
     for c, text in enumerate(heads):
         axes[0, c].set_title(text, fontsize=7)
-    for ax in axes.flat:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, axes, path, title, 8)
 
 
 __all__ = ["attention_figure", "comparison_figure", "overlay", "to_display"]
