@@ -28,9 +28,12 @@ import torch
 import yaml
 from torch import nn
 
+from selfsup.config import ConfigError
 from selfsup.data import Splits, load_data
 from selfsup.diagnostics.collapse import embedding_std, ideal_std
+from selfsup.eval.adapt import adapt_splits
 from selfsup.eval.features import extract_features
+from selfsup.eval.finetune import FinetuneConfig, finetune
 from selfsup.eval.knn import knn_classify
 from selfsup.eval.linear import linear_probe
 from selfsup.machine import machine_words
@@ -51,19 +54,28 @@ SHARED = {
               "clip_grad": 3.0},
     "run": {"checkpoint_every": 100000, "eval_knn": False},
 }
-# --recipe paper: the same backbone, batch and two 28-px views; optimiser and view recipe are each method's
-# paper recipe (docs/options.md).
-PAPER = {"backbone": SHARED["backbone"], "views": {"global_size": 28, "n_global": 2, "n_local": 0},
+# --recipe paper: the same backbone, batch and 28-px crops (two views, or one for the single-image methods);
+# optimiser and view recipe are each method's paper recipe (docs/options.md).
+PAPER = {"backbone": SHARED["backbone"], "views": {"global_size": 28, "n_local": 0},
          "optim": {"batch_size": 256}, "run": SHARED["run"]}
 METHOD_OVERRIDES = {"dino": {"out_dim": 1024, "hidden_dim": 1024, "momentum_teacher": 0.99, "freeze_last_layer": 0.1}}
 
 
-def pretrain_in_process(method: str, data: str, minutes: float, seed: int, out: Path, recipe: str = "shared"
-                        ) -> dict:
+def recipe_for(method: str, recipe: str, size: int) -> dict:
+    """The run's sections for `method` at `size`-px crops (ViT patches of size/4)."""
+    base = SHARED if recipe == "shared" else PAPER
+    views = {**base["views"], "global_size": size}
+    if METHODS[method].n_views == 1:  # masked image modelling and the pretext tasks take one view
+        views["n_global"] = 1
+    return {**base, "backbone": {**base["backbone"], "patch_size": size // 4}, "views": views}
+
+
+def pretrain_in_process(method: str, data: str, minutes: float, seed: int, out: Path, recipe: str = "shared",
+                        size: int = 28) -> dict:
     """`selfsup pretrain` in a child process: its JSON summary plus the child's peak resident memory."""
     out.mkdir(parents=True, exist_ok=True)
-    base = SHARED if recipe == "shared" else PAPER
-    raw = {"method": method, "data": {"name": data}, **base,
+    base = recipe_for(method, recipe, size)
+    raw = {"method": method, "data": {"name": data, "image_size": size}, **base,
            "optim": {**base["optim"], "minutes": minutes},
            "run": {**base["run"], "out": str(out / "run"), "seed": seed}}
     if method in METHOD_OVERRIDES:
@@ -98,14 +110,29 @@ def finished_run(out: Path) -> dict | None:
             "peak_mem_mb": None}
 
 
-def measure(model: nn.Module, prepare, splits: Splits, seed: int) -> dict:
-    """k-NN, linear probe and collapse measure of `model`'s frozen features."""
+def measure(model: nn.Module, prepare, splits: Splits, seed: int, finetune_minutes: float = 0.0) -> dict:
+    """k-NN, linear probe and collapse measure of `model`'s frozen features, and with `finetune_minutes` the
+    test accuracy after fine-tuning a copy of it (with all labels) for that many minutes."""
     train = extract_features(model, splits.train.images, normalize=prepare)  # (N, D)
     test = extract_features(model, splits.test.images, normalize=prepare)
     knn = knn_classify(train, splits.train.labels, test, splits.test.labels, k=20, temperature=0.07,
                        num_classes=splits.train.num_classes)
     linear = linear_probe(train, splits.train.labels, test, splits.test.labels, splits.train.num_classes, seed=seed)
-    return {"knn": knn.top1, "linear": linear["top1"], "feature_std": embedding_std(test) / ideal_std(test.shape[1])}
+    tuned = None
+    if finetune_minutes and prepare is not None:
+        tuned = finetune(model, prepare, splits.train, splits.test, FinetuneConfig(minutes=finetune_minutes),
+                         seed=seed)["top1"]
+    return {"knn": knn.top1, "linear": linear["top1"], "finetune": tuned,
+            "feature_std": embedding_std(test) / ideal_std(test.shape[1])}
+
+
+def trainable_on(method: str, channels: int) -> bool:
+    """Whether `method` pre-trains on data with `channels` channels (colorization needs colour)."""
+    try:
+        METHODS[method].input_channels(channels)
+    except ConfigError:
+        return False
+    return True
 
 
 def head_std(run: Path) -> float | None:
@@ -130,21 +157,27 @@ def recipe_used(run: Path) -> str:
 
 
 def run_all(methods: list[str], data: str, minutes: float, seed: int, work: Path, reuse: bool = False,
-            recipe: str = "shared") -> list[dict]:
-    splits = load_data(data, 28)
+            recipe: str = "shared", size: int = 28, finetune_minutes: float = 0.0) -> list[dict]:
+    splits = load_data(data, size)
     rows = [row("raw pixels", "-", measure(nn.Flatten(), None, splits, seed))]
     for method in methods:
+        if not trainable_on(method, splits.train.channels):
+            print(f"{method}: skipped, it needs colour images and {data} has {splits.train.channels} channel(s)")
+            continue
         t0 = time.time()
         summary = (reuse and finished_run(work / method)) or pretrain_in_process(method, data, minutes, seed,
-                                                                                  work / method, recipe)
+                                                                                  work / method, recipe, size)
         model, spec = load_backbone(work / method / "run" / "backbone.safetensors")
+        splits_m = adapt_splits(splits, spec.in_chans, size)[0]  # colorization's backbone reads lightness
         if not any(r["method"] == "random init" for r in rows):  # the same architecture, untrained
             torch.manual_seed(seed)
-            rows.append(row("random init", spec.name, measure(spec.build(), normalizer(spec), splits, seed)))
+            rows.append(row("random init", spec.name, measure(spec.build(), normalizer(spec), splits_m, seed,
+                                                              finetune_minutes)))
         summary["epochs"] = summary["steps"] / (len(splits.train.images) // SHARED["optim"]["batch_size"])
         summary["head_std"] = head_std(work / method / "run")
         summary["recipe"] = recipe_used(work / method / "run")
-        rows.append(row(method, spec.name, measure(model, normalizer(spec), splits, seed), summary))
+        rows.append(row(method, spec.name, measure(model, normalizer(spec), splits_m, seed, finetune_minutes),
+                        summary))
         print(f"{method}: k-NN {rows[-1]['knn']:.2f}%, linear {rows[-1]['linear']:.2f}% "
               f"({(time.time() - t0) / 60:.1f} min)", flush=True)
     return rows
@@ -158,12 +191,22 @@ def markdown(rows: list[dict], args: argparse.Namespace, machine: str | None = N
              ) -> str:
     """docs/methods.md from the rows; `machine` (CPU and threads) and `date` default to now and here."""
     shared = args.recipe == "shared"
-    how = ("with the shared recipe in the script (vit-cpu on 7x7 patches, two 28-px views, AdamW, batch 256)"
-           if shared else "with each method's paper recipe (optimiser and views, docs/options.md) on vit-cpu "
-           "with 7x7 patches, two 28-px views and batch 256")
+    size = getattr(args, "size", 28)
+    crops = f"{size}-px crops ({size // 4}x{size // 4}-px patches; two views, one for the single-image methods)"
+    how = (f"with the shared recipe in the script (vit-cpu, {crops}, AdamW, batch 256)"
+           if shared else f"with each method's paper recipe (optimiser and views, docs/options.md) on vit-cpu "
+           f"with {crops} and batch 256")
+    tune = getattr(args, "finetune_minutes", 0)
+    tuned = (f" `fine-tune` is the test accuracy after fine-tuning the whole backbone with a linear head on all "
+             f"labels for {tune} minutes (selfsup.eval.finetune defaults: MAE's recipe with layer decay 0.65); on "
+             "the random-init row that is supervised training from scratch on the same budget. Masked image "
+             "modelling does not train its [CLS] token to be a global descriptor, so MAE and SimMIM are expected "
+             "to be weak under k-NN and the linear probe and to show their worth in fine-tuning (the MAE paper "
+             "reports fine-tuning and linear probing, not k-NN)." if tune else "")
     lines = [
         f"# Methods on {args.data}: same backbone, {'views, optimiser, ' if shared else ''}budget and seed", "",
-        f"Written by `benchmarks/methods.py --minutes {args.minutes} --data {args.data} --recipe {args.recipe}` on "
+        f"Written by `benchmarks/methods.py --minutes {args.minutes} --data {args.data} --recipe {args.recipe}"
+        f"{f' --size {size}' if size != 28 else ''}{f' --finetune-minutes {tune}' if tune else ''}` on "
         f"{date or time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {machine or machine_words()}, no GPU.",
         f"Each method trained for {args.minutes} wall-clock minutes (the step count is calibrated from its "
         f"measured speed) from seed 0 {how} and its own CPU-preset head options (docs/options.md); the "
@@ -173,7 +216,7 @@ def markdown(rows: list[dict], args: argparse.Namespace, machine: str | None = N
         "isotropic Gaussian embeddings (1/sqrt(d)): 0 means collapsed, 1 means spread in every direction. "
         "`head std` is measured on the method's head outputs over the last logging interval of training "
         "(where the loss acts), `feature std` on the backbone features of the test images (not centred, so "
-        "a shared mean direction lowers it without collapse).",
+        f"a shared mean direction lowers it without collapse).{tuned}",
         *([] if shared else ["", "The paper recipes are taken as they are: most warm up for 10 epochs (MoCo v3's "
                              "ViT recipe for 40), longer than these runs, so their learning rate is still rising "
                              "when time is up; and the papers with ResNet recipes only (SimCLR, BYOL, Barlow "
@@ -181,13 +224,14 @@ def markdown(rows: list[dict], args: argparse.Namespace, machine: str | None = N
                              "rows show each paper's recipe at this budget, not each method's best; `--recipe "
                              "shared` compares the losses under one optimiser."]), "",
         "| method | recipe | backbone | epochs | train minutes | images/s | peak mem (MB) | k-NN top-1 (%) | "
-        "linear top-1 (%) | head std | feature std |",
-        "|---|---|---|---|---|---|---|---|---|---|---|"]
+        f"linear top-1 (%) |{' fine-tune top-1 (%) |' if tune else ''} head std | feature std |",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if tune else "") + "---|---|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r.get('recipe') or '-'} | {r['backbone']} | {fmt(r['epochs'], '.2f')} | "
                      f"{fmt(r['minutes'], '.1f')} | "
                      f"{fmt(r['images_per_s'], '.0f')} | {fmt(r['peak_mem_mb'], '.0f')} | {r['knn']:.2f} | "
-                     f"{r['linear']:.2f} | {fmt(r['head_std'], '.3f')} | {r['feature_std']:.3f} |")
+                     f"{r['linear']:.2f} |{' ' + fmt(r.get('finetune'), '.2f') + ' |' if tune else ''} "
+                     f"{fmt(r['head_std'], '.3f')} | {r['feature_std']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -197,6 +241,10 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: all registered)")
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=28, help="crop side in px (ViT patches of size/4); data that is "
+                   "generated (cluttered) is generated at this size")
+    p.add_argument("--finetune-minutes", type=float, default=0.0, help="also fine-tune each backbone (and the "
+                   "random init: supervised from scratch) for this many minutes on all labels; 0: skip")
     p.add_argument("--recipe", choices=("shared", "paper"), default="shared", help="shared: one optimiser and "
                    "views for all (the script's); paper: each method's paper recipe")
     p.add_argument("--work", default=str(ROOT / "runs" / "bench-methods"), help="run directories go here")
@@ -214,7 +262,8 @@ def main() -> None:
     work = Path(args.work)
     if work.exists() and any(work.iterdir()) and not args.reuse:
         sys.exit(f"{work} is not empty: pass a new --work directory")
-    rows = run_all(args.methods.split(","), args.data, args.minutes, args.seed, work, args.reuse, args.recipe)
+    rows = run_all(args.methods.split(","), args.data, args.minutes, args.seed, work, args.reuse, args.recipe,
+                   args.size, args.finetune_minutes)
     text = markdown(rows, args)
     Path(args.out).write_text(text)
     record = {"args": vars(args), "rows": rows, "machine": machine_words(), "date": time.strftime("%Y-%m-%d")}

@@ -91,6 +91,10 @@ class OptimConfig:
                          "that optimiser (or a generic one), not the other optimiser's lr and decay.",
                          paper="adamw", choices=("adamw", "lars", "sgd"))
     momentum: float = opt(0.9, "Momentum of SGD and LARS.", paper=0.9, low=0, below=1)
+    betas: tuple[float, float] = opt((0.9, 0.999), "AdamW's (beta1, beta2). MAE uses (0.9, 0.95): a shorter "
+                                     "second-moment memory that keeps large-batch masked-image training "
+                                     "stable; the other ViT recipes keep torch's default.", paper=(0.9, 0.999),
+                                     low=0, below=1)
     clip_grad: float = opt(3.0, "Per-parameter gradient-norm clip (0 disables). Around 0.3-1.0 helps "
                            "optimisation of larger ViTs.", paper=3.0, low=0)
 

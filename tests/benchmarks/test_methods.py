@@ -30,3 +30,15 @@ def test_render_rewrites_the_table_from_its_json(methods, tmp_path, monkeypatch)
     text = out.read_text()
     assert "| byol |" in text and "70.36" in text
     assert "on 2026-01-02, torch" in text and "CPU X, 2 threads, no GPU" in text  # where and when it was measured
+
+
+def test_finetune_column_and_single_view_recipes(methods):
+    args = methods.argparse.Namespace(**{**ARGS, "finetune_minutes": 1.5, "size": 32})
+    text = methods.markdown([{**ROW, "finetune": 81.25}, {**ROW, "method": "raw pixels", "finetune": None}], args)
+    header = next(line for line in text.splitlines() if line.startswith("| method |"))
+    assert "fine-tune top-1 (%)" in header and "--finetune-minutes 1.5" in text and "--size 32" in text
+    assert "| 72.64 | 81.25 |" in text and "| 72.64 | - |" in text
+    assert methods.recipe_for("mae", "paper", 32)["views"]["n_global"] == 1
+    assert methods.recipe_for("mae", "paper", 32)["backbone"]["patch_size"] == 8
+    assert "n_global" not in methods.recipe_for("byol", "paper", 28)["views"]  # the method's recipe decides
+    assert methods.trainable_on("mae", 1)

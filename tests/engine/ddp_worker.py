@@ -29,26 +29,80 @@ TINY = {
     "simsiam": {"proj_dim": 16, "pred_hidden_dim": 8, "head_bn": False},
     "barlow-twins": {"proj_hidden_dim": 32, "proj_output_dim": 16, "head_bn": False},
     "vicreg": {"proj_hidden_dim": 32, "proj_output_dim": 16, "head_bn": False},
+    "mae": {"decoder_dim": 16, "decoder_depth": 1, "decoder_head_dim": 8},
+    "simmim": {},
+    "rotation": {},
+    "jigsaw": {"n_permutations": 8, "tile_dim": 16, "hidden_dim": 32, "dropout": 0.0},
+    "relative-position": {"hidden_dim": 16},
+    "colorization": {},
+    "inpainting": {"disc_width": 8},
 }
 
 
+# Methods that need colour data (the others are tested on 1-channel views).
+RGB_DATA = {"colorization"}
+
+
+def data_channels(name: str) -> int:
+    return 3 if name in RGB_DATA else 1
+
+
 def fixed_views(batch: int, name: str) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(123)
-    views = [torch.randn(batch, 1, 16, 16, generator=g) for _ in range(2)] + \
-            [torch.randn(batch, 1, 8, 8, generator=g) for _ in range(2)]
-    return views if METHODS[name].multicrop else views[:2]
+    g, c = torch.Generator().manual_seed(123), data_channels(name)
+    views = [torch.randn(batch, c, 16, 16, generator=g) for _ in range(2)] + \
+            [torch.randn(batch, c, 8, 8, generator=g) for _ in range(2)]
+    return views if METHODS[name].multicrop else views[:METHODS[name].n_views]
+
+
+def pixel_drawn_masks(method: Method) -> None:
+    """Masked image modelling draws a mask per image from the RNG: each process would draw its own, unlike
+    one process on the whole batch. For the comparison, masks are made a function of each image (the
+    patches whose mean is above the image's median are masked), so both runs mask the same patches."""
+    from selfsup.methods.masking import shuffle_of
+
+    def masks(x: torch.Tensor) -> torch.Tensor:
+        p = method.backbone.patch_size
+        means = torch.nn.functional.avg_pool2d(x.mean(dim=1, keepdim=True), p).flatten(1)  # (B, L)
+        order = torch.argsort(means, dim=1, stable=True)
+        return torch.zeros_like(means, dtype=torch.bool).scatter_(1, order[:, means.shape[1] // 4:], True)
+
+    if method.name == "mae":
+        method.draw_mask = lambda x: (lambda m: (m, *shuffle_of(m)))(masks(x))
+    elif method.name == "simmim":
+        method.draw_mask = masks
+
+
+def pixel_drawn_puzzles(method: Method) -> None:
+    """Jigsaw and relative position draw a label (permutation, neighbour) and crop offsets per image from the
+    RNG, as masked image modelling draws masks: for the comparison the label is a function of each image (the
+    place of its largest pixel) and every crop sits at the same place in its cell."""
+    if method.name not in ("jigsaw", "relative-position"):
+        return
+    random_draw = method.draw
+
+    def draw(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, offsets = random_draw(x)
+        labels = x.flatten(1).argmax(dim=1) % method.n_classes
+        return labels, torch.full_like(offsets, method.geometry(x.shape[-1]).low)
+
+    method.draw = draw
 
 
 def build(name: str, backbone: str = "vit", **overrides) -> Method:
     """METHOD around a 2-block ViT on 16 px images (or a ResNet-18 with per-process BatchNorm), with TINY's
     options updated by `overrides`."""
     torch.manual_seed(0)
+    c = data_channels(name)
+    chans = METHODS[name].input_channels(c)
     if backbone == "vit":
-        net = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=2)
+        net = VisionTransformer(img_size=16, patch_size=4, in_chans=chans, embed_dim=32, depth=2, num_heads=2)
     else:  # every BatchNorm scale non-zero, so that every layer gets a gradient in the first step
-        net = resnet18(in_chans=1, zero_init_residual=False)
+        net = resnet18(in_chans=chans, zero_init_residual=False)
     method = METHODS[name]
-    return method(net, method.config_class(**{**TINY[name], **overrides}))
+    method = method(net, method.config_class(**{**TINY[name], **overrides}))
+    sample = torch.randint(0, 256, (64, c, 16, 16), generator=torch.Generator().manual_seed(7), dtype=torch.uint8)
+    method.prepare_data(sample, [0.5] * c, [0.25] * c)
+    return method
 
 
 def initial_state(name: str) -> dict[str, torch.Tensor]:
@@ -57,6 +111,8 @@ def initial_state(name: str) -> dict[str, torch.Tensor]:
 
 def one_step(fabric: Fabric, name: str, batch: int = 8, backbone: str = "vit") -> dict[str, torch.Tensor]:
     method = build(name, backbone)
+    pixel_drawn_masks(method)
+    pixel_drawn_puzzles(method)
     method.setup(total_steps=10, steps_per_epoch=5)
     # SGD, not AdamW: Adam's first step is lr * sign(grad), which turns float noise in gradients that
     # are zero in exact arithmetic (attention key biases) into +-lr differences.

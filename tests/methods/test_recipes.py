@@ -146,8 +146,101 @@ def test_swav():
     assert v["global_scale"] == [0.14, 1.0] and v["local_scale"] == [0.05, 0.14]
 
 
+def test_mae():
+    """mae PRETRAIN.md / main_pretrain.py: --blr 1.5e-4 (lr = blr x batch / 256), --weight_decay 0.05,
+    --warmup_epochs 40, --min_lr 0, AdamW betas (0.9, 0.95), no clipping; norm_pix_loss; RandomResizedCrop
+    (0.2, 1) + flip only; timm's Block without drop path."""
+    assert optim_of("mae") == dict(optimizer="adamw", lr=1.5e-4, lr_bias=None, min_lr=0.0, warmup_epochs=40,
+                                   weight_decay=0.05, weight_decay_end=0.05, decay_norm_bias=False, clip_grad=0.0)
+    r = resolved("mae")
+    assert r["optim"]["betas"] == [0.9, 0.95] and r["backbone"]["drop_path"] == 0.0
+    v = r["views"]
+    assert (v["n_global"], v["n_local"], v["global_scale"], v["color_jitter"], v["grayscale"], v["blur"],
+            v["solarize"]) == (1, 0, [0.2, 1.0], 0.0, 0.0, False, 0.0)
+    assert r["mae"]["mask_ratio"] == 0.75 and r["mae"]["norm_pix_loss"]
+    with pytest.raises(ConfigError, match="mae needs a vit backbone"):
+        from selfsup.engine.build import build_method
+        build_method(build_config({"method": "mae", "backbone": {"name": "resnet18"},
+                                   "views": {"global_size": 28, "n_global": 1, "n_local": 0}}), 1)
+
+
+def test_simmim():
+    """SimMIM simmim_pretrain__vit_base__img224__800ep.yaml: BASE_LR 1e-4 per 512 images, WARMUP_EPOCHS 10,
+    WEIGHT_DECAY 0.05, MIN_LR 5e-6 per 512 (config.py), CLIP_GRAD 5.0, DROP_PATH_RATE 0.1, MASK_RATIO 0.6,
+    MASK_PATCH_SIZE 32; data_simmim.py: RandomResizedCrop(scale (0.67, 1)) + flip."""
+    assert optim_of("simmim") == dict(optimizer="adamw", lr=5e-5, lr_bias=None, min_lr=2.5e-6, warmup_epochs=10,
+                                      weight_decay=0.05, weight_decay_end=0.05, decay_norm_bias=False, clip_grad=5.0)
+    r = resolved("simmim")
+    assert r["optim"]["betas"] == [0.9, 0.999] and r["views"]["global_scale"] == [0.67, 1.0]
+    assert r["views"]["n_global"] == 1 and r["simmim"]["mask_ratio"] == 0.6
+
+
+PRETEXT_VIT_ADAMW = dict(optimizer="adamw", lr=5e-4, lr_bias=None, min_lr=1e-6, warmup_epochs=10, weight_decay=0.05,
+                         weight_decay_end=0.05, decay_norm_bias=False, clip_grad=3.0)
+
+
+def pretext_views(method: str) -> tuple:
+    v = resolved(method)["views"]
+    return v["n_global"], v["n_local"], v["global_scale"], v["color_jitter"], v["grayscale"], v["blur"], v["solarize"]
+
+
+def test_rotation():
+    """FeatureLearningRotNet config/CIFAR10_RotNet_NIN4blocks.py: SGD lr 0.1 at batch 128, momentum 0.9, weight
+    decay 5e-4 over every parameter, no warm-up; dataloader.py: RandomSizedCrop + flip, no colour. ViTs (none
+    in the paper): AdamW."""
+    assert optim_of("rotation", "resnet18") == dict(optimizer="sgd", lr=0.2, lr_bias=None, min_lr=0.0, warmup_epochs=0,
+                                                    weight_decay=5e-4, weight_decay_end=5e-4, decay_norm_bias=True,
+                                                    clip_grad=0.0)
+    assert optim_of("rotation") == PRETEXT_VIT_ADAMW
+    assert pretext_views("rotation") == (1, 0, [0.08, 1.0], 0.0, 0.0, False, 0.0)
+
+
+def test_jigsaw():
+    """vissl jigsaw_8gpu_resnet.yaml (Goyal et al. 2019's ResNet-50 jigsaw): SGD lr 0.1 at 256, weight decay
+    1e-4, 5 warm-up epochs; the whole image, flips, 30% grayscale (JigsawPuzzlePytorch JigsawImageLoader.py)."""
+    assert optim_of("jigsaw", "resnet18") == dict(optimizer="sgd", lr=0.1, lr_bias=None, min_lr=0.0, warmup_epochs=5,
+                                                  weight_decay=1e-4, weight_decay_end=1e-4, decay_norm_bias=False,
+                                                  clip_grad=0.0)
+    assert optim_of("jigsaw") == PRETEXT_VIT_ADAMW
+    assert pretext_views("jigsaw") == (1, 0, [1.0, 1.0], 0.0, 0.3, False, 0.0)
+
+
+def test_relative_position():
+    """No ResNet recipe in Doersch et al. 2015: jigsaw's (vissl); patch grids anywhere in the image: crops of
+    0.4-1 of the area, no colour augmentation (colour dropping instead)."""
+    assert optim_of("relative-position", "resnet18") == optim_of("jigsaw", "resnet18")
+    assert optim_of("relative-position") == PRETEXT_VIT_ADAMW
+    assert pretext_views("relative-position") == (1, 0, [0.4, 1.0], 0.0, 0.0, False, 0.0)
+
+
+def test_colorization():
+    """richzhang/colorization train/solver.prototxt: Adam base_lr 3e-5, momentum 0.9 / momentum2 0.99 (AdamW's
+    betas), weight_decay 1e-3 on every parameter, no warm-up; batch 40 (train_val_v2.prototxt,
+    crop + mirror only): 3e-5 x 256/40 per 256 images."""
+    for backbone in ("vit-cpu", "resnet18"):
+        assert optim_of("colorization", backbone) == dict(optimizer="adamw", lr=pytest.approx(1.92e-4), lr_bias=None,
+                                                          min_lr=0.0, warmup_epochs=0, weight_decay=1e-3,
+                                                          weight_decay_end=1e-3, decay_norm_bias=True, clip_grad=0.0)
+    assert pretext_views("colorization") == (1, 0, [0.4, 1.0], 0.0, 0.0, False, 0.0)
+    assert resolved("colorization")["optim"]["betas"] == [0.9, 0.99]
+
+
+def test_inpainting():
+    """pathak22/context-encoder train.lua: Adam lr 2e-4 (betas 0.5, 0.999), batch 64, no weight
+    decay, no warm-up: 2e-4 x 256/64 per 256 images; random crops, no colour changes."""
+    for backbone in ("vit-cpu", "resnet18"):
+        assert optim_of("inpainting", backbone) == dict(optimizer="adamw", lr=8e-4, lr_bias=None, min_lr=0.0,
+                                                        warmup_epochs=0, weight_decay=0.0, weight_decay_end=0.0,
+                                                        decay_norm_bias=False, clip_grad=0.0)
+    assert pretext_views("inpainting") == (1, 0, [0.4, 1.0], 0.0, 0.0, False, 0.0)
+    assert resolved("inpainting")["optim"]["betas"] == [0.5, 0.999]
+    r = resolved("inpainting")["inpainting"]
+    assert r["mask"] == "center" and r["overlap"] == 4 / 128 and r["overlap_weight"] == 10
+
+
 def test_every_method_has_a_recipe_test():
-    tested = {"dino", "moco-v3", "moco-v2", "simsiam", "simclr", "byol", "barlow-twins", "vicreg", "swav"}
+    tested = {"dino", "moco-v3", "moco-v2", "simsiam", "simclr", "byol", "barlow-twins", "vicreg", "swav", "mae",
+              "simmim", "rotation", "jigsaw", "relative-position", "colorization", "inpainting"}
     assert set(METHODS) == tested
 
 

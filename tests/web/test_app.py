@@ -49,3 +49,11 @@ def test_no_runs_says_what_a_run_is(tmp_path, monkeypatch):
     monkeypatch.setenv(RUNS_ENV, str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert "No runs under" in at.error[0].value
+
+
+def test_a_masked_image_modelling_run_shows_its_reconstructions(app, runs_dir, png):
+    app.run()
+    assert not any("reconstructs" in s.value for s in app.subheader)
+    (runs_dir / "vit" / "reconstructions.png").write_bytes(png((60, 40)))
+    app.run()
+    assert not app.exception and any("reconstructs" in s.value for s in app.subheader)

@@ -58,7 +58,9 @@ class ViewsConfig:
                                   low=1)
     local_size: int | None = opt(None, "Side of the local crops (student only); default: 96/224 of the "
                                  "global side, rounded to a multiple of the patch size.", paper=96, low=1)
-    n_global: int = opt(2, "Number of global crops.", paper=2, low=2)
+    n_global: int = opt(2, "Number of global crops: 2 or more for multi-crop methods, 2 for the other "
+                        "joint-embedding methods, 1 for masked image modelling and the pretext tasks (each "
+                        "method's recipe sets it).", paper=2, low=1)
     n_local: int = opt(6, "Number of local crops (dino, swav, simclr). More helps accuracy (the paper's "
                        "2x224+10x96 beats 2x224) but each costs a forward/backward: on a CPU budget 4 local "
                        "crops of 14 px halved SimCLR's images/s and lost 1.3 k-NN points at equal minutes "

@@ -8,7 +8,8 @@ import dataclasses
 from selfsup.config import ConfigError, PretrainConfig
 from selfsup.data.views import VIEW_RECIPES
 from selfsup.methods import METHODS, Method
-from selfsup.models import build_backbone
+from selfsup.methods.recipe import family
+from selfsup.models import BACKBONES, build_backbone
 from selfsup.models.vit import VIT_PRESETS, pick_patch_size
 
 
@@ -35,13 +36,27 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
     if v.recipe not in VIEW_RECIPES:
         raise ConfigError(f"unknown --views.recipe {v.recipe!r}: choose one of {', '.join(VIEW_RECIPES)}")
     method = METHODS[cfg.method]
-    if not method.multicrop and (v.n_global != 2 or v.n_local):
-        raise ConfigError(f"{cfg.method} compares exactly two views, got --views.n-global {v.n_global} and "
-                          f"--views.n-local {v.n_local}: set --views.n-global 2 --views.n-local 0 (only dino, "
-                          "swav and simclr take local crops)")
+    if family(b.name) not in method.families:
+        raise ConfigError(f"{cfg.method} needs a {' or '.join(method.families)} backbone, got --backbone.name "
+                          f"{b.name}: choose one of {', '.join(n for n in BACKBONES if family(n) in method.families)}")
+    check_views(cfg.method, method, v.n_global, v.n_local)
     try:
-        backbone = build_backbone(b.name, v.global_size, channels, b.patch_size, b.drop_path, width=b.width,
-                                  depth=b.depth)
+        backbone = build_backbone(b.name, v.global_size, method.input_channels(channels), b.patch_size,
+                                  b.drop_path, width=b.width, depth=b.depth)
     except ValueError as e:  # a width that does not split into the preset's attention heads
         raise ConfigError(str(e)) from e
     return method(backbone, cfg.method_cfg, n_global=v.n_global)
+
+
+def check_views(name: str, method: type[Method], n_global: int, n_local: int) -> None:
+    """Multi-crop methods take any global and local crops, two at least; the others exactly their `n_views`."""
+    if method.multicrop:
+        if n_global + n_local < 2:
+            raise ConfigError(f"{name} compares views of each image with each other: set --views.n-global 2, "
+                              f"got {n_global} global and {n_local} local")
+        return
+    if n_global != method.n_views or n_local:
+        what = "one view of each image" if method.n_views == 1 else f"exactly {method.n_views} views"
+        raise ConfigError(f"{name} takes {what}, got --views.n-global {n_global} and --views.n-local {n_local}: "
+                          f"set --views.n-global {method.n_views} --views.n-local 0 (only dino, swav and simclr "
+                          "take local crops)")

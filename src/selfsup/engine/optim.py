@@ -37,15 +37,15 @@ OPTIMIZERS = ("adamw", "lars", "sgd")
 
 
 def build_optimizer(model: nn.Module, name: str = "adamw", momentum: float = 0.9, *, decay_norm_bias: bool = False,
-                    lr_bias_scale: float = 1.0, peak_lr: float | None = None, eta: float = 0.001
-                    ) -> torch.optim.Optimizer:
+                    lr_bias_scale: float = 1.0, peak_lr: float | None = None, eta: float = 0.001,
+                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
     """AdamW (DINO, MoCo v3 ViT), LARS (SimCLR, BYOL, Barlow Twins, SwAV, VICReg, MoCo v3 ResNet) or SGD
     (SimSiam, MoCo v2, DINO ResNet) over the method's `param_groups()`; lr and weight decay are set every
     step by `apply_schedules`. `peak_lr` is the lr that fixed-lr groups keep (None: they follow the schedule)."""
     groups = model.param_groups() if isinstance(model, Method) else split_norm_bias(model.named_parameters())
     groups = torch_groups(groups, decay_norm_bias, lr_bias_scale, peak_lr)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=0.0, weight_decay=0.0)
+        return torch.optim.AdamW(groups, lr=0.0, weight_decay=0.0, betas=tuple(betas))
     if name == "sgd":
         return torch.optim.SGD(groups, lr=0.0, momentum=momentum, weight_decay=0.0)
     if name == "lars":
@@ -57,7 +57,7 @@ def optimizer_for(method: Method, cfg: OptimConfig, world_batch: int) -> torch.o
     """The optimiser the options ask for, over the method's parameter groups."""
     bias_scale = 1.0 if cfg.lr_bias is None or cfg.lr == 0 else cfg.lr_bias / cfg.lr
     return build_optimizer(method, cfg.optimizer, cfg.momentum, decay_norm_bias=cfg.decay_norm_bias,
-                           lr_bias_scale=bias_scale, peak_lr=cfg.lr * world_batch / 256)
+                           lr_bias_scale=bias_scale, peak_lr=cfg.lr * world_batch / 256, betas=cfg.betas)
 
 
 def optim_schedules(cfg, total_steps: int, steps_per_epoch: int, world_batch: int) -> dict[str, np.ndarray]:

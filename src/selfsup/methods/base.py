@@ -14,6 +14,14 @@ BatchNorm running statistics, the engine restores itself (engine/running_stats.p
 asks on logging steps only; without it `logs` is empty.
 The engine's optimiser trains the groups of `param_groups()` (e.g. SimSiam's fixed-lr predictor); the
 options a run starts from are the method's paper recipe, `recipes` (see methods/recipe.py).
+
+Two families share this interface. Joint-embedding methods compare `n_views` = 2 augmented views (or
+multi-crop). Single-image methods (masked image modelling, the pretext tasks) take `n_views` = 1 view and
+make their own input and target from it inside `forward` (a mask, rotations, tiles, a grayscale copy).
+Before training the engine calls `prepare_data(sample, mean, std)` with raw training images and the
+normalisation of the views, for methods that need pixel values or data statistics (colorization's ab prior,
+the reconstruction figures). A method whose backbone reads other channels than the data's (colorization:
+1-channel lightness from RGB) says so in `input_channels`.
 """
 
 from __future__ import annotations
@@ -25,11 +33,19 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from selfsup.methods.recipe import Recipe, paper, resolve
+from selfsup.methods.recipe import Recipe, paper, resolve, section
 
 # Shared views of the methods that compare two views of each image: no local crops, and the wide crop
 # range of SimCLR/BYOL/MoCo v3 (RandomResizedCrop's default 0.08-1 of the area) instead of multi-crop's 0.4-1.
 TWO_VIEWS: dict[str, Any] = {"n_local": paper(0), "global_scale": paper((0.08, 1.0))}
+
+
+def one_view(global_scale: tuple[float, float], **more: Any) -> dict[str, Any]:
+    """The views section of a single-image method (masked image modelling, pretext tasks): one crop of
+    `global_scale` of the area, flipped, and no colour jitter, grayscale, blur or solarisation (none of
+    these papers use them; colorization's target would not survive them); `more` overrides."""
+    return section(**{"n_global": 1, "n_local": 0, "global_scale": global_scale, "color_jitter": 0.0,
+                      "grayscale": 0.0, "blur": False, "solarize": 0.0, **more})
 
 
 @dataclass
@@ -61,6 +77,10 @@ class Method(nn.Module):
     # `paper(value, cpu=..., why=...)`, above the option defaults and below any YAML recipe or flag (see
     # methods/recipe.py). docs/options.md lists them per method.
     recipes: ClassVar[dict[str, Recipe]] = {}
+    # Global views per image for methods without multi-crop: 2 (joint embedding) or 1 (single-image methods).
+    n_views: ClassVar[int] = 2
+    # Backbone families the method works with ("vit", "resnet"); MAE's visible-token encoder needs a ViT.
+    families: ClassVar[tuple[str, ...]] = ("vit", "resnet")
 
     def __init__(self, backbone: nn.Module, cfg: Any, n_global: int = 2) -> None:
         super().__init__()
@@ -74,6 +94,24 @@ class Method(nn.Module):
     def defaults(cls, backbone: str, optimizer: str | None = None) -> dict[str, dict[str, Any]]:
         """Section -> option -> value of this method's recipe for `backbone` (and an explicit `optimizer`)."""
         return resolve(cls.recipes, backbone, optimizer)
+
+    @classmethod
+    def input_channels(cls, data_channels: int) -> int:
+        """Channels of the backbone's input for data with `data_channels` channels (by default the same)."""
+        return data_channels
+
+    def prepare_data(self, sample: torch.Tensor, mean: list[float], std: list[float]) -> None:
+        """Before training: uint8 training images (N, C, H, W) and the per-channel mean/std (in [0, 1] units)
+        the views are normalised with. Kept as non-persistent buffers `view_mean`, `view_std` (1, C, 1, 1) so
+        that `pixels(view)` undoes the normalisation; methods that need data statistics extend this."""
+        self.register_buffer("view_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("view_std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def pixels(self, view: torch.Tensor) -> torch.Tensor:
+        """A normalised view (B, C, h, w) back in [0, 1] units, with the statistics of `prepare_data`."""
+        if not hasattr(self, "view_mean"):
+            raise RuntimeError(f"{self.name} needs the data's normalisation: call prepare_data() first")
+        return view * self.view_std + self.view_mean
 
     def param_groups(self) -> list[ParamGroup]:
         """The groups the engine's optimiser trains; by default weights apart from norms and biases."""
@@ -106,6 +144,11 @@ class Method(nn.Module):
         code batches the views together (SimCLR, DINO, SwAV) call `forward_concat_by_size` instead."""
         module = module or self.backbone
         return [module(v) for v in views]
+
+    def reconstruct(self, view: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """For methods that reconstruct pixels (MAE, SimMIM, inpainting): "masked" input, "reconstruction"
+        and "original" images (B, C, H, W), normalised as `view`, for the run's figure. None for the others."""
+        return None
 
     def schedule_values(self, step: int) -> dict[str, float]:
         """Scheduled hyper-parameters at `step`, for logging."""

@@ -189,11 +189,24 @@ class VisionTransformer(nn.Module):
         grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
         return torch.cat([self.pos_embed[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
 
-    def prepare_tokens(self, x: torch.Tensor) -> torch.Tensor:
+    def prepare_tokens(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                       mask_token: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) -> (B, 1 + h*w, D): [CLS] and patch embeddings plus position embeddings. With a
+        boolean `mask` (B, h*w), masked patch embeddings are replaced by `mask_token` (1, 1, D) before the
+        position embeddings are added (SimMIM's and BEiT's encoder input)."""
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
         x = self.patch_embed(x)  # (B, h*w, D)
+        if mask is not None:
+            x = torch.where(mask.unsqueeze(-1), mask_token.to(x.dtype), x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1+h*w, D)
         return x + self.interpolate_pos_encoding(h, w)
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Blocks and the final norm on prepared tokens (B, n, D) -> (B, n, D), for callers that choose the
+        tokens themselves (MAE's visible patches)."""
+        for blk in self.blocks:
+            tokens = blk(tokens)
+        return self.norm(tokens)
 
     @property
     def n_last_blocks(self) -> int:
@@ -240,6 +253,24 @@ class VisionTransformer(nn.Module):
             x, attn = blk(x, return_attention=True)
             out.append(attn)
         return out
+
+
+def sincos_pos_embed(dim: int, h: int, w: int, cls_token: bool = True) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position embeddings (MAE's util/pos_embed.py get_2d_sincos_pos_embed) for an
+    h x w grid in raster order: (1 + h*w, dim) with a zero row for [CLS] first, or (h*w, dim). Half of the
+    channels encode the column, half the row, each as sin and cos of position x 10000^(-2i/(dim/2))."""
+    if dim % 4:
+        raise ValueError(f"sine-cosine position embeddings need a width divisible by 4, got {dim}")
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                                indexing="ij")
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))  # (dim/4,)
+
+    def one_axis(pos: torch.Tensor) -> torch.Tensor:  # (h, w) -> (h*w, dim/2)
+        out = pos.reshape(-1, 1) * omega
+        return torch.cat([out.sin(), out.cos()], dim=1)
+
+    emb = torch.cat([one_axis(cols), one_axis(rows)], dim=1).float()  # MAE: column (x) first, then row
+    return torch.cat([emb.new_zeros(1, dim), emb]) if cls_token else emb
 
 
 def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:

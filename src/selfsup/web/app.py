@@ -83,6 +83,10 @@ def main() -> None:
         st.image(png, caption="attention maps", width="stretch")
     else:
         st.warning(f"{spec.name} is a ResNet: it has no attention maps. The nearest images are below.")
+    recon = runs[name] / "reconstructions.png"
+    if recon.is_file():  # written by masked image modelling and inpainting runs at the end of training
+        st.subheader("What the pre-training task reconstructs")
+        st.image(recon.read_bytes(), caption="masked input, reconstruction, original (training images)")
     st.subheader("Nearest training images (cosine in feature space)")
     if st.button("find the nearest training images"):
         with st.spinner("features of the training images (cached after the first time)"):

@@ -1,0 +1,37 @@
+"""The masked-image-modelling figure of the seeds (MAE's Fig. 2): for a few training images, the masked
+input, the reconstruction and the original side by side, one row per image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from selfsup.insight.figure import save_figure, to_display
+
+COLUMNS = ("masked", "reconstruction", "original")
+
+
+def to_uint8(images: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """Normalised (B, C, H, W) -> uint8 in 0..255, clipped (reconstructions overshoot)."""
+    m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    return (images.detach().float().cpu() * s + m).clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def reconstruction_figure(panels: dict[str, torch.Tensor], mean: list[float], std: list[float], path: Path,
+                          title: str = "") -> Path:
+    """Save the figure: `panels` maps each of COLUMNS to normalised images (B, C, H, W)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = {k: to_uint8(panels[k], mean, std) for k in COLUMNS}
+    rows = shown["original"].shape[0]
+    fig, axes = plt.subplots(rows, 3, figsize=(4.2, 1.45 * rows + 0.4), squeeze=False)
+    for r in range(rows):
+        for c, name in enumerate(COLUMNS):
+            axes[r, c].imshow(to_display(shown[name][r]), interpolation="nearest")
+            if r == 0:
+                axes[r, c].set_title(name, fontsize=8)
+    return save_figure(fig, axes, path, title, 9)

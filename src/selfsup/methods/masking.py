@@ -1,0 +1,117 @@
+"""Which patches masked image modelling hides: the masks of MAE, UM-MAE, SimMIM and BEiT.
+
+Every mask is boolean over the patch grid in raster order, (B, h*w), True where a patch is masked, drawn
+from torch's global RNG (so a resumed run draws the same masks) and different for every image:
+  - `random_mask`   MAE (models_mae.py random_masking): argsort of uniform noise, the first
+                    int(L * (1 - ratio)) patches of the shuffle stay visible; also returns the shuffle and
+                    its inverse `ids_restore`, with which the decoder puts tokens back in place.
+  - `uniform_mask`  UM-MAE (mask_transform.py, `regular`): one visible patch in each 2x2 block, at a random
+                    place in the block, so exactly 75% are masked and the visible ones stay evenly spread.
+  - `cell_mask`     SimMIM (data_simmim.py MaskGenerator): ceil(ratio x cells) random cells of `cell` x
+                    `cell` patches masked (32-px cells at 192-224 px: 2x2 ViT patches of 16 px).
+  - `block_mask`    BEiT (masking_generator.py): rectangles of at least `min_patches` patches with aspect
+                    ratio in [0.3, 1/0.3] added until about `ratio` of the grid is masked.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def random_mask(batch: int, n: int, ratio: float, device: torch.device | str = "cpu"
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MAE's per-sample shuffle: -> mask (B, n) bool, ids_shuffle (B, n) visible first, ids_restore (B, n)."""
+    keep = int(n * (1 - ratio))
+    ids_shuffle = torch.argsort(torch.rand(batch, n, device=device), dim=1)  # ascending noise: kept first
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    mask = torch.ones(batch, n, device=device)
+    mask[:, :keep] = 0
+    return torch.gather(mask, 1, ids_restore).bool(), ids_shuffle, ids_restore
+
+
+def shuffle_of(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A shuffle that puts a mask's visible patches first (in raster order), and its inverse: (B, n) each.
+    Every row must mask the same number of patches."""
+    ids_shuffle = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
+    return ids_shuffle, torch.argsort(ids_shuffle, dim=1)
+
+
+def uniform_mask(batch: int, h: int, w: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """UM-MAE's uniform sampling on an h x w grid (both even): (B, h*w) bool, one visible patch per 2x2 block."""
+    if h % 2 or w % 2:
+        raise ValueError(f"uniform masking keeps one patch in each 2x2 block: the {h}x{w} patch grid must have "
+                         "even sides (choose a crop size that is an even multiple of the patch size)")
+    pick = torch.randint(0, 4, (batch, h // 2, w // 2), device=device)  # visible place in each block
+    blocks = torch.ones(batch, h // 2, w // 2, 4, dtype=torch.bool, device=device)
+    blocks.scatter_(-1, pick.unsqueeze(-1), False)
+    grid = blocks.view(batch, h // 2, w // 2, 2, 2).permute(0, 1, 3, 2, 4)  # (B, h/2, 2, w/2, 2)
+    return grid.reshape(batch, h * w)
+
+
+def subset_mask(batch: int, n: int, ratio: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """UM-MAE's secondary masking: int(n * (1 - ratio)) of n tokens kept per sample -> (B, n) bool, True =
+    replaced by the mask token."""
+    return random_mask(batch, n, ratio, device)[0]
+
+
+def cell_mask(batch: int, h: int, w: int, cell: int, ratio: float, device: torch.device | str = "cpu"
+              ) -> torch.Tensor:
+    """SimMIM's mask: ceil(ratio x cells) of the (h/cell) x (w/cell) cells masked, each cell x cell patches
+    -> (B, h*w) bool."""
+    if h % cell or w % cell:
+        raise ValueError(f"mask cells of {cell} patches do not tile the {h}x{w} patch grid: choose a mask "
+                         "patch size that divides the crop")
+    ch, cw = h // cell, w // cell
+    count = math.ceil(ch * cw * ratio)
+    order = torch.argsort(torch.rand(batch, ch * cw, device=device), dim=1)
+    cells = torch.zeros(batch, ch * cw, dtype=torch.bool, device=device)
+    cells.scatter_(1, order[:, :count], True)
+    grid = cells.view(batch, ch, 1, cw, 1).expand(batch, ch, cell, cw, cell)
+    return grid.reshape(batch, h * w)
+
+
+def block_boxes(h: int, w: int, target: int, min_patches: int, aspect: float = 0.3, attempts: int = 10
+                ) -> list[tuple[int, int, int, int]]:
+    """BEiT's MaskingGenerator for one image: rectangles (top, left, height, width) whose union masks at most
+    `target` patches, each of at least `min_patches` patches and aspect ratio in [aspect, 1/aspect]. A block
+    is kept only if it adds between 1 and the remaining count of new patches; after `attempts` failed tries
+    in a row the image stops short of the target."""
+    taken = torch.zeros(h, w, dtype=torch.bool)
+    boxes: list[tuple[int, int, int, int]] = []
+    count, log_aspect = 0, (math.log(aspect), math.log(1 / aspect))
+    while count < target:
+        added = 0
+        for r in torch.rand(attempts, 4).tolist():
+            left_over = target - count
+            area = min_patches + r[0] * (left_over - min_patches)
+            ratio = math.exp(log_aspect[0] + r[1] * (log_aspect[1] - log_aspect[0]))
+            bh, bw = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+            if not (0 < bh < h and 0 < bw < w):
+                continue
+            top, left = int(r[2] * (h - bh + 1)), int(r[3] * (w - bw + 1))
+            new = bh * bw - int(taken[top:top + bh, left:left + bw].sum())
+            if 0 < new <= left_over:
+                taken[top:top + bh, left:left + bw] = True
+                boxes.append((top, left, bh, bw))
+                added = new
+                break
+        if not added:
+            break
+        count += added
+    return boxes
+
+
+def block_mask(batch: int, h: int, w: int, ratio: float = 0.4, min_patches: int | None = None,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+    """BEiT's block-wise mask for each image -> (B, h*w) bool. `min_patches` defaults to BEiT's 16 of a
+    14x14 grid scaled to this grid's size (at least 1): 16 patches would not fit in a 4x4 grid."""
+    n = h * w
+    min_patches = min_patches or max(1, round(16 * n / 196))
+    target = round(ratio * n)
+    mask = torch.zeros(batch, h, w, dtype=torch.bool)
+    for b in range(batch):
+        for top, left, bh, bw in block_boxes(h, w, target, min_patches):
+            mask[b, top:top + bh, left:left + bw] = True
+    return mask.view(batch, n).to(device)
