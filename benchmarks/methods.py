@@ -152,8 +152,17 @@ def row(name: str, backbone: str, m: dict, run: dict | None = None) -> dict:
 def recipe_used(run: Path) -> str:
     """The optimiser and view recipe a run trained with, from its saved config.yaml."""
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    o = cfg["optim"]
-    return f"{o['optimizer']} lr {o['lr']:g} wd {o['weight_decay']:g}, views {cfg['views'].get('recipe', 'dino')}"
+    o, v = cfg["optim"], cfg["views"]
+    views = (f"views {v.get('recipe', 'dino')}" if v.get("color_jitter", 0.8) > 0 else  # single-image methods
+             f"1 view, crop {v['global_scale'][0]:g}-{v['global_scale'][1]:g}, no colour jitter")
+    return f"{o['optimizer']} lr {o['lr']:g} wd {o['weight_decay']:g}, {views}"
+
+
+def refresh_recipes(rows: list[dict], work: Path) -> None:
+    """The recipe column re-read from the runs' config.yaml where they are still in `work`."""
+    for r in rows:
+        if (work / r["method"] / "run" / "config.yaml").exists():
+            r["recipe"] = recipe_used(work / r["method"] / "run")
 
 
 def run_all(methods: list[str], data: str, minutes: float, seed: int, work: Path, reuse: bool = False,
@@ -218,11 +227,14 @@ def markdown(rows: list[dict], args: argparse.Namespace, machine: str | None = N
         "(where the loss acts), `feature std` on the backbone features of the test images (not centred, so "
         f"a shared mean direction lowers it without collapse).{tuned}",
         *([] if shared else ["", "The paper recipes are taken as they are: most warm up for 10 epochs (MoCo v3's "
-                             "ViT recipe for 40), longer than these runs, so their learning rate is still rising "
-                             "when time is up; and the papers with ResNet recipes only (SimCLR, BYOL, Barlow "
-                             "Twins, VICReg, SwAV: LARS; SimSiam, MoCo v2: SGD) train the ViT with them. The "
-                             "rows show each paper's recipe at this budget, not each method's best; `--recipe "
-                             "shared` compares the losses under one optimiser."]), "",
+                             "and MAE's ViT recipes for 40), longer than these runs, so their learning rate is "
+                             "still rising when time is up; and the papers with ResNet recipes only (SimCLR, BYOL, "
+                             "Barlow Twins, VICReg, SwAV: LARS; SimSiam, MoCo v2: SGD) train the ViT with them. "
+                             "The pretext tasks' papers trained CNNs with SGD; on a ViT their recipes switch to "
+                             "AdamW (docs/options.md says so per option), and colorization and inpainting keep "
+                             "their papers' Adam settings. The rows show each paper's recipe at this budget, not "
+                             "each method's best; `--recipe shared` compares the losses under one optimiser."]),
+        "",
         "| method | recipe | backbone | epochs | train minutes | images/s | peak mem (MB) | k-NN top-1 (%) | "
         f"linear top-1 (%) |{' fine-tune top-1 (%) |' if tune else ''} head std | feature std |",
         "|---|---|---|---|---|---|---|---|---|" + ("---|" if tune else "") + "---|---|"]
@@ -256,6 +268,9 @@ def main() -> None:
     args = p.parse_args()
     if args.render:
         saved = json.loads(Path(args.out).with_suffix(".json").read_text())
+        if saved["args"].get("work"):
+            refresh_recipes(saved["rows"], Path(saved["args"]["work"]))
+        Path(args.out).with_suffix(".json").write_text(json.dumps(saved, indent=1))
         Path(args.out).write_text(markdown(saved["rows"], argparse.Namespace(**saved["args"]), saved.get("machine"),
                                            saved.get("date")))
         return

@@ -13,6 +13,7 @@ from selfsup.eval.finetune import (
     accuracy,
     augmentation,
     finetune,
+    is_time_check,
     set_drop_path,
     steps_in_budget,
 )
@@ -119,6 +120,37 @@ def test_plan_counts_steps_and_shrinks_warmup_proportionally():
     assert len(lrs) == 8 and lrs[0] == 0 and lrs[3] == pytest.approx(plan.peak_lr) and lrs[-1] == pytest.approx(1e-6)
     plan.shrink(4)
     assert plan.total_steps == 4 and plan.warmup_steps == 2
+    plan.shrink(6)  # a later measurement finds the steps faster: the run grows back, never past the plan
+    assert plan.total_steps == 6 and plan.warmup_steps == 2
+    plan.shrink(50)
+    assert plan.total_steps == 8 and plan.warmup_steps == 3
+
+
+def test_time_checks_double_then_follow_epochs():
+    checks = [s for s in range(1, 100) if is_time_check(s, steps_per_epoch=64)]
+    doubling = [CALIBRATION_STEPS * 2 ** k for k in range(8) if CALIBRATION_STEPS * 2 ** k < 100]
+    assert checks == sorted(set(doubling) | {64})
+
+
+def test_a_slow_first_step_does_not_cut_the_run(monkeypatch):
+    """The first steps pay for allocation and thread start-up: an estimate from them alone cut a 1-minute
+    fine-tuning to 59 of 400 steps. Timed from the second step and re-measured as the run goes, the budget
+    is spent."""
+    import selfsup.eval.finetune as ft
+
+    now = [0.0]
+    real_step = ft._train_step
+
+    def timed_step(*args, **kwargs):  # step 1 takes 30 s of the simulated clock, the others 0.1 s
+        now[0] += 30.0 if now[0] == 0 else 0.1
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(ft, "_train_step", timed_step)
+    monkeypatch.setattr(ft.time, "perf_counter", lambda: now[0])
+    train, test = binary_digits(64, 10)
+    cfg = FinetuneConfig(epochs=100, batch_size=8, minutes=1.0)  # 800 planned; 1 + ~300 fit in 60 s
+    steps = finetune(random_vit(), spec(), train, test, cfg)["steps"]
+    assert 250 < steps < 330, steps
 
 
 def test_set_drop_path():

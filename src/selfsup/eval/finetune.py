@@ -146,6 +146,8 @@ class Plan:
     total_steps: int
     warmup_steps: int
     peak_lr: float
+    planned_steps: int = 0  # the --epochs plan, which a time budget never exceeds
+    planned_warmup: int = 0
 
     @classmethod
     def make(cls, n: int, cfg: FinetuneConfig) -> Plan:
@@ -153,16 +155,24 @@ class Plan:
         per_epoch = max(1, n // batch)  # drop_last, as MAE's loader
         total = max(1, round(cfg.epochs * per_epoch))
         warm = min(total, round(cfg.warmup_epochs * per_epoch))
-        return cls(batch, per_epoch, total, warm, cfg.blr * batch / 256)
+        return cls(batch, per_epoch, total, warm, cfg.blr * batch / 256, total, warm)
 
     def schedule(self, min_lr: float):
         return cosine_schedule(self.peak_lr, min_lr, self.total_steps, self.warmup_steps)
 
     def shrink(self, total: int) -> None:
-        """Fewer steps: the warm-up keeps its fraction of the run."""
-        if total < self.total_steps:
-            self.warmup_steps = round(self.warmup_steps * total / self.total_steps)
-            self.total_steps = total
+        """Fewer steps than planned (a time budget): the warm-up keeps its fraction of the --epochs plan. The
+        total may grow again, up to that plan, when a later measurement finds the steps faster."""
+        total = min(total, self.planned_steps)
+        self.warmup_steps = round(self.planned_warmup * total / self.planned_steps)
+        self.total_steps = total
+
+
+def is_time_check(step: int, steps_per_epoch: int) -> bool:
+    """Whether a --minutes run re-measures its speed after `step` steps: at CALIBRATION_STEPS, then each time
+    the count doubles, and at every epoch's end (the first steps are slow, so an early estimate is refined)."""
+    q, r = divmod(step, CALIBRATION_STEPS)
+    return (r == 0 and q > 0 and q & (q - 1) == 0) or step % steps_per_epoch == 0
 
 
 def batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
@@ -173,12 +183,15 @@ def batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
             yield perm[i:i + batch]
 
 
-def steps_in_budget(plan_total: int, done: int, elapsed_s: float, minutes: float | None) -> int:
-    """Total steps that fit the budget, given `done` steps took `elapsed_s` (never more than planned)."""
+def steps_in_budget(plan_total: int, done: int, elapsed_s: float, minutes: float | None,
+                    rate_s: float | None = None) -> int:
+    """Total steps that fit the budget, given `done` steps took `elapsed_s` (never more than planned). The
+    time left is spent at `rate_s` seconds per step when given (measured without the slow first step), else
+    at the average so far."""
     if minutes is None or done == 0:
         return plan_total
     left = minutes * 60 - elapsed_s
-    return max(done, min(plan_total, done + int(left / (elapsed_s / done))))
+    return max(done, min(plan_total, done + int(left / (rate_s or elapsed_s / done))))
 
 
 def _train_step(model: Classifier, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, lr: float,
@@ -230,6 +243,7 @@ def _fit(model: Classifier, prepare: Prepare, images: torch.Tensor, labels: torc
     plan = Plan.make(len(images), cfg)
     aug = augmentation(cfg, images.shape[-1]).to(device)
     lrs, step, loss, start = plan.schedule(cfg.min_lr), 0, math.nan, time.perf_counter()
+    first = start
     model.train()
     for idx in batches(len(images), plan.batch_size, gen):
         if step >= plan.total_steps:
@@ -237,9 +251,11 @@ def _fit(model: Classifier, prepare: Prepare, images: torch.Tensor, labels: torc
         x = prepare(aug(images[idx].to(device).float().div_(255)))  # (B, C, S, S) normalised
         loss = _train_step(model, opt, x, labels[idx].to(device), float(lrs[step]), cfg.smoothing)
         step += 1
-        if step == CALIBRATION_STEPS or step % plan.steps_per_epoch == 0:
-            before = plan.total_steps
-            plan.shrink(steps_in_budget(plan.total_steps, step, time.perf_counter() - start, cfg.minutes))
+        first = time.perf_counter() if step == 1 else first  # the first step pays for allocation: not timed
+        if cfg.minutes is not None and step > 1 and is_time_check(step, plan.steps_per_epoch):
+            before, now = plan.total_steps, time.perf_counter()
+            plan.shrink(steps_in_budget(plan.planned_steps, step, now - start, cfg.minutes,
+                                        (now - first) / (step - 1)))
             lrs = plan.schedule(cfg.min_lr) if plan.total_steps != before else lrs
     model.eval()
     settings = {**asdict(cfg), "layer_decay": layer_decay, "drop_path": drop_path, "batch_size": plan.batch_size,
