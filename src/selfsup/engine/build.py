@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
 from selfsup.config import ConfigError, PretrainConfig
-from selfsup.data.views import VIEW_RECIPES
+from selfsup.data.channels import to_channels
+from selfsup.data.views import VIEW_RECIPES, channel_stats
 from selfsup.methods import METHODS, Method
 from selfsup.methods.recipe import family
 from selfsup.models import BACKBONES, build_backbone
+from selfsup.models.io import BackboneSpec
 from selfsup.models.vit import VIT_PRESETS, pick_patch_size
 
 
@@ -60,3 +64,16 @@ def check_views(name: str, method: type[Method], n_global: int, n_local: int) ->
         raise ConfigError(f"{name} takes {what}, got --views.n-global {n_global} and --views.n-local {n_local}: "
                           f"set --views.n-global {method.n_views} --views.n-local 0 (only dino, swav and simclr "
                           "take local crops)")
+
+
+def backbone_spec(cfg: PretrainConfig, images: torch.Tensor, channels: int, mean: list[float], std: list[float]
+                  ) -> BackboneSpec:
+    """What the saved backbone reads: the data's channels and statistics, or, for a method whose backbone
+    reads other channels (colorization: lightness of RGB), those of the images converted as evaluation
+    converts them (data/channels.py), so that evaluation feeds the backbone what it trained on."""
+    backbone_channels = METHODS[cfg.method].input_channels(channels)
+    if backbone_channels != channels:
+        mean, std = channel_stats(to_channels(images, backbone_channels))
+    b = cfg.backbone
+    return BackboneSpec(b.name, cfg.views.global_size, backbone_channels, b.patch_size, mean, std, b.pool, b.width,
+                        b.depth)

@@ -19,9 +19,8 @@ from lightning.fabric import Fabric
 
 from selfsup.config import ConfigError, PretrainConfig, save_yaml
 from selfsup.data import Splits, load_data
-from selfsup.data.channels import to_channels
 from selfsup.data.views import MultiCropViews, channel_stats
-from selfsup.engine.build import build_method, resolve_sizes
+from selfsup.engine.build import backbone_spec, build_method, resolve_sizes
 from selfsup.engine.checkpoint import CheckpointError, atomic_save, check_compatible, load_checkpoint
 from selfsup.engine.fabric import make_fabric
 from selfsup.engine.logging import RunLogger
@@ -33,9 +32,9 @@ from selfsup.engine.stop import StopRequest
 from selfsup.eval.adapt import adapt_splits
 from selfsup.eval.knn_protocol import knn_eval
 from selfsup.eval.subsets import holdout_splits
-from selfsup.insight.reconstruction import reconstruction_figure
-from selfsup.methods import METHODS, Method
-from selfsup.models.io import BackboneSpec, normalizer, save_backbone
+from selfsup.insight.reconstruction import save_reconstructions
+from selfsup.methods import Method
+from selfsup.models.io import normalizer, save_backbone
 
 
 class TrainingDiverged(RuntimeError):
@@ -112,7 +111,7 @@ class Trainer:
         self.cfg = cfg = resolve_sizes(cfg, train.size)
         self.images = train.images  # labels are never used by pre-training
         mean, std = channel_stats(self.images)
-        self.spec = self._backbone_spec(train.channels, mean, std)
+        self.spec = backbone_spec(cfg, self.images, train.channels, mean, std)
         torch.manual_seed(cfg.run.seed)  # identical initialisation on every process
         self.method = build_method(cfg, train.channels)
         self.method.prepare_data(self.images, mean, std)
@@ -144,17 +143,6 @@ class Trainer:
         if f.is_global_zero:
             self.out.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, self.out / "config.yaml")
-
-    def _backbone_spec(self, channels: int, mean: list[float], std: list[float]) -> BackboneSpec:
-        """What the saved backbone reads: the data's channels and statistics, or, for a method whose backbone
-        reads other channels (colorization: lightness of RGB), those of the data converted as evaluation
-        converts it (eval/adapt.py), so that evaluation feeds the backbone what it trained on."""
-        cfg = self.cfg
-        backbone_channels = METHODS[cfg.method].input_channels(channels)
-        if backbone_channels != channels:
-            mean, std = channel_stats(to_channels(self.images, backbone_channels))
-        return BackboneSpec(cfg.backbone.name, cfg.views.global_size, backbone_channels, cfg.backbone.patch_size,
-                            mean, std, cfg.backbone.pool, cfg.backbone.width, cfg.backbone.depth)
 
     def _load_resume(self) -> dict[str, Any] | None:
         path = self.out / "checkpoints" / "last.pt"
@@ -356,7 +344,9 @@ class Trainer:
                     self.save(step + 1)
         last = step + 1
         self.save(last)
-        self._reconstruction_figure()
+        if self.fabric.is_global_zero:  # MAE, SimMIM, inpainting: masked, reconstructed and original images
+            save_reconstructions(self.method, self.images, self.views, self.cfg.views.global_size,
+                                 self.out / "reconstructions.png", self.cfg.run.seed)
         log.close()
         minutes = (time.time() - t_start - self.eval_seconds) / 60  # training time
         ips = (last - self.start_step) * self.world_batch / max(minutes * 60, 1e-9)
@@ -379,29 +369,6 @@ class Trainer:
             "overflow (use --run.precision bf16-mixed or 32-true), or degenerate input images. The last "
             f"checkpoint is in {self.out / 'checkpoints'}."
         )
-
-    FIGURE_IMAGES = 6
-
-    def _reconstruction_figure(self) -> None:
-        """For methods that reconstruct pixels (MAE, SimMIM, inpainting): reconstructions.png in the run
-        directory, for the first training images at the global crop size, with a fixed seed."""
-        if not self.fabric.is_global_zero:
-            return
-        size = self.cfg.views.global_size
-        images = self.images[: self.FIGURE_IMAGES].float() / 255
-        if images.shape[-1] != size:
-            images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
-        view = self.views.normalize(images.to(self.fabric.device))
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(self.cfg.run.seed)
-            was = self.method.training
-            self.method.eval()
-            panels = self.method.reconstruct(view)
-            self.method.train(was)
-        if panels is not None:
-            mean, std = self.views.mean.flatten().tolist(), self.views.std.flatten().tolist()
-            reconstruction_figure(panels, mean, std, self.out / "reconstructions.png",
-                                  f"{self.cfg.method}: masked, reconstructed, original")
 
     def _final_eval(self, log: RunLogger) -> dict[str, Any] | None:
         result = self._knn(log, self.total_steps)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from selfsup.insight.figure import save_figure, to_display
 
@@ -35,3 +37,24 @@ def reconstruction_figure(panels: dict[str, torch.Tensor], mean: list[float], st
             if r == 0:
                 axes[r, c].set_title(name, fontsize=8)
     return save_figure(fig, axes, path, title, 9)
+
+
+def save_reconstructions(method: nn.Module, images: torch.Tensor, views: nn.Module, size: int, path: Path,
+                         seed: int, count: int = 6) -> Path | None:
+    """The figure of a trained method for its first `count` uint8 training images (N, C, H, W), resized to
+    `size` and normalised by `views` (MultiCropViews), masks drawn with `seed` without touching the caller's
+    RNG; None (no file) for methods that do not reconstruct pixels."""
+    x = images[:count].float() / 255
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+    view = views.normalize(x.to(views.mean.device))
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        was = method.training
+        method.eval()
+        panels = method.reconstruct(view)
+        method.train(was)
+    if panels is None:
+        return None
+    mean, std = views.mean.flatten().tolist(), views.std.flatten().tolist()
+    return reconstruction_figure(panels, mean, std, path, f"{method.name}: masked, reconstructed, original")
