@@ -120,3 +120,13 @@ def test_decoder_size_follows_the_encoder():
               MAEConfig())
     assert big.decoder_embed.out_features == 512 and len(big.decoder_blocks) == 8
     assert big.decoder_blocks[0].attn.num_heads == 16
+
+
+def test_uniform_masking_on_an_odd_patch_grid_is_a_config_error():
+    from selfsup.config import ConfigError, build_config
+    from selfsup.engine.build import build_method, resolve_sizes
+
+    cfg = build_config({"method": "mae", "mae": {"mask": "uniform"}, "backbone": {"patch_size": 4},
+                        "views": {"global_size": 28}})
+    with pytest.raises(ConfigError, match="--mae.mask uniform .* 7x7 patch grid"):
+        build_method(resolve_sizes(cfg, 28), 1)

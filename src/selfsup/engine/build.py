@@ -49,7 +49,10 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
                                   b.drop_path, width=b.width, depth=b.depth)
     except ValueError as e:  # a width that does not split into the preset's attention heads
         raise ConfigError(str(e)) from e
-    return method(backbone, cfg.method_cfg, n_global=v.n_global)
+    try:
+        return method(backbone, cfg.method_cfg, n_global=v.n_global)
+    except ValueError as e:  # an option that does not fit the backbone or crops (e.g. MAE's uniform mask)
+        raise ConfigError(str(e)) from e
 
 
 def check_views(name: str, method: type[Method], n_global: int, n_local: int) -> None:

@@ -130,6 +130,11 @@ class MAE(Method):
         if dd % cfg.decoder_head_dim or dd % 4:
             raise ValueError(f"--mae.decoder-dim {dd} must be a multiple of --mae.decoder-head-dim "
                              f"{cfg.decoder_head_dim} and of 4")
+        side = int((backbone.pos_embed.shape[1] - 1) ** 0.5)  # patch grid of the crops it was built for
+        if cfg.mask == "uniform" and side % 2:
+            raise ValueError(f"--mae.mask uniform keeps one patch in each 2x2 block, but the crops make a {side}x"
+                             f"{side} patch grid: choose a --views.global-size that is an even multiple of the "
+                             f"patch size {backbone.patch_size} (or another --backbone.patch-size)")
         self.decoder_embed = nn.Linear(d, dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
         self.decoder_blocks = nn.ModuleList(Block(dd, dd // cfg.decoder_head_dim, 4.0, 0.0) for _ in range(depth))
