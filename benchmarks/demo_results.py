@@ -23,7 +23,7 @@ from selfsup.config import recipe
 from selfsup.machine import machine_words
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo_sweep import crossing, load_records  # noqa: E402  (a sibling script, not a package)
+from demo_sweep import crossing, load_records, of_demo_recipe  # noqa: E402  (a sibling script, not a package)
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
@@ -59,7 +59,7 @@ def validation_summary(records: list[dict]) -> str:
     """What the recipe reached on the validation split (docs/demo_sweep.jsonl), at the demo's budget and
     on its longest curve, against raw pixels on the same split."""
     pixels = next((r["val_top1"] for r in records if r["variant"] == "raw pixels"), None)
-    runs = [r for r in records if r["variant"] == "demo recipe" and r.get("threads") == torch.get_num_threads()]
+    runs = [r for r in records if of_demo_recipe(r) and r.get("threads") == torch.get_num_threads()]
     at_budget = [r for r in runs if r["minutes_budget"] == recipe("demo")["optim"]["minutes"]]
     if pixels is None or not at_budget:
         return "No validation runs of this recipe at its budget are recorded yet (benchmarks/demo_sweep.py)."

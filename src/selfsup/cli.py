@@ -1,5 +1,5 @@
-"""Command line: `selfsup demo | pretrain | eval PROTOCOL | knn | report | embed`. Every command's last line is
-JSON with --json."""
+"""Command line: `selfsup demo | pretrain | eval PROTOCOL | knn | report | embed | attention | serve | convert |
+export`. Every command's last line is JSON with --json."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import yaml
 from selfsup.config import ConfigError, build_config, load_yaml, merge, option_classes, recipe
 from selfsup.eval import commands
 from selfsup.methods import METHODS
+from selfsup.models import commands as weights
 from selfsup.options import describe
 from selfsup.validate import check_sections
 
@@ -207,12 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_embed_parser(sub)
     add_attention_parser(sub)
     add_serve_parser(sub)
+    weights.add_convert_parser(sub)
+    weights.add_export_parser(sub)
     return p
 
 
 COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "eval": commands.cmd_eval, "knn": commands.cmd_knn,
             "report": commands.cmd_report, "embed": commands.cmd_embed,
-            "attention": cmd_attention, "serve": cmd_serve}
+            "attention": cmd_attention, "serve": cmd_serve, "convert": weights.cmd_convert,
+            "export": weights.cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

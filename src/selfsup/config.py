@@ -16,7 +16,7 @@ import yaml
 from selfsup.data.views import ViewsConfig
 from selfsup.methods import METHODS
 from selfsup.models import BACKBONES
-from selfsup.models.vit import POOLS
+from selfsup.models.vit import POOLS, STEMS
 from selfsup.options import opt
 from selfsup.validate import ConfigError, check_sections
 
@@ -50,6 +50,18 @@ class BackboneConfig:
                             low=1)
     drop_path: float = opt(0.1, "Stochastic-depth rate of the last ViT block.", paper=0.1, low=0,
                            below=1)
+    patch_dropout: float = opt(0.0, "Share of a ViT's patch tokens left out at random of each training view "
+                               "(PatchDropout, Liu et al. 2023; FLIP's masking): the blocks cost about (1 - share) "
+                               "as much, and each view sees other tokens, a further augmentation. Evaluation, "
+                               "attention maps and momentum teachers see all tokens. For joint-embedding and "
+                               "pretext methods (MAE, SimMIM, colorization and inpainting mask or read the patch "
+                               "grid themselves). 0.5 buys the most epochs per CPU-minute for little loss per "
+                               "epoch (docs/demo_sweep.md); 0 is the papers'.", paper=0.0, low=0, below=1)
+    stem: str = opt("patch", "How a ViT embeds its input: patch (one patch_size x patch_size conv, the ViT's) or "
+                    "conv (MoCo v3's convolutional stem: ceil(log2(patch_size)) 3x3 stride-2 convs with BatchNorm "
+                    "and ReLU, then a 1x1 conv; Xiao et al. 2021 find it trains more stably and transfers better "
+                    "at a few percent more compute). With conv, crops must be at most 8 patches a side when the "
+                    "patch size is not a power of 2.", paper="patch", choices=STEMS)
     pool: str = opt("cls", "The ViT feature that evaluation reads (k-NN, linear probe, fine-tuning, the demo's "
                     "rows, learned and random alike; `selfsup eval --feature` overrides it): cls, mean (of the "
                     "patch tokens), cls+mean (both concatenated: DINO's linear evaluation of ViT-B, with "

@@ -23,3 +23,23 @@ def test_a_width_that_does_not_split_into_heads_names_the_option_and_the_fix():
 def test_a_crop_that_the_patch_does_not_divide_names_both():
     with pytest.raises(ConfigError, match="--views.global_size 28 is not a multiple of the patch size 8"):
         build_method(cfg(patch_size=8), channels=1)
+
+
+def test_patch_dropout_reaches_the_online_backbone_not_the_momentum_teacher():
+    raw = {"method": "moco-v3", "data": {"name": "digits"}, "views": {"global_size": 28, "n_local": 0},
+           "backbone": {"name": "vit-cpu", "patch_size": 7, "patch_dropout": 0.5, "stem": "conv"}}
+    method = build_method(resolve_sizes(build_config(raw), 28), channels=1)
+    assert method.backbone.patch_dropout == 0.5
+    teachers = [m for name, m in method.named_modules() if name != "backbone" and hasattr(m, "patch_dropout")]
+    assert teachers and all(m.patch_dropout == 0.0 for m in teachers)
+    assert type(method.backbone.patch_embed).__name__ == "ConvStem"
+    assert all(p.requires_grad for p in method.backbone.patch_embed.parameters())  # moco-v3 freezes patchify only
+
+
+def test_patch_dropout_is_refused_where_the_method_reads_the_patch_grid_or_the_backbone_is_a_resnet():
+    raw = {"method": "mae", "data": {"name": "digits"}, "views": {"global_size": 28, "n_global": 1, "n_local": 0},
+           "backbone": {"name": "vit-cpu", "patch_size": 7, "patch_dropout": 0.5}}
+    with pytest.raises(ConfigError, match=r"mae reads the ViT's patch grid .* --backbone.patch-dropout 0"):
+        build_method(resolve_sizes(build_config(raw), 28), channels=1)
+    with pytest.raises(ConfigError, match="resnet18 is a ResNet"):
+        build_method(cfg(name="resnet18", patch_size=None, patch_dropout=0.5), channels=1)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from selfsup.models.vit import POOLS, VisionTransformer, vit
+from selfsup.models.vit import POOLS, VisionTransformer, drop_patches, vit
 
 
 def test_official_parameter_names():
@@ -111,3 +111,55 @@ def test_width_and_depth_override_the_preset_and_keep_its_head_width():
     assert net(torch.randn(2, 1, 28, 28)).shape == (2, 96)
     with pytest.raises(ValueError, match="--backbone.width 100 is not a multiple of vit-cpu's 32"):
         vit("vit-cpu", 28, 1, width=100)
+
+
+def test_patch_dropout_keeps_cls_and_a_random_share_of_patches_in_place():
+    torch.manual_seed(0)
+    tokens = torch.arange(17.0).view(1, 17, 1).expand(3, 17, 2)  # token i holds the value i
+    out = drop_patches(tokens, 0.5)
+    assert out.shape == (3, 9, 2)
+    assert torch.equal(out[:, 0], tokens[:, 0])  # [CLS] always kept
+    kept = out[:, 1:, 0]
+    assert (kept.diff(dim=1) > 0).all()  # distinct patches, in raster order
+    assert not torch.equal(kept[0], kept[1])  # each image draws its own
+    assert drop_patches(tokens, 0.99).shape == (3, 2, 2)  # at least one patch
+
+
+def test_patch_dropout_only_in_training_and_only_on_the_pooled_path():
+    m = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=16, depth=2, num_heads=2, pool="mean")
+    m.patch_dropout = 0.5
+    x = torch.randn(2, 1, 28, 28)
+    seen = []
+    m.blocks[0].register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[1]))
+    m.eval()
+    full = m(x)
+    m.train()
+    torch.manual_seed(0)
+    dropped = m(x)
+    assert seen == [17, 9]  # the blocks ran on 1 + 16 tokens in evaluation, 1 + 8 in training
+    assert not torch.allclose(full, dropped)
+    assert m.forward_tokens(x).shape == (2, 17, 16)  # token grids stay whole (dense methods, attention)
+    m.patch_dropout = 0.0
+    assert torch.allclose(m(x), full, atol=1e-6)
+
+
+def test_conv_stem_embeds_to_the_patch_grid_and_is_saved_in_the_spec(tmp_path):
+    from selfsup.models.io import BackboneSpec, load_backbone, save_backbone
+
+    m = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=32, depth=1, num_heads=2, stem="conv")
+    convs = [c for c in m.patch_embed.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert [c.stride for c in convs] == [(2, 2)] * 3 + [(1, 1)]  # ceil(log2 7) = 3 stride-2 convs, then 1x1
+    assert [c.out_channels for c in convs] == [8, 16, 32, 32]  # doubling up to the width
+    for size in (14, 21, 28, 35):
+        assert m.patch_embed(torch.randn(2, 1, size, size)).shape == (2, (size // 7) ** 2, 32)
+    with pytest.raises(ValueError, match="conv stem maps"):
+        m.patch_embed(torch.randn(1, 1, 70, 70))  # 10 patches a side, but 70 / 8 rounds up to 9
+    with pytest.raises(ValueError, match="unknown ViT stem"):
+        VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=32, depth=1, num_heads=2, stem="x")
+    spec = BackboneSpec("vit-cpu", 28, 1, 7, [0.5], [0.5], width=32, depth=1, stem="conv")
+    model = spec.build().eval()
+    save_backbone(model, spec, tmp_path / "b.safetensors")
+    loaded, loaded_spec = load_backbone(tmp_path / "b.safetensors")
+    assert loaded_spec.stem == "conv"
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.allclose(loaded.eval()(x), model(x), atol=1e-6)

@@ -46,13 +46,26 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
     check_views(cfg.method, method, v.n_global, v.n_local)
     try:
         backbone = build_backbone(b.name, v.global_size, method.input_channels(channels), b.patch_size,
-                                  b.drop_path, width=b.width, depth=b.depth)
+                                  b.drop_path, width=b.width, depth=b.depth, stem=b.stem)
     except ValueError as e:  # a width that does not split into the preset's attention heads
         raise ConfigError(str(e)) from e
+    if b.patch_dropout:
+        check_patch_dropout(cfg.method, method, b.name)
+        backbone.patch_dropout = b.patch_dropout
     try:
         return method(backbone, cfg.method_cfg, n_global=v.n_global)
     except ValueError as e:  # an option that does not fit the backbone or crops (e.g. MAE's uniform mask)
         raise ConfigError(str(e)) from e
+
+
+def check_patch_dropout(name: str, method: type[Method], backbone: str) -> None:
+    """Patch dropout needs a ViT and a method that reads its pooled features only."""
+    if family(backbone) != "vit":
+        raise ConfigError(f"--backbone.patch-dropout drops a ViT's patch tokens, but {backbone} is a ResNet: "
+                          "set it to 0 or choose a vit-* backbone")
+    if not method.pooled_only:
+        raise ConfigError(f"{name} reads the ViT's patch grid or masks patches itself: set "
+                          "--backbone.patch-dropout 0 (its own mask options set how much it hides)")
 
 
 def check_views(name: str, method: type[Method], n_global: int, n_local: int) -> None:
@@ -79,4 +92,4 @@ def backbone_spec(cfg: PretrainConfig, images: torch.Tensor, channels: int, mean
         mean, std = channel_stats(to_channels(images, backbone_channels))
     b = cfg.backbone
     return BackboneSpec(b.name, cfg.views.global_size, backbone_channels, b.patch_size, mean, std, b.pool, b.width,
-                        b.depth)
+                        b.depth, stem=b.stem)

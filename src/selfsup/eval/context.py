@@ -152,7 +152,8 @@ def build_context(run_dir: str | Path, data: str | None = None, options: Any = N
     info = run_info(run_dir)
     data = data or info.get("data")
     if not data:
-        raise EvalError(f"{run_dir} has no config.yaml naming its data: pass --data")
+        raise EvalError(f"{run_dir} names no data to evaluate on (its config.yaml has no data: a converted run "
+                        "made without --data, or none at all): pass --data")
     path = run_dir / BACKBONE_FILE
     backbone, spec = with_feature(*load_backbone(path), feature)
     splits, changes = load_eval_data(data, spec.in_chans, spec.img_size)

@@ -81,6 +81,9 @@ class Method(nn.Module):
     n_views: ClassVar[int] = 2
     # Backbone families the method works with ("vit", "resnet"); MAE's visible-token encoder needs a ViT.
     families: ClassVar[tuple[str, ...]] = ("vit", "resnet")
+    # Whether the method reads only the backbone's pooled features (its forward), so that a ViT may drop
+    # patch tokens in training (--backbone.patch-dropout); False where it reads the token grid or masks itself.
+    pooled_only: ClassVar[bool] = True
 
     def __init__(self, backbone: nn.Module, cfg: Any, n_global: int = 2) -> None:
         super().__init__()

@@ -157,6 +157,7 @@ class Colorization(Method):
     config_class = ColorizationConfig
     recipes = RECIPES
     n_views = 1
+    pooled_only = False
 
     def __init__(self, backbone: nn.Module, cfg: ColorizationConfig, n_global: int = 1) -> None:
         super().__init__(backbone, cfg, n_global)

@@ -149,6 +149,7 @@ class Inpainting(Method):
     config_class = InpaintingConfig
     recipes = RECIPES
     n_views = 1
+    pooled_only = False
 
     def __init__(self, backbone: nn.Module, cfg: InpaintingConfig, n_global: int = 1) -> None:
         super().__init__(backbone, cfg, n_global)

@@ -119,6 +119,7 @@ class MAE(Method):
     config_class = MAEConfig
     recipes = RECIPES
     n_views = 1
+    pooled_only = False
     families = ("vit",)
 
     def __init__(self, backbone: VisionTransformer, cfg: MAEConfig, n_global: int = 1) -> None:

@@ -27,6 +27,7 @@ from selfsup.methods.momentum import ema_update, momentum_copy
 from selfsup.methods.recipe import optim, section
 from selfsup.methods.shuffled_bn import momentum_forward
 from selfsup.models.heads import mlp
+from selfsup.models.vit import PatchEmbed
 from selfsup.options import opt
 from selfsup.schedules import cosine_schedule
 
@@ -85,7 +86,8 @@ class MoCoV3(Method):
 
     def __init__(self, backbone: nn.Module, cfg: MoCoV3Config, n_global: int = 2) -> None:
         super().__init__(backbone, cfg, n_global)
-        if cfg.freeze_patch_embed and hasattr(backbone, "patch_embed"):
+        # moco-v3 vits.py freezes the patchify projection only; a conv stem trains (its vit_conv_* models)
+        if cfg.freeze_patch_embed and isinstance(getattr(backbone, "patch_embed", None), PatchEmbed):
             backbone.patch_embed.requires_grad_(False)
         bn = cfg.head_bn
         self.projector = mlp(backbone.embed_dim, cfg.proj_hidden_dim, cfg.out_dim, cfg.proj_layers,

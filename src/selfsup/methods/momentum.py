@@ -17,19 +17,22 @@ import copy
 import torch
 from torch import nn
 
-from selfsup.models.vit import DropPath
+from selfsup.models.vit import DropPath, VisionTransformer
 
 
 def momentum_copy(**modules: nn.Module) -> nn.ModuleDict:
     """Frozen deep copies of `modules` (e.g. backbone=..., head=...), updated only by `ema_update`.
 
-    Stochastic depth is switched off in the copy: the teacher/target is built without it in DINO and BYOL.
+    Stochastic depth is switched off in the copy: the teacher/target is built without it in DINO and BYOL; so
+    is patch dropout (--backbone.patch-dropout).
     """
     target = nn.ModuleDict({k: copy.deepcopy(m) for k, m in modules.items()})
     target.requires_grad_(False)
     for m in target.modules():
         if isinstance(m, DropPath):
             m.p = 0.0
+        if isinstance(m, VisionTransformer):
+            m.patch_dropout = 0.0  # the target sees whole views, as MSN's (Assran et al., 2022)
     return target
 
 

@@ -84,6 +84,7 @@ class SimMIM(Method):
     config_class = SimMIMConfig
     recipes = RECIPES
     n_views = 1
+    pooled_only = False
     families = ("vit",)
 
     def __init__(self, backbone: VisionTransformer, cfg: SimMIMConfig, n_global: int = 1) -> None:

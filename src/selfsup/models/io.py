@@ -29,6 +29,9 @@ class BackboneSpec:
     pool: str = "cls"  # the ViT feature evaluated: one of vit.POOLS (ResNets average-pool)
     width: int | None = None  # ViT width and depth when not the preset's
     depth: int | None = None
+    num_heads: int | None = None  # ViT attention heads when not width / the preset's channels per head
+    pos_interp: str = "size"  # how a ViT resizes its position embeddings: vit.POS_INTERPS ("dino" for DINO's)
+    stem: str = "patch"  # a ViT's patch embedding: vit.STEMS
 
     @property
     def feature(self) -> str:
@@ -37,7 +40,8 @@ class BackboneSpec:
 
     def build(self) -> nn.Module:
         return build_backbone(self.name, self.img_size, self.in_chans, self.patch_size, pool=self.pool,
-                              width=self.width, depth=self.depth)
+                              width=self.width, depth=self.depth, num_heads=self.num_heads,
+                              pos_interp=self.pos_interp, stem=self.stem)
 
 
 class BackboneFileError(RuntimeError):

@@ -135,7 +135,38 @@ class PatchEmbed(nn.Module):
 
 
 POOLS = ("cls", "mean", "cls+mean", "cls-last4")
+# How position embeddings are resized to another patch grid: "size" (bicubic to h x w, selfsup's own runs) or
+# "dino" (bicubic by the scale factor (h + 0.1) / side, as DINO's vision_transformer.py; official DINO weights).
+POS_INTERPS = ("size", "dino")
+STEMS = ("patch", "conv")  # patchify conv (ViT) or MoCo v3's convolutional stem
 LAST_BLOCKS = 4  # blocks whose CLS tokens "cls-last4" concatenates (DINO's --n_last_blocks for ViT-S)
+
+
+class ConvStem(nn.Module):
+    """MoCo v3's convolutional stem (vits.py ConvStem, after Xiao et al., 2021, "Early convolutions help
+    transformers see better") in place of the patchify layer: k = ceil(log2(patch)) 3x3 stride-2 convs with
+    BatchNorm and ReLU, channels doubling up to D, then a 1x1 conv to D. (B, C, H, W) -> (B, h*w, D) with
+    h = ceil(H / 2^k), which must equal H // patch (true for crops of up to 8 patches a side at patch 7)."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        k = max(1, math.ceil(math.log2(patch_size)))
+        layers: list[nn.Module] = []
+        c_in, c_out = in_chans, embed_dim // 2 ** (k - 1)
+        for _ in range(k):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                       nn.ReLU(inplace=True)]
+            c_in, c_out = c_out, c_out * 2
+        layers.append(nn.Conv2d(c_in, embed_dim, 1))
+        self.proj = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.proj(x)  # (B, D, h, w)
+        if out.shape[-1] != x.shape[-1] // self.patch_size or out.shape[-2] != x.shape[-2] // self.patch_size:
+            raise ValueError(f"the conv stem maps {tuple(x.shape[-2:])} to {tuple(out.shape[-2:])}, not the patch "
+                             f"grid of {self.patch_size}-px patches: choose another crop size")
+        return out.flatten(2).transpose(1, 2)  # (B, h*w, D)
 
 
 class VisionTransformer(nn.Module):
@@ -163,12 +194,22 @@ class VisionTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.0,
         pool: str = "cls",
+        pos_interp: str = "size",
+        stem: str = "patch",
     ) -> None:
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"unknown ViT pool {pool!r}: choose one of {', '.join(POOLS)}")
+        if pos_interp not in POS_INTERPS:
+            raise ValueError(f"unknown pos_interp {pos_interp!r}: choose one of {', '.join(POS_INTERPS)}")
+        self.pos_interp = pos_interp
         self.embed_dim, self.patch_size, self.num_heads, self.pool = embed_dim, patch_size, num_heads, pool
-        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        # PatchDropout: share of the patch tokens `forward` leaves out of each image in training (set from
+        # --backbone.patch-dropout after construction; not part of the saved spec: evaluation sees all tokens).
+        self.patch_dropout = 0.0
+        if stem not in STEMS:
+            raise ValueError(f"unknown ViT stem {stem!r}: choose one of {', '.join(STEMS)}")
+        self.patch_embed = (ConvStem if stem == "conv" else PatchEmbed)(patch_size, in_chans, embed_dim)
         n_patches = (img_size // patch_size) ** 2
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, n_patches + 1, embed_dim))
@@ -180,13 +221,17 @@ class VisionTransformer(nn.Module):
         self.apply(_init_weights)
 
     def interpolate_pos_encoding(self, h: int, w: int) -> torch.Tensor:
-        """Position embeddings for an h x w patch grid: (1, 1 + h*w, D), bicubic-resized from the stored grid."""
+        """Position embeddings for an h x w patch grid: (1, 1 + h*w, D), bicubic-resized from the stored grid
+        (`pos_interp` "size": to h x w; "dino": by DINO's scale factors, see `dino_resize_pos_grid`)."""
         n = self.pos_embed.shape[1] - 1
         if h * w == n and h == w:
             return self.pos_embed
         side = int(math.isqrt(n))
         grid = self.pos_embed[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)  # (1, D, side, side)
-        grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+        if self.pos_interp == "dino":
+            grid = dino_resize_pos_grid(grid, h, w)
+        else:
+            grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
         return torch.cat([self.pos_embed[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
 
     def prepare_tokens(self, x: torch.Tensor, mask: torch.Tensor | None = None,
@@ -218,10 +263,13 @@ class VisionTransformer(nn.Module):
         """Width of forward's output: D for cls or mean, 2D for cls+mean, min(4, depth) * D for cls-last4."""
         return self.embed_dim * (2 if self.pool == "cls+mean" else self.n_last_blocks)
 
-    def get_intermediate_layers(self, x: torch.Tensor, n: int = 1) -> list[torch.Tensor]:
+    def get_intermediate_layers(self, x: torch.Tensor, n: int = 1, drop: bool = False) -> list[torch.Tensor]:
         """Normalised tokens of the last n blocks, oldest first: n x (B, 1 + h*w, D), the shared final `norm`
-        applied to each block's output (DINO's vision_transformer.py)."""
+        applied to each block's output (DINO's vision_transformer.py). With `drop`, a random share
+        `patch_dropout` of the patch tokens is left out first: n x (B, 1 + keep, D), no longer a grid."""
         x = self.prepare_tokens(x)
+        if drop:
+            x = drop_patches(x, self.patch_dropout)
         out = []
         for i, blk in enumerate(self.blocks):
             x = blk(x)
@@ -234,10 +282,11 @@ class VisionTransformer(nn.Module):
         return self.get_intermediate_layers(x, 1)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, feature_dim)
+        drop = self.training and self.patch_dropout > 0  # pooled features only: token grids stay whole
+        layers = self.get_intermediate_layers(x, self.n_last_blocks, drop)  # n x (B, 1 + h*w, D)
         if self.pool == "cls-last4":
-            layers = self.get_intermediate_layers(x, self.n_last_blocks)  # n x (B, 1 + h*w, D)
             return torch.cat([t[:, 0] for t in layers], dim=-1)  # (B, n*D), as DINO's eval_linear.py
-        return pool_tokens(self.forward_tokens(x), self.pool)
+        return pool_tokens(layers[0], self.pool)
 
     def get_last_selfattention(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax attention of the last block: (B, heads, 1 + h*w, 1 + h*w)."""
@@ -273,6 +322,26 @@ def sincos_pos_embed(dim: int, h: int, w: int, cls_token: bool = True) -> torch.
     return torch.cat([emb.new_zeros(1, dim), emb]) if cls_token else emb
 
 
+def drop_patches(tokens: torch.Tensor, ratio: float) -> torch.Tensor:
+    """PatchDropout (Liu et al., 2023; FLIP's masking, Li et al., 2023): keep a random max(1, int(N * (1 -
+    ratio))) of the N patch tokens of each image, in raster order, and [CLS] always: (B, 1 + N, D) ->
+    (B, 1 + keep, D). Position embeddings are already added, so the kept tokens keep their places."""
+    b, n, d = tokens.shape[0], tokens.shape[1] - 1, tokens.shape[2]
+    keep = max(1, int(n * (1 - ratio)))
+    ids = torch.rand(b, n, device=tokens.device).argsort(dim=1)[:, :keep].sort(dim=1).values  # (B, keep)
+    patches = torch.gather(tokens[:, 1:], 1, ids.unsqueeze(-1).expand(-1, -1, d))
+    return torch.cat([tokens[:, :1], patches], dim=1)
+
+
+def dino_resize_pos_grid(grid: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(1, D, side, side) position grid -> (1, D, h, w) as DINO's `interpolate_pos_encoding`: bicubic with the
+    scale factors (h + 0.1) / side and (w + 0.1) / side, which sample other points than resizing to h x w (the
+    0.1 keeps floor(side * scale) at h; facebookresearch/dino issue 8)."""
+    side = grid.shape[-1]
+    return F.interpolate(grid, scale_factor=((h + 0.1) / side, (w + 0.1) / side), mode="bicubic",
+                         align_corners=False)
+
+
 def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
     """(B, 1 + N, D) tokens of one block -> (B, D) CLS, (B, D) mean of the N patch tokens, or (B, 2D) both."""
     if pool == "cls":
@@ -296,13 +365,15 @@ def _init_weights(m: nn.Module) -> None:
 
 
 def vit(name: str, img_size: int, in_chans: int, patch_size: int | None = None, drop_path_rate: float = 0.0,
-        pool: str = "cls", width: int | None = None, depth: int | None = None) -> VisionTransformer:
+        pool: str = "cls", width: int | None = None, depth: int | None = None, num_heads: int | None = None,
+        pos_interp: str = "size", stem: str = "patch") -> VisionTransformer:
     """Build a preset ViT ('vit-tiny', 'vit-small', 'vit-base', 'vit-cpu', ...) for img_size crops; `width`
-    and `depth` override the preset's, keeping its width per attention head."""
+    and `depth` override the preset's, keeping its width per attention head unless `num_heads` is given (MoCo v3's
+    ViT-S has 12 heads of 32 channels where DINO's has 6 of 64). `pos_interp`: see POS_INTERPS."""
     p = VIT_PRESETS[name]
     head_dim = p.embed_dim // p.num_heads
     width = width or p.embed_dim
-    if width % head_dim:
+    if num_heads is None and width % head_dim:
         raise ValueError(f"--backbone.width {width} is not a multiple of {name}'s {head_dim} channels per "
                          f"attention head: choose a multiple of {head_dim}")
     return VisionTransformer(
@@ -311,8 +382,10 @@ def vit(name: str, img_size: int, in_chans: int, patch_size: int | None = None, 
         in_chans=in_chans,
         embed_dim=width,
         depth=depth or p.depth,
-        num_heads=width // head_dim,
+        num_heads=num_heads or width // head_dim,
         mlp_ratio=p.mlp_ratio,
         drop_path_rate=drop_path_rate,
         pool=pool,
+        pos_interp=pos_interp,
+        stem=stem,
     )

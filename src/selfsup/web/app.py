@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from selfsup.eval.context import run_info
 from selfsup.models.vit import VisionTransformer
 from selfsup.web.explore import (
     DEFAULT_UPLOAD_MB,
@@ -88,7 +89,9 @@ def main() -> None:
         st.subheader("What the pre-training task reconstructs")
         st.image(recon.read_bytes(), caption="masked input, reconstruction, original (training images)")
     st.subheader("Nearest training images (cosine in feature space)")
-    if st.button("find the nearest training images"):
+    if not run_info(runs[name]).get("data"):  # a converted run made without --data has no training images
+        st.info("This run names no training data (convert it with --data NAME to search one).")
+    elif st.button("find the nearest training images"):
         with st.spinner("features of the training images (cached after the first time)"):
             imgs, sims, labels = cached_neighbours(str(runs[name]), x.numpy().tobytes(), tuple(x.shape), 8)
         cols = st.columns(len(imgs))
