@@ -77,6 +77,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "crops (0.4, 1) + width 192": {"views": {"global_scale": [0.4, 1.0]}, "backbone": {"width": 192}},
     "crops (0.4, 1) + depth 6": {"views": {"global_scale": [0.4, 1.0]}, "backbone": {"depth": 6}},
     "width 96": {"backbone": {"width": 96}},
+    "width 192": {"backbone": {"width": 192}},
     "ResNet-18 of width 16": {"backbone": {"name": "resnet18", "width": 16, "patch_size": None}},
     "no blur": {"views": {"blur": False}},
     "SimCLR's view recipe": {"views": {"recipe": "simclr"}},

@@ -131,3 +131,7 @@ if __name__ == "__main__":
     state = one_step(fabric, sys.argv[1], backbone=sys.argv[3] if len(sys.argv) > 3 else "vit")
     if fabric.global_rank == 0:
         torch.save(state, sys.argv[2])
+    # Both processes leave together and close gloo cleanly: a rank that exits while its peer still holds the
+    # process group can abort in gloo's teardown ("terminate called without an active exception").
+    fabric.barrier()
+    torch.distributed.destroy_process_group()
