@@ -17,7 +17,6 @@ Layouts (facebookresearch/dino main_dino.py and hubconf.py, mae main_pretrain.py
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import pickle
 import re
@@ -31,6 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
+from selfsup.eval.feature_cache import file_digest
 from selfsup.models.io import BackboneFileError, BackboneSpec, load_backbone, save_backbone
 from selfsup.models.vit import POS_INTERPS, VIT_PRESETS
 
@@ -369,17 +369,9 @@ def write_run(converted: Converted, checkpoint: Path, out: Path, data: str | Non
     config["backbone"] = {"name": spec.name, "patch_size": spec.patch_size, "width": spec.width, "depth": spec.depth,
                           "num_heads": spec.num_heads, "pos_interp": spec.pos_interp}
     config["converted_from"] = {"file": str(checkpoint.resolve()), "from": converted.source, "part": converted.part,
-                                "sha256": _sha256(checkpoint)}
+                                "sha256": file_digest(checkpoint)}
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return target
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(2**20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 __all__ = ["SOURCES", "ConvertError", "Converted", "Geometry", "convert_checkpoint", "detect_source",
