@@ -97,10 +97,10 @@ def test_a_bad_value_from_the_installed_command_line(tmp_path):
 
 def test_an_unknown_option_is_named_not_taken_for_a_longer_one(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        main(["pretrain", "--dino.teacher", "copy", "--out", str(tmp_path / "run")])
+        main(["pretrain", "--dino.momentum", "0.9", "--out", str(tmp_path / "run")])
     assert e.value.code == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and "unrecognized arguments: --dino.teacher copy" in err[0]
+    assert len(err) == 1 and "unrecognized arguments: --dino.momentum 0.9" in err[0]
     assert not any(tmp_path.iterdir())
 
 

@@ -1,5 +1,5 @@
-"""Command line: `selfsup demo | pretrain | eval PROTOCOL | knn | report | embed | attention | serve | convert |
-export`. Every command's last line is JSON with --json."""
+"""Command line: `selfsup demo | pretrain | eval PROTOCOL | knn | report | embed | attention | serve | ablate |
+convert | export`. Every command's last line is JSON with --json."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ SHORTCUTS = {"data": ("data", "name"), "backbone": ("backbone", "name"), "patch_
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse without abbreviations (an unknown --dino.teacher is named as unknown, not taken for
-    --dino.teacher-temp) and with one-line errors; sub-parsers are made of the same class."""
+    """argparse without abbreviations (an unknown --dino.momentum is named as unknown, not taken for
+    --dino.momentum-teacher) and with one-line errors; sub-parsers are made of the same class."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{"allow_abbrev": False, **kwargs})
@@ -192,6 +192,32 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(args.runs, args.host, args.port, args.max_upload_mb)
 
 
+def add_ablate_parser(sub: argparse._SubParsersAction) -> None:
+    abl = sub.add_parser("ablate", help="reproduce the seeds' ablation tables at small scale: run each recipe's "
+                         "variants (k-NN and linear probe, time, peak memory) and write OUT/reproduction.md with "
+                         "plots; a finished variant is not rerun")
+    abl.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe YAML file(s), or the name of a shipped "
+                     "one in src/selfsup/configs/ablations/ (e.g. dino-components)")
+    abl.add_argument("--out", type=Path, default=Path("runs/ablate"), help="folder of the runs, results, report "
+                     "and plots; rerun with the same --out to resume")
+    abl.add_argument("--minutes", type=float, help="wall-clock budget per variant instead of the recipe's (the "
+                     "same for every variant); results made with another budget are refused, not mixed")
+    abl.add_argument("--no-progress", action="store_true", help="no progress bars")
+    abl.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+
+def cmd_ablate(args: argparse.Namespace) -> dict[str, Any]:
+    from selfsup.ablate import ablate
+
+    summary = ablate(args.recipes, args.out, args.minutes, progress=not args.no_progress)
+    for row in summary["variants"]:
+        holds = {None: "-", True: "yes", False: "no"}[row["holds"]]
+        print(f"{row['recipe']} / {row['variant']}: k-NN {row['knn_top1']}, linear {row['linear_top1']}, "
+              f"direction holds: {holds}")
+    print(f"report: {summary['report']}")
+    return summary
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="selfsup", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -208,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_embed_parser(sub)
     add_attention_parser(sub)
     add_serve_parser(sub)
+    add_ablate_parser(sub)
     weights.add_convert_parser(sub)
     weights.add_export_parser(sub)
     return p
@@ -215,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "eval": commands.cmd_eval, "knn": commands.cmd_knn,
             "report": commands.cmd_report, "embed": commands.cmd_embed,
-            "attention": cmd_attention, "serve": cmd_serve, "convert": weights.cmd_convert,
+            "attention": cmd_attention, "serve": cmd_serve, "ablate": cmd_ablate, "convert": weights.cmd_convert,
             "export": weights.cmd_export}
 
 

@@ -26,8 +26,34 @@ PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-t
 @dataclass
 class DataConfig:
     name: str = opt("fashion-mnist", "fashion-mnist, digits, an ImageFolder directory, a directory of "
-                    "CIFAR python batches, or an .npz file.")
-    image_size: int | None = opt(None, "Side images of an ImageFolder are resized to (default: their median).", low=1)
+                    "CIFAR python batches, an .npz file, or tar shards (a folder of .tar files or a brace "
+                    "pattern; see --data.stream).")
+    image_size: int | None = opt(None, "Side images of an ImageFolder are resized to (default: their median "
+                                 "shorter side, capped at 224); for streamed data, the default global crop side.",
+                                 low=1)
+    stream: str = opt("auto", "Read the training images lazily instead of decoding them all into memory first: "
+                      "auto streams image folders and tar shards (WebDataset layout: a folder of .tar files or "
+                      "a brace pattern such as shards/train-{000000..000099}.tar) and keeps the small "
+                      "built-in sets, .npz files and CIFAR batches in memory; never decodes an image folder "
+                      "into memory as before (fastest when it fits in RAM); always insists on streaming. "
+                      "Streamed, memory no longer grows with the number of images.",
+                      choices=("auto", "always", "never"))
+    load_size: int | None = opt(None, "Streamed data: side images are decoded at, the crops being cut from it "
+                                "on the device: the shorter side is resized to it, then centre-cropped square "
+                                "so that a batch stacks (content beyond the square is lost, as in memory). "
+                                "Default: the global crop side x 1.15, rounded (DINO's 224 -> 258); larger "
+                                "keeps more detail for small crops and costs decode time and memory.", low=1)
+    workers: int = opt(4, "Streamed data: DataLoader worker processes decoding files ahead of the steps (0: "
+                       "decode in the training process). Raise until images/s stops growing (about one per "
+                       "CPU core the model leaves free). Tar shards read one group of shards per worker, so "
+                       "their order, and an exact resume, depend on it: resume with the same value.", low=0)
+    eval_images: int = opt(5000, "Streamed image folders: train and test images (each, seeded pick) held in memory "
+                           "at the global crop side for the k-NN evaluation during pre-training. More gives a "
+                           "steadier k-NN at 3 x side^2 bytes each; `selfsup eval knn` evaluates all of them.",
+                           low=1)
+    shuffle_buffer: int = opt(1000, "Tar shards: samples (still encoded) held to shuffle within the shards each "
+                              "worker reads; larger mixes shards written in class order better, at about one "
+                              "file size each. Shards are also shuffled per epoch.", low=1)
     holdout: float = opt(0.0, "Share of the training images (stratified by label, seeded by --run.seed) held "
                          "out as the evaluation split in place of the test split, which is then never read. "
                          "Choose recipes, learning rates and epoch counts this way (e.g. 0.1667: 10,000 of "
@@ -109,6 +135,12 @@ class OptimConfig:
                                      low=0, below=1)
     clip_grad: float = opt(3.0, "Per-parameter gradient-norm clip (0 disables). Around 0.3-1.0 helps "
                            "optimisation of larger ViTs.", paper=3.0, low=0)
+    eval_ema: float = opt(0.0, "Evaluate and export an exponential moving average of the backbone's weights "
+                          "(Polyak averaging) with this momentum per step instead of the trained weights; 0 "
+                          "turns it off. For methods without a momentum teacher (DINO, BYOL and MoCo already "
+                          "evaluate theirs); 0.99-0.999, the longer the run the closer to 1. Costs one "
+                          "weight update per step and the backbone's memory once more.", paper=0.0,
+                          low=0, below=1)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The errors that mean bad input from the user: the CLI prints their message, not a traceback."""
 
+from selfsup.ablate.run import AblationError
 from selfsup.config import ConfigError
 from selfsup.data.dataset import DataError
 from selfsup.engine.checkpoint import CheckpointError
@@ -7,4 +8,5 @@ from selfsup.engine.pretrain import TrainingDiverged
 from selfsup.eval.context import EvalError
 from selfsup.models.io import BackboneFileError
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, BackboneFileError, TrainingDiverged, EvalError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, BackboneFileError, TrainingDiverged, EvalError,
+               AblationError)

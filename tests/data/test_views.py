@@ -33,6 +33,15 @@ def test_jitter_strengths(recipe, jitter):
     assert probabilities(v.globals[0], K.RandomGrayscale) == [0.2]
 
 
+@pytest.mark.parametrize("strength, channels, jitter", [(1.25, 3, (1.0, 1.0, 1.0, 0.25)),
+                                                       (3.0, 3, (2.4, 2.4, 2.4, 0.5)), (0.5, 1, (0.4, 0.4, 0, 0))])
+def test_jitter_strength_scales_the_recipe(strength, channels, jitter):
+    """SimCLR's colour-distortion strength s: (0.8s, 0.8s, 0.8s, 0.2s), hue capped at 0.5; 1-channel data
+    gets brightness and contrast only."""
+    (j,) = ops(views("simclr", channels, jitter_strength=strength).globals[0], K.ColorJitter)
+    assert (j.brightness, j.contrast, j.saturation, j.hue) == pytest.approx(jitter)
+
+
 @pytest.mark.parametrize("recipe, blur, solarize", [("simclr", [0.5, 0.5], [0, 0]), ("mocov2", [0.5, 0.5], [0, 0]),
                                                     ("byol", [1.0, 0.1], [0, 0.2]), ("dino", [1.0, 0.1], [0, 0.2])])
 def test_blur_and_solarisation_per_view(recipe, blur, solarize):

@@ -21,3 +21,13 @@ def test_effective_rank_counts_the_used_dimensions():
     assert 3 < effective_rank(plane) <= 4 + 1e-3
     assert effective_rank(torch.eye(16)) == pytest.approx(16, rel=1e-4)
     assert effective_rank(torch.randn(256, 16)) > 0.8 * 16 and math.isfinite(effective_rank(torch.zeros(4, 4)))
+
+
+def test_collapse_logs_add_the_rank_and_the_backbone_measures_when_given():
+    torch.manual_seed(0)
+    z, h = torch.randn(64, 8), torch.randn(64, 1) * torch.randn(1, 32)  # a spread projection, a collapsed backbone
+    logs = collapse_logs(z, backbone=h)
+    assert logs["emb_rank"] == pytest.approx(effective_rank(z)) and logs["emb_rank"] > 6
+    assert logs["backbone_rank"] == pytest.approx(1, abs=1e-3)
+    assert logs["backbone_std"] == pytest.approx(embedding_std(h)) and logs["backbone_std_ideal"] == ideal_std(32)
+    assert not any(k.startswith("backbone") for k in collapse_logs(z))

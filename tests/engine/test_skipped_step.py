@@ -22,17 +22,17 @@ def state(trainer: Trainer) -> dict[str, torch.Tensor]:
 def test_a_nan_batch_changes_no_state(name, tiny_cfg):
     trainer = Trainer(tiny_cfg(method=name, optim={"batch_size": 8}, **CASES[name]), progress=False)
     trainer._setup()
-    idx = torch.arange(trainer.local_batch)
-    assert trainer._step(0, idx)[1]  # a finite step first: the centre, queue and statistics are under way
+    batch = trainer.source.batch(0)
+    assert trainer._step(0, batch)[1]  # a finite step first: the centre, queue and statistics are under way
     before = state(trainer)
     trainer.views.mean.fill_(float("nan"))  # every view of the next batch is NaN
-    loss, finite, logs = trainer._step(1, idx)
+    loss, finite, logs = trainer._step(1, batch)
     assert not finite and logs == {}
     after = state(trainer)
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
     assert not changed, changed
     trainer.views.mean.fill_(0.5)
-    assert trainer._step(2, idx)[1]
+    assert trainer._step(2, batch)[1]
     moved = [k for k, v in before.items() if not torch.equal(v, trainer.method.state_dict()[k])]
     watched = {"dino": "loss_fn.center", "byol": "target.backbone.bn1.running_mean", "moco-v2": "queue"}[name]
     assert watched in moved  # the next finite step does update it

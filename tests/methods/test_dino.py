@@ -143,13 +143,12 @@ def test_loss_is_low_when_student_matches_sharp_teacher():
     assert matched < wrong
 
 
-def test_collapse_stats_detect_both_modes():
-    from selfsup.methods.dino import collapse_stats
-
-    K = 16
-    uniform = collapse_stats(torch.zeros(5, K), temp=0.04)
-    assert uniform["teacher_entropy"] == pytest.approx(math.log(K), rel=1e-5)
-    one_proto = collapse_stats(F.one_hot(torch.full((5,), 3), K).float() * 10, temp=0.04)
-    assert one_proto["teacher_entropy"] < 1e-3 and one_proto["teacher_batch_entropy"] < 1e-3
-    spread = collapse_stats(F.one_hot(torch.arange(8), K).float() * 10, temp=0.04)
-    assert spread["teacher_batch_entropy"] == pytest.approx(math.log(8), rel=1e-3)
+def test_dino_logs_the_split_of_its_cross_entropy():
+    m = tiny_dino()
+    m.setup(total_steps=2, steps_per_epoch=1)
+    views = [torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16), torch.randn(4, 1, 8, 8)]
+    loss, logs = m(views, 0)
+    assert logs["cross_entropy"] == pytest.approx(loss.item(), rel=1e-5)  # H is the loss (ce)
+    assert logs["cross_entropy"] == pytest.approx(logs["teacher_entropy"] + logs["teacher_student_kl"], rel=1e-5)
+    assert logs["log_K"] == pytest.approx(math.log(64))
+    assert 0 <= logs["teacher_batch_entropy"] <= logs["log_K"] + 1e-6

@@ -11,7 +11,7 @@ import torch
 
 from selfsup.config import ConfigError, build_config
 from selfsup.data import load_data
-from selfsup.diagnostics import embedding_std, ideal_std
+from selfsup.diagnostics import effective_rank, embedding_std, ideal_std
 from selfsup.engine.optim import build_optimizer
 from selfsup.engine.pretrain import Trainer, pretrain
 from selfsup.methods import METHODS, Method
@@ -174,3 +174,29 @@ def test_diagnostics_are_computed_only_when_asked(name):
     method.setup(total_steps=2, steps_per_epoch=1)
     loss, logs = method(views, 0, diagnostics=False)
     assert logs == {} and torch.isfinite(loss)
+
+
+# Joint-embedding methods log their backbone's features beside their projections (collapse_logs(z, backbone=h)):
+# which calls of the backbone in one forward (the global crops of the multi-crop ones). DINO's emb_std is
+# already its backbone's (MEASURED).
+BACKBONE_MEASURED = [("moco-v2", slice(None)), ("byol", slice(None)), ("simsiam", slice(None)),
+                     ("barlow-twins", slice(None)), ("vicreg", slice(None)), ("swav", slice(0, 1)),
+                     ("moco-v3", slice(None)), ("simclr", slice(None))]
+
+
+@pytest.mark.parametrize("name,calls", BACKBONE_MEASURED)
+def test_joint_embedding_methods_log_their_backbone_std_and_rank(name, calls):
+    multi = METHODS[name].multicrop
+    views = [torch.randn(8, 1, 16, 16) for _ in range(2)] + ([torch.randn(8, 1, 8, 8)] * 2 if multi else [])
+    method = build(name)
+    method.setup(total_steps=2, steps_per_epoch=1)
+    outputs = []
+    method.backbone.register_forward_hook(lambda m, args, out: outputs.append(out.detach()))
+    _, logs = method(views, 0, diagnostics=True)
+    h = torch.cat(outputs[calls])
+    if multi:  # the global crops of the concatenated forward
+        h = h[: 2 * 8]
+    assert logs["backbone_std"] == pytest.approx(embedding_std(h), rel=1e-5)
+    assert logs["backbone_std_ideal"] == pytest.approx(ideal_std(h.shape[-1]))
+    assert logs["backbone_rank"] == pytest.approx(effective_rank(h), rel=1e-4)
+    assert 1 <= logs["emb_rank"] <= 16

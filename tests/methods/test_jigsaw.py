@@ -86,7 +86,7 @@ def test_loss_is_the_cross_entropy_of_the_applied_permutation(tiny_vit):
     logits = method.classifier(method.fc6(feats).reshape(4, 9 * 8))
     p = logits.exp() / logits.exp().sum(dim=1, keepdim=True)
     assert torch.allclose(loss, -p[torch.arange(4), labels].log().mean(), atol=1e-5)
-    assert set(logs) == {"acc", "emb_std", "emb_std_ideal"}
+    assert set(logs) == {"acc", "emb_std", "emb_std_ideal", "emb_rank"}
 
 
 def test_jigsaw_trains_a_resnet_on_rgb_at_28_px():

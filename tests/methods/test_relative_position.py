@@ -83,7 +83,7 @@ def test_loss_is_the_cross_entropy_of_the_neighbour_position():
     logits = method.classifier(method.fc6(method.backbone(big)).reshape(5, 32))
     p = logits.exp() / logits.exp().sum(dim=1, keepdim=True)
     assert torch.allclose(loss, -p[torch.arange(5), labels].log().mean(), atol=1e-5)
-    assert set(logs) == {"acc", "emb_std", "emb_std_ideal"}
+    assert set(logs) == {"acc", "emb_std", "emb_std_ideal", "emb_rank"}
 
 
 def test_relative_position_trains_on_rgb_with_colour_dropping():

@@ -27,7 +27,7 @@ def test_loss_is_the_cross_entropy_of_the_rotation_labels(tiny_vit):
     p = logits.exp() / logits.exp().sum(dim=1, keepdim=True)
     assert torch.allclose(loss, -p[torch.arange(12), labels].log().mean(), atol=1e-5)
     assert logs["acc"] == (logits.argmax(1) == labels).float().mean().item()
-    assert set(logs) == {"acc", "emb_std", "emb_std_ideal"}
+    assert set(logs) == {"acc", "emb_std", "emb_std_ideal", "emb_rank"}
 
 
 def test_rotation_trains_a_resnet_on_rgb():

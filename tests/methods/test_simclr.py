@@ -47,6 +47,29 @@ def test_multi_view_nt_xent_matches_the_multi_positive_formula(n_views):
     assert multi_positive_loop(views[:2], 0.2) == pytest.approx(nt_xent_loop(*views[:2], 0.2), rel=1e-9)
 
 
+def dcl_loop(views: list[torch.Tensor], t: float) -> float:
+    """DCL (Yeh et al., 2022, eq. 3) with every other view of the image a positive:
+    l_i = -log sum_{p in P(i)} exp(s_ip/t) + log sum_{k != i, k not in P(i)} exp(s_ik/t)."""
+    z = F.normalize(torch.cat(views), dim=-1).double()
+    n, total = len(views[0]), 0.0
+    for i in range(len(z)):
+        e = [math.exp(float(z[i] @ z[k]) / t) for k in range(len(z))]
+        pos = sum(e[k] for k in range(len(z)) if k != i and k % n == i % n)
+        neg = sum(e[k] for k in range(len(z)) if k % n != i % n)
+        total += -math.log(pos) + math.log(neg)
+    return total / len(z)
+
+
+@pytest.mark.parametrize("n_views", [2, 3])
+def test_decoupled_nt_xent_matches_the_dcl_formula(n_views):
+    g = torch.Generator().manual_seed(3)
+    views = [torch.randn(5, 8, generator=g) for _ in range(n_views)]
+    loss = nt_xent(torch.cat(views), 0.2, n_views, decoupled=True)
+    assert loss.item() == pytest.approx(dcl_loop(views, 0.2), rel=1e-5)
+    # leaving the positive out of the denominator lowers the loss by -log(1 - p_pos) > 0 per anchor
+    assert loss.item() < nt_xent(torch.cat(views), 0.2, n_views).item()
+
+
 def test_simclr_with_local_crops_takes_every_view(tiny_vit):
     method = SimCLR(tiny_vit, SimCLRConfig(proj_hidden_dim=32, proj_output_dim=16))
     views = [torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16)] + [torch.randn(4, 1, 8, 8)] * 3

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -51,3 +52,51 @@ def test_heads_follow_the_official_builder(tiny_vit):
     loss.backward()
     assert -1 <= loss.item() <= 1 and 0 < logs["emb_std"] < 1
     assert tiny_vit.cls_token.grad is not None
+
+
+def test_without_stop_gradient_the_projections_get_a_gradient():
+    p1, p2, z1, z2 = (randn(5, 6, seed=s).requires_grad_() for s in range(4))
+    loss = simsiam_loss(p1, p2, z1, z2, stop_gradient=False)
+    loss.backward()
+    assert z1.grad is not None and z2.grad is not None
+    assert loss.item() == pytest.approx(simsiam_loss(p1, p2, z1, z2).item())  # the same value
+
+
+def tiny_simsiam(tiny_vit, **kw):
+    torch.manual_seed(0)
+    return SimSiam(tiny_vit, SimSiamConfig(proj_dim=16, pred_hidden_dim=8, head_bn=False, **kw))
+
+
+@pytest.mark.parametrize("switch", [{"stop_gradient": False}, {"predictor": False}])
+def test_each_switch_changes_only_its_own_option(switch):
+    from selfsup.config import build_config
+
+    a = build_config({"method": "simsiam"}).to_dict()
+    b = build_config({"method": "simsiam", "simsiam": switch}).to_dict()
+    assert {(s, k) for s in a if isinstance(a[s], dict) for k in a[s] if a[s][k] != b[s][k]} == \
+        {("simsiam", next(iter(switch)))}
+
+
+def test_stop_gradient_off_sends_the_target_side_gradient_into_the_encoder(tiny_vit):
+    views = [torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    grads = {}
+    for sg in (True, False):
+        m = tiny_simsiam(copy.deepcopy(tiny_vit), stop_gradient=sg)
+        loss, _ = m(views, 0)
+        loss.backward()
+        grads[sg] = (loss.item(), m.projector[-1].weight.grad.clone(), m.predictor[0].weight.grad.clone())
+    assert grads[True][0] == pytest.approx(grads[False][0])  # the same loss value
+    assert torch.allclose(grads[True][2], grads[False][2])  # the predictor's gradient is the same
+    assert not torch.allclose(grads[True][1], grads[False][1])  # the projector gets the z-side gradient too
+
+
+def test_predictor_off_predicts_the_projection_itself(tiny_vit):
+    m = tiny_simsiam(tiny_vit, predictor=False)
+    assert isinstance(m.predictor, nn.Identity) and not list(m.predictor.parameters())
+    views = [torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16)]
+    loss, logs = m(views, 0)
+    with torch.no_grad():
+        z1, z2 = (m.projector(m.backbone(v)) for v in views)
+    assert loss.item() == pytest.approx(simsiam_loss(z1, z2, z1, z2).item(), rel=1e-5)
+    assert {"backbone_std", "backbone_rank", "emb_rank"} <= set(logs)
+    assert len(m.param_groups()) == 4 and not m.param_groups()[2].params  # the optimiser skips empty groups

@@ -2,6 +2,9 @@
 
 `load_data(spec)` picks the source from a string: "fashion-mnist", "digits", "cluttered", a path to an .npz file, a
 folder of CIFAR python batches, or any other folder of images.
+
+Pre-training reads image folders and tar shards lazily instead (`streaming.py`, `shards.py`), through the batch
+source of `batch_source.py` that in-memory data also offers; `engine/data.py` chooses (--data.stream).
 """
 
 from __future__ import annotations

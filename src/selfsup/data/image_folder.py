@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ def image_extensions() -> set[str]:
 
 
 @dataclass
-class _Tree:
+class FileTree:
     """Image files found under one folder; labels index `classes` (None for a flat folder)."""
 
     files: list[Path] = field(default_factory=list)
@@ -68,9 +69,9 @@ def _files_under(folder: Path, exts: set[str]) -> tuple[list[Path], int]:
     return sorted(found), ignored
 
 
-def _scan_classes(folder: Path, exts: set[str]) -> _Tree:
+def _scan_classes(folder: Path, exts: set[str]) -> FileTree:
     """root/<class>/... -> a labelled tree; classes are the sorted sub-folder names that hold images."""
-    tree = _Tree(labels=[], classes=[])
+    tree = FileTree(labels=[], classes=[])
     for entry in sorted(folder.iterdir()):
         if not _visible(entry.name):
             continue
@@ -86,10 +87,10 @@ def _scan_classes(folder: Path, exts: set[str]) -> _Tree:
     return tree
 
 
-def _scan_flat(folder: Path, exts: set[str]) -> _Tree:
+def _scan_flat(folder: Path, exts: set[str]) -> FileTree:
     entries = [p for p in sorted(folder.iterdir()) if _visible(p.name) and p.is_file()]
     files = [p for p in entries if p.suffix.lower() in exts]
-    return _Tree(files=files, ignored=len(entries) - len(files))
+    return FileTree(files=files, ignored=len(entries) - len(files))
 
 
 def _split_dirs(root: Path) -> tuple[Path, Path] | None:
@@ -107,13 +108,13 @@ def _is_gray(im: Image.Image) -> bool:
     return False
 
 
-def _why(e: Exception, path: Path) -> str:
+def _why(e: Exception, path: Path | BinaryIO) -> str:
     """The error as "Type: message", without the path that Pillow repeats in its messages."""
     message = str(e).replace(f" {str(path)!r}", "").replace(str(path), "the file")
     return f"{type(e).__name__}: {message}" if message else type(e).__name__
 
 
-def _probe(path: Path) -> tuple[bool, tuple[int, int]] | str:
+def probe_image(path: Path) -> tuple[bool, tuple[int, int]] | str:
     """(is grayscale, (width, height)) from the file's header, or the error message."""
     try:
         with Image.open(path) as im:
@@ -132,8 +133,9 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.nan_to_num(a).round().clip(0, 255).astype(np.uint8), mode="L")
 
 
-def _decode(path: Path, channels: int, size: int) -> np.ndarray | str:
-    """One file -> (C, size, size) uint8: shorter side resized to `size`, centre-cropped; or the error."""
+def decode_image(path: Path | BinaryIO, channels: int, size: int) -> np.ndarray | str:
+    """One file (or its bytes as a file object) -> (C, size, size) uint8: shorter side resized to `size`,
+    centre-cropped; or the error."""
     try:
         with Image.open(path) as im:
             im.draft(None, (size, size))  # JPEG: decode at a reduced scale that stays >= size
@@ -149,7 +151,7 @@ def _decode(path: Path, channels: int, size: int) -> np.ndarray | str:
             a = np.asarray(im.resize((size, size), Image.Resampling.BILINEAR, box=box), dtype=np.uint8)
     except Exception as e:  # truncated or corrupt files are skipped and reported
         return _why(e, path)
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return np.ascontiguousarray(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (C, S, S), stacks C-contiguous
 
 
 @dataclass
@@ -163,7 +165,7 @@ class DecodedFiles:
     size_note: str | None
 
 
-def _default_size(sizes: list[tuple[int, int]]) -> tuple[int, str | None]:
+def default_size(sizes: list[tuple[int, int]]) -> tuple[int, str | None]:
     """The median shorter side capped at 224, and a note unless every image already is that square."""
     median = int(round(float(np.median([min(s) for s in sizes])))) if sizes else 1
     size = max(1, min(median, MAX_DEFAULT_SIZE))
@@ -184,10 +186,10 @@ def decode_files(files: Sequence[Path], image_size: int | None = None,
         raise DataError(f"image size must be a positive number of pixels, got {image_size}")
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        probes = list(pool.map(_probe, files))
+        probes = list(pool.map(probe_image, files))
         ok = [p for p in probes if not isinstance(p, str)]
         channels = 1 if ok and all(gray for gray, _ in ok) else 3
-        size, note = (image_size, None) if image_size else _default_size([s for _, s in ok])
+        size, note = (image_size, None) if image_size else default_size([s for _, s in ok])
         out = np.empty((len(files), channels, size, size), dtype=np.uint8)  # filled in place: no 2nd copy
         errors = list(pool.map(lambda i: _decode_into(out, i, files[i]), range(len(files))))
     failed = [(f, e) for f, e in zip(files, errors, strict=True) if e is not None]
@@ -198,7 +200,7 @@ def decode_files(files: Sequence[Path], image_size: int | None = None,
 
 def _decode_into(out: np.ndarray, i: int, path: Path) -> str | None:
     """Decode `path` into out[i] (C, S, S); the error message when it cannot be read."""
-    a = _decode(path, out.shape[1], out.shape[-1])
+    a = decode_image(path, out.shape[1], out.shape[-1])
     if isinstance(a, str):
         return a
     out[i] = a
@@ -232,8 +234,9 @@ def _subset(images: torch.Tensor, labels: np.ndarray | None, idx: np.ndarray,
     return ImageSet(images[t], None if labels is None else torch.from_numpy(labels[idx]), classes)
 
 
-def _scan(root: Path, exts: set[str]) -> tuple[_Tree, _Tree | None, str | None]:
-    """(train tree, test tree or None, note on the layout)."""
+def scan_folder(root: Path, exts: set[str]) -> tuple[FileTree, FileTree | None, str | None]:
+    """(train tree, test tree or None, note on the layout) of the image files under `root` with extensions
+    `exts` (see `image_extensions`); nothing is decoded."""
     dirs = _split_dirs(root)
     if dirs is not None:
         train, test = _scan_classes(dirs[0], exts), _scan_classes(dirs[1], exts)
@@ -257,7 +260,7 @@ def _scan(root: Path, exts: set[str]) -> tuple[_Tree, _Tree | None, str | None]:
     return tree, None, f"{root} has no class sub-folders: {len(tree.files)} unlabeled images, no test split"
 
 
-def _assemble(train: _Tree, test: _Tree | None, out: DecodedFiles) -> tuple[ImageSet, ImageSet | None, str]:
+def _assemble(train: FileTree, test: FileTree | None, out: DecodedFiles) -> tuple[ImageSet, ImageSet | None, str]:
     """The decoded images -> (train set, test set or None, note on the split)."""
     labels = None
     if train.labels is not None:
@@ -283,7 +286,7 @@ def load_image_folder(root: str | Path, image_size: int | None = None, workers: 
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder: expected {LAYOUT}")
-    train, test, layout_note = _scan(root, image_extensions())
+    train, test, layout_note = scan_folder(root, image_extensions())
     files = train.files + (test.files if test else [])
     out = decode_files(files, image_size, workers)
     if not len(out.kept):

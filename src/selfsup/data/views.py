@@ -75,6 +75,11 @@ class ViewsConfig:
                       low=0, high=1)
     color_jitter: float = opt(0.8, "Colour-jitter probability (strengths from the recipe; saturation and hue "
                               "on colour images only).", paper=0.8, low=0, high=1)
+    jitter_strength: float = opt(1.0, "Scales the recipe's jitter strengths (SimCLR's colour-distortion strength, "
+                                 "its data_util.py `s`; hue capped at 0.5). Contrastive methods gain from strong "
+                                 "jitter (SimCLR, Table 1); on grayscale data the brightness and contrast jitter "
+                                 "is what keeps the loss from matching views by their intensity.", paper=1.0,
+                                 low=0)
     grayscale: float = opt(0.2, "Random-grayscale probability (colour images only).", paper=0.2,
                            low=0, high=1)
     blur: bool = opt(True, "The recipe's Gaussian blur (probabilities per view from --views.recipe), sigma "
@@ -104,8 +109,8 @@ def _pipeline(cfg: ViewsConfig, size: int, scale: tuple[float, float], channels:
     if cfg.flip > 0:
         ops.append(K.RandomHorizontalFlip(p=cfg.flip))
     if cfg.color_jitter > 0:
-        bright, contrast, sat, hue = view_recipe(cfg.recipe).jitter
-        sat, hue = (sat, hue) if channels == 3 else (0.0, 0.0)
+        bright, contrast, sat, hue = (cfg.jitter_strength * j for j in view_recipe(cfg.recipe).jitter)
+        sat, hue = (sat, min(hue, 0.5)) if channels == 3 else (0.0, 0.0)
         ops.append(K.ColorJitter(bright, contrast, sat, hue, p=cfg.color_jitter))
     if cfg.grayscale > 0 and channels == 3:
         ops.append(K.RandomGrayscale(p=cfg.grayscale))

@@ -26,14 +26,25 @@ def ideal_std(dim: int) -> float:
     return 1 / math.sqrt(dim)
 
 
-def collapse_logs(z: torch.Tensor) -> dict[str, float]:
-    """What methods log: `emb_std` of embeddings (B, d) and its isotropic value `emb_std_ideal`."""
-    return {"emb_std": embedding_std(z), "emb_std_ideal": ideal_std(z.shape[-1])}
+def collapse_logs(z: torch.Tensor, backbone: torch.Tensor | None = None) -> dict[str, float]:
+    """What methods log: `emb_std` of embeddings z (B, d), its isotropic value `emb_std_ideal` and their
+    `emb_rank`; joint-embedding methods, whose z is a projection, also pass the backbone's features (B', D) of
+    the same images, logged as `backbone_std`, `backbone_std_ideal` and `backbone_rank`."""
+    logs = _measures("emb", z)
+    return logs if backbone is None else {**logs, **_measures("backbone", backbone)}
+
+
+def _measures(prefix: str, z: torch.Tensor) -> dict[str, float]:
+    return {f"{prefix}_std": embedding_std(z), f"{prefix}_std_ideal": ideal_std(z.shape[-1]),
+            f"{prefix}_rank": effective_rank(z)}
 
 
 @torch.no_grad()
 def effective_rank(z: torch.Tensor, eps: float = 1e-7) -> float:
-    """RankMe: exp(entropy of p), p = singular values of z (B, d) / their sum -> float in [1, min(B, d)]."""
+    """RankMe: exp(entropy of p), p = singular values of z (B, d) / their sum -> float in [1, min(B, d)];
+    nan for embeddings that are not finite (a diverging step), where the SVD is undefined."""
+    if not torch.isfinite(z).all():
+        return float("nan")
     s = torch.linalg.svdvals(z.float())  # (min(B, d),)
     p = s / s.sum().clamp_min(eps) + eps
     return float(torch.exp(-(p * p.log()).sum()))

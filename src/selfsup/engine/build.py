@@ -53,7 +53,10 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
         check_patch_dropout(cfg.method, method, b.name)
         backbone.patch_dropout = b.patch_dropout
     try:
-        return method(backbone, cfg.method_cfg, n_global=v.n_global)
+        built = method(backbone, cfg.method_cfg, n_global=v.n_global)
+        if cfg.optim.eval_ema:
+            built.average_backbone(cfg.optim.eval_ema)
+        return built
     except ValueError as e:  # an option that does not fit the backbone or crops (e.g. MAE's uniform mask)
         raise ConfigError(str(e)) from e
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ from tqdm import tqdm
 
 
 class RunLogger:
-    """Rank-0 logger. `log(step, values)` appends a JSON line and TensorBoard scalars."""
+    """Rank-0 logger. `log(step, values)` appends a JSON line and TensorBoard scalars; a `warning` among the
+    values is also printed on stderr, above the progress bar."""
 
     def __init__(self, out: Path, total_steps: int, start_step: int, enabled: bool = True,
                  progress: bool = True) -> None:
@@ -33,6 +35,8 @@ class RunLogger:
         for k, v in values.items():
             if isinstance(v, (int, float)):
                 self.writer.add_scalar(k, v, step)
+        if "warning" in values:
+            self.bar.write(f"warning: step {step}: {values['warning']}", file=sys.stderr)
 
     def progress(self, steps: int, **postfix: Any) -> None:
         self.bar.update(steps)

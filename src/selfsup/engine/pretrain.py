@@ -18,10 +18,13 @@ import torch
 from lightning.fabric import Fabric
 
 from selfsup.config import ConfigError, PretrainConfig, save_yaml
-from selfsup.data import Splits, load_data
+from selfsup.data import Splits
+from selfsup.data.batch_source import Layout
 from selfsup.data.views import MultiCropViews, channel_stats
 from selfsup.engine.build import backbone_spec, build_method, resolve_sizes
 from selfsup.engine.checkpoint import CheckpointError, atomic_save, check_compatible, load_checkpoint
+from selfsup.engine.collapse_watch import CollapseWatch
+from selfsup.engine.data import open_data
 from selfsup.engine.fabric import make_fabric
 from selfsup.engine.logging import RunLogger
 from selfsup.engine.meter import IntervalMeter
@@ -29,12 +32,10 @@ from selfsup.engine.optim import apply_schedules, clip_gradients, optim_schedule
 from selfsup.engine.rng import gather_rng_states, restore_rng_states
 from selfsup.engine.running_stats import RunningStats
 from selfsup.engine.stop import StopRequest
-from selfsup.eval.adapt import adapt_splits
-from selfsup.eval.knn_protocol import knn_eval
-from selfsup.eval.subsets import holdout_splits
+from selfsup.eval.knn_protocol import knn_of_weights
 from selfsup.insight.reconstruction import save_reconstructions
 from selfsup.methods import Method
-from selfsup.models.io import normalizer, save_backbone
+from selfsup.models.io import save_backbone
 
 
 class TrainingDiverged(RuntimeError):
@@ -87,6 +88,7 @@ def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, op
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     method.on_after_step(step)
+    method.update_average()
     return float(loss.detach()), True, logs
 
 
@@ -99,31 +101,33 @@ class Trainer:
         self.stop_at_step = stop_at_step  # behave as if interrupted after this step (tests of resume)
         self.out = Path(cfg.run.out)
         self.fabric = make_fabric(cfg)
+        self.collapse = CollapseWatch(cfg.method)  # one warning per cause per run
 
     # -- setup -------------------------------------------------------------------------------------
     def _setup(self) -> None:
         f, cfg = self.fabric, self.cfg
         f.launch()
-        self.splits: Splits = load_data(cfg.data.name, cfg.data.image_size)
-        if cfg.data.holdout:
-            self.splits = holdout_splits(self.splits, cfg.data.holdout, cfg.run.seed)
-        train = self.splits.train
-        self.cfg = cfg = resolve_sizes(cfg, train.size)
-        self.images = train.images  # labels are never used by pre-training
+        self.data = open_data(cfg.data, cfg.run.seed)  # in memory, or streamed (--data.stream)
+        self.cfg = cfg = resolve_sizes(cfg, self.data.size)
+        self.splits: Splits = self.data.eval_splits(cfg.views.global_size, labelled=cfg.run.eval_knn)
+        self.images = self.data.sample(cfg.views.global_size)  # all training images, or a stream's sample
+        channels = self.data.channels
         mean, std = channel_stats(self.images)
-        self.spec = backbone_spec(cfg, self.images, train.channels, mean, std)
+        self.spec = backbone_spec(cfg, self.images, channels, mean, std)
         torch.manual_seed(cfg.run.seed)  # identical initialisation on every process
-        self.method = build_method(cfg, train.channels)
+        self.method = build_method(cfg, channels)
         self.method.prepare_data(self.images, mean, std)
-        self.views = MultiCropViews(cfg.views, train.channels, mean, std).to(f.device)
+        self.views = MultiCropViews(cfg.views, channels, mean, std).to(f.device)
         self.world_batch = cfg.optim.batch_size
         if self.world_batch % f.world_size:
             raise ConfigError(f"--batch-size {self.world_batch} is not divisible by the {f.world_size} "
                               "processes: choose a multiple")
         self.local_batch = self.world_batch // f.world_size
-        self.steps_per_epoch = len(self.images) // self.world_batch
+        layout = Layout(cfg.run.seed, self.world_batch, f.global_rank, f.world_size)
+        self.source = self.data.source(layout, cfg.views.global_size)  # the uint8 batch of each step
+        self.steps_per_epoch = self.source.steps_per_epoch
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"--batch-size {self.world_batch} is larger than the {len(self.images)} "
+            raise ConfigError(f"--batch-size {self.world_batch} is larger than the {self.data.count} "
                               f"training images of {cfg.data.name}: lower it")
         if f.world_size > 1 and f.device.type == "cuda" and cfg.run.sync_bn:
             self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
@@ -207,11 +211,11 @@ class Trainer:
                  torch.get_rng_state())
         self.method.setup(warm + timed, self.steps_per_epoch)
         self.sched = optim_schedules(self.cfg.optim, warm + timed, self.steps_per_epoch, self.world_batch)
-        perm = torch.arange(len(self.images))
+        batch = self.source.batch(0)
         for i in range(warm + timed):
             if i == warm:
                 t0 = time.perf_counter()
-            self._step(i, perm[:self.local_batch])
+            self._step(i, batch)
         seconds = (time.perf_counter() - t0) / timed
         self.method.load_state_dict(saved[0])
         self.optimizer.load_state_dict(saved[1])
@@ -219,9 +223,9 @@ class Trainer:
         return seconds
 
     # -- one step ----------------------------------------------------------------------------------
-    def _step(self, step: int, idx: torch.Tensor) -> tuple[float, bool, dict[str, float]]:
-        """One optimisation step on the images at `idx`; returns (loss, finite, diagnostics)."""
-        views = self.views(self.fabric.to_device(self.images[idx]))
+    def _step(self, step: int, images: torch.Tensor) -> tuple[float, bool, dict[str, float]]:
+        """One optimisation step on this process's uint8 batch `images`; returns (loss, finite, diagnostics)."""
+        views = self.views(self.fabric.to_device(images))
         return optimization_step(self.fabric, self.model, self.method, self.optimizer, views, step,
                                  float(self.sched["lr"][step]), float(self.sched["wd"][step]),
                                  self.cfg.optim.clip_grad, self._is_log_step(step), self.running_stats)
@@ -229,12 +233,6 @@ class Trainer:
     def _is_log_step(self, step: int) -> bool:
         """Whether `step` ends a logging interval: the method's diagnostics are computed on these only."""
         return (step + 1) % self.cfg.run.log_every == 0 or step + 1 == self.total_steps
-
-    def _epoch_perm(self, epoch: int) -> torch.Tensor:
-        """This process's share of the epoch's shuffle (a function of seed and epoch only)."""
-        g = torch.Generator().manual_seed(self.cfg.run.seed * 100003 + epoch)
-        perm = torch.randperm(len(self.images), generator=g)[: self.steps_per_epoch * self.world_batch]
-        return perm[self.fabric.global_rank :: self.fabric.world_size]
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save(self, next_step: int) -> None:
@@ -245,19 +243,20 @@ class Trainer:
                          "step": next_step, "total_steps": self.total_steps, "rng": rng,
                          "steps_per_epoch": self.steps_per_epoch, "nonfinite": self.nonfinite,
                          "config": self.cfg.to_dict()}, self.out / "checkpoints" / "last.pt")
-            save_backbone(self.method.eval_backbone(), self.spec, self.out / "backbone.safetensors")
+            save_backbone(self.method.evaluated_backbone(), self.spec, self.out / "backbone.safetensors")
         self.fabric.barrier()
 
     # -- loop --------------------------------------------------------------------------------------
-    def _batches(self):
-        """(step, indices of this process's batch) from start_step on; the shuffle is redrawn per epoch."""
-        perm, perm_epoch, step = None, -1, self.start_step
-        while step < self.total_steps:  # total_steps may be re-planned during the run (_replan_for_time)
-            epoch, i = divmod(step, self.steps_per_epoch)
-            if epoch != perm_epoch:
-                perm, perm_epoch = self._epoch_perm(epoch), epoch
-            yield step, perm[i * self.local_batch : (i + 1) * self.local_batch]
-            step += 1
+    def _batches(self) -> Iterator[tuple[int, torch.Tensor]]:
+        """(step, this process's uint8 batch) from start_step on, from the data source; its order is a
+        function of seed and epoch (data/batch_source.py), so a resumed run reads what a straight one would."""
+        batches, step = self.source.batches(self.start_step), self.start_step
+        try:
+            while step < self.total_steps:  # total_steps may be re-planned during the run (_replan_for_time)
+                yield step, next(batches)
+                step += 1
+        finally:
+            batches.close()  # stops a stream's workers
 
     _TIME_MARK = 5  # the first steps pay for allocation; a run's own speed is timed from this step on
 
@@ -312,8 +311,8 @@ class Trainer:
         deadline = t_start + 66 * self.cfg.optim.minutes if self.cfg.optim.minutes else None
         time_check, t_mark = self._next_time_check(0), t_start
         with StopRequest() as stop:
-            for step, idx in self._batches():
-                loss, finite, logs = self._step(step, idx)
+            for step, images in self._batches():
+                loss, finite, logs = self._step(step, images)
                 in_a_row = 0 if finite else in_a_row + 1
                 self.nonfinite += not finite
                 if in_a_row >= run.max_nonfinite:
@@ -324,7 +323,7 @@ class Trainer:
                     self._log(log, step, meter.flush(self.world_batch))
                 if run.knn_every and (step + 1) % run.knn_every == 0 and step + 1 < self.total_steps:
                     spent = time.time()
-                    self._knn(log, step + 1)
+                    self._knn(log, step + 1, student=True)
                     spent = time.time() - spent
                     self.eval_seconds += spent
                     deadline = deadline + spent if deadline else None  # evaluation time is not training time
@@ -358,7 +357,8 @@ class Trainer:
         values = {"epoch": round((step + 1) / self.steps_per_epoch, 4), **interval,
                   "lr": float(self.sched["lr"][step]), "wd": float(self.sched["wd"][step]),
                   "nonfinite_steps": self.nonfinite, **self.method.schedule_values(step)}
-        log.log(step + 1, values)
+        warning = self.collapse.check(values)
+        log.log(step + 1, values if warning is None else {**values, "warning": warning})
         log.progress(0, loss=values["loss"], img_s=round(values["images_per_s"]))
 
     def _diverged(self, step: int) -> None:
@@ -371,26 +371,29 @@ class Trainer:
         )
 
     def _final_eval(self, log: RunLogger) -> dict[str, Any] | None:
-        result = self._knn(log, self.total_steps)
+        result = self._knn(log, self.total_steps, student=self.cfg.run.knn_every > 0)
         if result is not None:
             (self.out / "eval").mkdir(exist_ok=True)
             (self.out / "eval" / "knn.json").write_text(json.dumps(result, indent=1))
         return result
 
-    def _knn(self, log: RunLogger, step: int) -> dict[str, Any] | None:
-        """k-NN top-1 of the evaluated backbone on the test split (rank 0), logged at `step`."""
+    def _knn(self, log: RunLogger, step: int, student: bool = False) -> dict[str, Any] | None:
+        """k-NN of the evaluated backbone on the test split (rank 0), logged at `step`; with `student`, also
+        knn_student_top1 of the trained one where another is evaluated (a teacher, --optim.eval-ema)."""
         test = self.splits.test
         if not (self.cfg.run.eval_knn and test is not None and test.labels is not None
                 and self.splits.train.labels is not None):
             return None
         result = None
         if self.fabric.is_global_zero:
-            backbone = self.spec.build().to(self.fabric.device)  # the evaluated feature (spec.pool)
-            backbone.load_state_dict(self.method.eval_backbone().state_dict())
-            splits = adapt_splits(self.splits, self.spec.in_chans, self.splits.train.size)[0]  # colorization: 1 ch
-            result = knn_eval(backbone, normalizer(self.spec), splits, self.fabric.device).as_dict()
+            evaluated = self.method.evaluated_backbone()
+            result = knn_of_weights(evaluated, self.spec, self.splits, self.fabric.device)
+            values = {f"knn_{k}": v for k, v in result.items()}
+            if student and evaluated is not self.method.backbone:
+                student_knn = knn_of_weights(self.method.backbone, self.spec, self.splits, self.fabric.device)
+                values["knn_student_top1"] = student_knn["top1"]
             train_min = (time.time() - self.t_start - self.eval_seconds) / 60
-            log.log(step, {**{f"knn_{k}": v for k, v in result.items()}, "train_minutes": round(train_min, 3)})
+            log.log(step, {**values, "train_minutes": round(train_min, 3)})
         self.fabric.barrier()
         return result
 

@@ -11,9 +11,11 @@ import torch
 from torch import nn
 
 from selfsup.data import Splits
+from selfsup.eval.adapt import adapt_splits
 from selfsup.eval.context import EvalContext, EvalError
 from selfsup.eval.features import extract_features
 from selfsup.eval.knn import KnnResult, knn_classify
+from selfsup.models.io import BackboneSpec, normalizer
 from selfsup.options import opt
 
 
@@ -30,6 +32,16 @@ def knn_eval(backbone: nn.Module, prepare: Callable[[torch.Tensor], torch.Tensor
     test = extract_features(backbone, splits.test.images, batch_size, device, prepare)
     return knn_classify(train, splits.train.labels, test, splits.test.labels, k=k, temperature=temperature,
                         num_classes=splits.train.num_classes)
+
+
+def knn_of_weights(weights: nn.Module, spec: BackboneSpec, splits: Splits,
+                   device: torch.device | str = "cpu") -> dict[str, Any]:
+    """k-NN (as knn_eval) of a backbone with `weights`' state, read through `spec`'s evaluated feature
+    (spec.pool) and normalisation, on `splits` adapted to the backbone's input channels and size."""
+    backbone = spec.build().to(device)
+    backbone.load_state_dict(weights.state_dict())
+    splits = adapt_splits(splits, spec.in_chans, splits.train.size)[0]  # colorization: 1 channel
+    return knn_eval(backbone, normalizer(spec), splits, device).as_dict()
 
 
 @dataclass

@@ -77,9 +77,10 @@ class BarlowTwins(Method):
 
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
                 ) -> tuple[torch.Tensor, dict[str, float]]:
-        z1, z2 = (self.projector(h) for h in self.embed(views))  # (B, d) each; BN statistics per view
+        h = self.embed(views)  # 2 x (B, D)
+        z1, z2 = (self.projector(x) for x in h)  # (B, d) each; BN statistics per view
         loss, parts = barlow_twins_loss(z1, z2, self.cfg.lambd)
         if not diagnostics:
             return self.cfg.scale_loss * loss, {}
         return self.cfg.scale_loss * loss, {**{k: float(v) for k, v in parts.items()},
-                                            **collapse_logs(torch.cat([z1, z2]))}
+                                            **collapse_logs(torch.cat([z1, z2]), backbone=torch.cat(h))}

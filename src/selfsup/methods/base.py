@@ -12,6 +12,8 @@ which the engine calls only after a finite step, applies it. The one state a for
 BatchNorm running statistics, the engine restores itself (engine/running_stats.py).
 `diagnostics` asks for the logged measures (collapse, loss parts): each is a device sync, so the engine
 asks on logging steps only; without it `logs` is empty.
+With `--optim.eval-ema` the engine also calls `update_average()` after each finite step and evaluates
+`evaluated_backbone()`: an EMA of the backbone's weights kept beside the method (`average_backbone`).
 The engine's optimiser trains the groups of `param_groups()` (e.g. SimSiam's fixed-lr predictor); the
 options a run starts from are the method's paper recipe, `recipes` (see methods/recipe.py).
 
@@ -33,6 +35,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from selfsup.methods.momentum import ema_update, momentum_copy
 from selfsup.methods.recipe import Recipe, paper, resolve, section
 
 # Shared views of the methods that compare two views of each image: no local crops, and the wide crop
@@ -92,6 +95,29 @@ class Method(nn.Module):
         self.n_global = n_global  # the first n_global views are global crops
         self.total_steps = 0
         self.steps_per_epoch = 0
+        self.averaged: nn.Module | None = None  # see average_backbone
+        self.average_momentum = 0.0
+
+    def average_backbone(self, momentum: float) -> None:
+        """Keep an EMA of the backbone's weights (`momentum` per step), evaluated in its place; part of the
+        state dict, so checkpoints resume it. Its BatchNorm statistics are the backbone's, copied."""
+        if type(self).eval_backbone is not Method.eval_backbone:
+            raise ValueError(f"--optim.eval-ema: {self.name} already evaluates a momentum teacher; leave it at 0")
+        self.averaged = momentum_copy(backbone=self.backbone)["backbone"]
+        self.average_momentum = momentum
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        """One EMA step of the averaged backbone (after the optimiser step); nothing without one."""
+        if self.averaged is None:
+            return
+        ema_update(self.averaged, self.backbone, self.average_momentum)
+        for mine, theirs in zip(self.averaged.buffers(), self.backbone.buffers(), strict=True):
+            mine.copy_(theirs)
+
+    def evaluated_backbone(self) -> nn.Module:
+        """What the engine evaluates and exports: the averaged backbone if kept, else `eval_backbone()`."""
+        return self.averaged if self.averaged is not None else self.eval_backbone()
 
     @classmethod
     def defaults(cls, backbone: str, optimizer: str | None = None) -> dict[str, dict[str, Any]]:

@@ -75,11 +75,12 @@ class BYOL(Method):
 
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
                 ) -> tuple[torch.Tensor, dict[str, float]]:
-        z1, z2 = (self.projector(h) for h in self.embed(views))  # (B, d) each; BN statistics per view
+        h = self.embed(views)  # 2 x (B, D)
+        z1, z2 = (self.projector(x) for x in h)  # (B, d) each; BN statistics per view
         with torch.no_grad():
-            t1, t2 = (self.target["projector"](h) for h in self.embed(views, self.target["backbone"]))
+            t1, t2 = (self.target["projector"](x) for x in self.embed(views, self.target["backbone"]))
         loss = byol_loss(self.predictor(z1), self.predictor(z2), t1, t2)
-        return loss, collapse_logs(torch.cat([z1, z2])) if diagnostics else {}
+        return loss, collapse_logs(torch.cat([z1, z2]), backbone=torch.cat(h)) if diagnostics else {}
 
     @torch.no_grad()
     def on_after_step(self, step: int) -> None:

@@ -4,23 +4,26 @@ The student sees all views (global + local); the teacher, an EMA of the student,
 Teacher outputs are centred (EMA centre) and sharpened (low temperature); the loss is the cross-entropy
 between teacher and student distributions over all (teacher global view, student view) pairs except a
 view with itself.
+The ablations of the paper's Sec. 5 and the thesis's Sec. 5.4 are options: the teacher rule (`teacher`,
+methods/teachers.py), `centering`, `sharpening`, the loss (`loss`: ce or mse) and a student `predictor`.
+Logged per logging step: h(P_t), KL(P_t || P_s) and H = h + KL (diagnostics/distillation.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.diagnostics.collapse import collapse_logs
+from selfsup.diagnostics import batch_entropy, collapse_logs, entropy_split
 from selfsup.methods.base import Method, forward_concat_by_size
 from selfsup.methods.distributed import all_reduce_mean
-from selfsup.methods.momentum import ema_update, momentum_copy
+from selfsup.methods.momentum import momentum_copy
 from selfsup.methods.recipe import optim, section
-from selfsup.models.heads import DINOHead
+from selfsup.methods.teachers import TEACHERS, TeacherUpdate
+from selfsup.models.heads import DINOHead, mlp
 from selfsup.options import opt
 from selfsup.schedules import cosine_schedule, linear_warmup_constant
 
@@ -46,6 +49,24 @@ class DinoConfig:
     center_momentum: float = opt(0.9, "EMA momentum of the centre of the teacher outputs.", paper=0.9, low=0, high=1)
     freeze_last_layer: float = opt(1.0, "Epochs during which the head's last layer is not updated; "
                                    "helps the first epoch. Increase if the loss does not decrease.", paper=1, low=0)
+    # Ablation switches (Caron et al. 2021, Table 7 and Sec. 5.2-5.3; the thesis's table 5.2, figs. 5.9-5.10).
+    teacher: str = opt("momentum", "How the teacher follows the student: momentum (EMA, --dino.momentum-teacher), "
+                       "copy (the student itself, i.e. momentum off: collapses, k-NN 0.1% in the paper), "
+                       "previous-iteration (the student one step behind: collapses too) or previous-epoch (the "
+                       "student of the last epoch boundary: works, 66.5% against momentum's 72.7%). Keep "
+                       "momentum except to study the teacher.", paper="momentum", choices=TEACHERS)
+    centering: bool = opt(True, "Subtract the EMA centre from the teacher's outputs. Off, the centre stays 0 and "
+                          "one prototype takes every image (teacher entropy -> 0, KL -> 0). Only off to study "
+                          "collapse.", paper=True)
+    sharpening: bool = opt(True, "Sharpen the teacher with its own temperature (--dino.teacher-temp). Off, the "
+                           "teacher uses --dino.student-temp and its outputs go uniform (teacher entropy -> "
+                           "log K, KL -> 0). Only off to study collapse.", paper=True)
+    loss: str = opt("ce", "Loss between teacher and student distributions: ce (cross-entropy, DINO's) or mse "
+                    "(squared distance of the softmax distributions; the paper's ablation: k-NN 52.5% against "
+                    "72.7%).", paper="ce", choices=("ce", "mse"))
+    predictor: bool = opt(False, "A BYOL-style predictor on the student only: a 2-layer MLP (--dino.hidden-dim "
+                          "wide) on the head's bottleneck output before its normalised last layer. The paper "
+                          "finds it barely matters for DINO (71.7% against 72.7%), unlike for BYOL.", paper=False)
 
 
 # facebookresearch/dino: main_dino.py's defaults for ViTs (lines 82-101: AdamW, lr 5e-4 per 256, weight decay
@@ -61,22 +82,40 @@ RECIPES = {
 
 
 class DINOLoss(nn.Module):
-    """Cross-entropy between centred+sharpened teacher and student distributions, with an EMA centre."""
+    """Cross-entropy (or, with loss="mse", squared distance) between centred+sharpened teacher and student
+    distributions, with an EMA centre."""
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
+                 loss: str = "ce") -> None:
         super().__init__()
-        self.student_temp, self.center_momentum = student_temp, center_momentum
+        self.student_temp, self.center_momentum, self.loss = student_temp, center_momentum, loss
         self.register_buffer("center", torch.zeros(1, out_dim))
 
     def forward(self, student_out: torch.Tensor, teacher_out: torch.Tensor, n_views: int,
                 teacher_temp: float) -> torch.Tensor:
         """student_out: (n_views*B, K), teacher_out: (n_global*B, K), both ordered view by view."""
+        return self.pair_loss(*self.distributions(student_out, teacher_out, n_views, teacher_temp))
+
+    def distributions(self, student_out: torch.Tensor, teacher_out: torch.Tensor, n_views: int,
+                      teacher_temp: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher probabilities q (G, B, K), student log-probabilities logp (V, B, K) and the (G, V) mask of
+        the pairs in the loss (every pair but a view with itself)."""
         n_global = teacher_out.shape[0] * n_views // student_out.shape[0]
-        logp = F.log_softmax(student_out.float() / self.student_temp, dim=-1).chunk(n_views)  # V x (B, K)
-        q = F.softmax((teacher_out.float() - self.center) / teacher_temp, dim=-1).detach().chunk(n_global)
-        cross = -torch.einsum("ibk,vbk->iv", torch.stack(q), torch.stack(logp)) / q[0].shape[0]  # (G, V)
-        same = torch.eye(n_global, n_views, dtype=torch.bool, device=cross.device)
-        return cross[~same].mean()
+        logp = F.log_softmax(student_out.float() / self.student_temp, dim=-1).unflatten(0, (n_views, -1))
+        q = F.softmax((teacher_out.float() - self.center) / teacher_temp, dim=-1).detach()
+        pairs = ~torch.eye(n_global, n_views, dtype=torch.bool, device=q.device)
+        return q.unflatten(0, (n_global, -1)), logp, pairs
+
+    def pair_loss(self, q: torch.Tensor, logp: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """Mean over the pairs of the batch-mean cross-entropy or, for mse, of sum_k (q_k - p_k)^2."""
+        b = q.shape[1]
+        if self.loss == "ce":
+            cross = -torch.einsum("ibk,vbk->iv", q, logp) / b  # (G, V)
+        else:  # |q - p|^2 = |q|^2 + |p|^2 - 2 q.p, without the (G, V, B, K) difference tensor
+            p = logp.exp()  # (V, B, K)
+            qq, pp = q.square().sum(-1).mean(-1), p.square().sum(-1).mean(-1)  # (G,), (V,)
+            cross = qq[:, None] + pp[None] - 2 * torch.einsum("ibk,vbk->iv", q, p) / b  # (G, V)
+        return cross[pairs].mean()
 
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
@@ -97,15 +136,18 @@ class DINO(Method):
                         use_bn=cfg.use_bn_in_head, norm_last_layer=cfg.norm_last_layer)
         self.head = head
         self.teacher = momentum_copy(backbone=backbone, head=head)
-        self.loss_fn = DINOLoss(cfg.out_dim, cfg.student_temp, cfg.center_momentum)
+        self.predictor = mlp(cfg.bottleneck_dim, cfg.hidden_dim, cfg.bottleneck_dim, 2) if cfg.predictor else None
+        self.loss_fn = DINOLoss(cfg.out_dim, cfg.student_temp, cfg.center_momentum, cfg.loss)
         self._batch_center: torch.Tensor | None = None  # set by forward, moves the centre in on_after_step
 
     def setup(self, total_steps: int, steps_per_epoch: int) -> None:
         super().setup(total_steps, steps_per_epoch)
         c = self.cfg
         self.momentum = cosine_schedule(c.momentum_teacher, 1.0, total_steps)
+        self.teacher_update = TeacherUpdate(c.teacher, self.momentum, steps_per_epoch)
         warm = int(c.warmup_teacher_temp_epochs * steps_per_epoch)
-        self.teacher_temp = linear_warmup_constant(c.warmup_teacher_temp, c.teacher_temp, total_steps, warm)
+        start, end = (c.warmup_teacher_temp, c.teacher_temp) if c.sharpening else (c.student_temp, c.student_temp)
+        self.teacher_temp = linear_warmup_constant(start, end, total_steps, warm)
         self.freeze_steps = int(c.freeze_last_layer * steps_per_epoch)
 
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
@@ -114,47 +156,40 @@ class DINO(Method):
         with torch.no_grad():
             teacher_out = self.teacher["head"](self.teacher["backbone"](torch.cat(views[:n_global])))
         feats = forward_concat_by_size(self.backbone, views)  # (V*B, D)
-        student_out = self.head(feats)  # (V*B, K)
+        student_out = self.head(feats, self.predictor)  # (V*B, K)
         temp = float(self.teacher_temp[step])
-        loss = self.loss_fn(student_out, teacher_out, len(views), temp)
+        q, logp, pairs = self.loss_fn.distributions(student_out, teacher_out, len(views), temp)
+        loss = self.loss_fn.pair_loss(q, logp, pairs)
         # The centre moves in on_after_step, i.e. only once the step is known to be finite.
         self._batch_center = teacher_out.detach().float().mean(dim=0, keepdim=True)  # (1, K), this process's
         if not diagnostics:
             return loss, {}
         # SimSiam's std on the student's backbone embeddings of the global crops (its 1/sqrt(D) reference
-        # holds for embeddings, not for the K prototype logits); the logits' collapse modes in collapse_stats.
+        # holds for embeddings, not for the K prototype logits); the logits' collapse modes in entropy_split.
         g = len(teacher_out)
-        return loss, {**collapse_stats(teacher_out.detach().float() - self.loss_fn.center, temp),
+        return loss, {**entropy_split(q, logp.detach(), pairs), "teacher_batch_entropy": batch_entropy(q),
                       **collapse_logs(feats[:g].detach())}
 
     def on_after_backward(self, step: int) -> None:
         if step < self.freeze_steps:  # DINO: keep the last layer fixed during the first epoch(s)
             for p in self.head.last_layer.parameters():
                 p.grad = None
+        self.teacher_update.before_step(self._pairs())
 
     @torch.no_grad()
     def on_after_step(self, step: int) -> None:
-        if self._batch_center is not None:
+        if self._batch_center is not None and self.cfg.centering:
             self.loss_fn.update_center(self._batch_center)  # all-reduced mean over processes
-            self._batch_center = None
-        m = float(self.momentum[step])
-        ema_update(self.teacher["backbone"], self.backbone, m)
-        ema_update(self.teacher["head"], self.head, m)
+        self._batch_center = None
+        self.teacher_update.after_step(step, self._pairs())
+
+    def _pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(teacher module, student module) pairs that the teacher rule updates."""
+        return [(self.teacher["backbone"], self.backbone), (self.teacher["head"], self.head)]
 
     def eval_backbone(self) -> nn.Module:
         return self.teacher["backbone"]
 
     def schedule_values(self, step: int) -> dict[str, float]:
-        return {"momentum": float(self.momentum[step]), "teacher_temp": float(self.teacher_temp[step])}
-
-
-def collapse_stats(logits: torch.Tensor, temp: float) -> dict[str, float]:
-    """The two collapse modes of DINO, read off the teacher's centred logits (B, K):
-    `teacher_entropy` near log K means uniform outputs (too much centring); `teacher_batch_entropy`
-    (entropy of the batch-mean distribution) near 0 means every image goes to one prototype (too much
-    sharpening). Healthy training keeps the first well below log K and the second well above 0."""
-    p = F.softmax(logits / temp, dim=-1)
-    pm = p.mean(0)
-    return {"teacher_entropy": float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean()),
-            "teacher_batch_entropy": float(-(pm * pm.clamp_min(1e-12).log()).sum()),
-            "log_K": float(np.log(p.shape[-1]))}
+        momentum = {"momentum": float(self.momentum[step])} if self.cfg.teacher == "momentum" else {}
+        return {**momentum, "teacher_temp": float(self.teacher_temp[step])}

@@ -114,12 +114,13 @@ class MoCoV2(Method):
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         pairs = [(0, 1), (1, 0)] if self.cfg.symmetric else [(0, 1)]  # (query view, key view)
-        q = [self.head(self.backbone(views[i])) for i, _ in pairs]  # each (B, d)
+        h = [self.backbone(views[i]) for i, _ in pairs]  # each (B, D)
+        q = [self.head(x) for x in h]  # each (B, d)
         k = [self.keys(views[j]) for _, j in pairs]  # each (B, d), no gradient
         loss = sum(moco_loss(qi, ki, self.queue, self.cfg.temperature) for qi, ki in zip(q, k, strict=True))
         # Enqueued after the step: all processes' keys, view by view, rank order within a view (P*world*B, d)
         self._new_keys = gather(torch.stack(k, 1)).transpose(0, 1).flatten(0, 1)
-        return loss / len(pairs), collapse_logs(torch.cat(q)) if diagnostics else {}
+        return loss / len(pairs), collapse_logs(torch.cat(q), backbone=torch.cat(h)) if diagnostics else {}
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:

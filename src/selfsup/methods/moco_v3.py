@@ -105,12 +105,13 @@ class MoCoV3(Method):
         # One forward per view, as the official code (BatchNorm statistics per view). With per-process
         # BatchNorm (CPU processes, --run.sync-bn false) the keys use MoCo v2's shuffled BN, since then a
         # query and its positive key would share statistics that the other processes' keys lack.
-        z = [self.projector(self.backbone(v)) for v in views[:2]]  # 2 x (B, d)
+        h = [self.backbone(v) for v in views[:2]]  # 2 x (B, D)
+        z = [self.projector(x) for x in h]  # 2 x (B, d)
         q = [self.predictor(zi) for zi in z]  # 2 x (B, d)
         k = [momentum_forward(self.momentum_encoder, v) for v in views[:2]]  # 2 x (B, d), no gradient
         t = self.cfg.temperature
         loss = ctr(q[0], k[1], t) + ctr(q[1], k[0], t)
-        return loss, collapse_logs(torch.cat(z)) if diagnostics else {}
+        return loss, collapse_logs(torch.cat(z), backbone=torch.cat(h)) if diagnostics else {}
 
     @torch.no_grad()
     def on_after_step(self, step: int) -> None:

@@ -38,24 +38,29 @@ class SimCLRConfig:
     temperature: float = opt(0.2, "NT-Xent temperature. The paper's 0.1 is tuned for batch 4096 with LARS; "
                              "0.2-0.5 suits small batches and short runs (solo-learn's CIFAR recipes use "
                              "0.2).", paper=0.1, above=0)
+    decoupled: bool = opt(False, "Decoupled contrastive loss (DCL, Yeh et al., 2022): the positive is left out "
+                          "of the denominator, which speeds up learning with small batches and short runs.",
+                          paper=False)
 
 
-def nt_xent(z: torch.Tensor, temperature: float, n_views: int = 2) -> torch.Tensor:
+def nt_xent(z: torch.Tensor, temperature: float, n_views: int = 2, decoupled: bool = False) -> torch.Tensor:
     """NT-Xent of this process's (V*B, d) embeddings, views stacked [z1; ...; zV], against all processes'
-    views; each view's positives are the other V-1 views of its image."""
+    views; each view's positives are the other V-1 views of its image. `decoupled`: DCL's loss, the
+    positives left out of the denominator (see info_nce)."""
     n = z.shape[0]
     candidates = gather_with_grad(z)  # (world*V*B, d), rank-ordered
     own = torch.arange(n, device=z.device) + rank() * n
     if n_views == 2:
         positive = (torch.arange(n, device=z.device) + n // 2) % n + rank() * n
-        return info_nce(z, candidates, positive, temperature, exclude=own)
+        return info_nce(z, candidates, positive, temperature, exclude=own, decoupled=decoupled)
     b = n // n_views
     column = torch.arange(candidates.shape[0], device=z.device)
     image = column // n * b + column % n % b  # (world*V*B,) global image index of each candidate
     logits = F.normalize(z, dim=-1) @ F.normalize(candidates, dim=-1).T / temperature  # (V*B, world*V*B)
     logits = logits.float().scatter(1, own[:, None], float("-inf"))
     positives = image[own][:, None] == image[None, :]  # includes the anchor itself, already at -inf
-    return (logits.logsumexp(1) - logits.masked_fill(~positives, float("-inf")).logsumexp(1)).mean()
+    denominator = logits.masked_fill(positives, float("-inf")) if decoupled else logits
+    return (denominator.logsumexp(1) - logits.masked_fill(~positives, float("-inf")).logsumexp(1)).mean()
 
 
 # google-research/simclr: LARS (model_util.py 95-100, trust coefficient 0.001, biases and BatchNorm
@@ -80,5 +85,8 @@ class SimCLR(Method):
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         # One batch of 2B views through backbone and projector, as the official code (model.py concatenates
         # the views before the encoder): BatchNorm statistics over both views.
-        z = self.projector(forward_concat_by_size(self.backbone, views))  # (V*B, d): view 1, view 2, ...
-        return nt_xent(z, self.cfg.temperature, len(views)), collapse_logs(z) if diagnostics else {}
+        h = forward_concat_by_size(self.backbone, views)  # (V*B, D)
+        z = self.projector(h)  # (V*B, d): view 1, view 2, ...
+        loss = nt_xent(z, self.cfg.temperature, len(views), self.cfg.decoupled)
+        global_h = h[: self.n_global * len(views[0])]  # the backbone features of the global crops
+        return loss, collapse_logs(z, backbone=global_h) if diagnostics else {}

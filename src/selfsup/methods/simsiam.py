@@ -9,6 +9,8 @@ Logged `emb_std` is the paper's collapse measure (Sec. 4.1): the std of z/|z| ov
 1/sqrt(d) when healthy and 0 when collapsed.
 The views are MoCo v2's aug+ (`--views.recipe mocov2`: blur with p=0.5 on both, no solarisation), as the
 paper; the predictor keeps the peak learning rate (`fix_pred_lr`).
+The paper's two collapse ablations (Sec. 4.1-4.2) are switches: `stop_gradient` and `predictor` (without
+it p = z, the identity).
 """
 
 from __future__ import annotations
@@ -38,12 +40,20 @@ class SimSiamConfig:
     fix_pred_lr: bool = opt(True, "Keep the predictor at the peak learning rate instead of decaying it "
                             "(--fix-pred-lr of the README's command; the paper's Table 1 finds it slightly "
                             "better than decaying it).", paper=True)
+    stop_gradient: bool = opt(True, "Stop the gradient through the other view's projection. Off, SimSiam "
+                              "collapses (loss -> -1, emb_std -> 0; the paper's 0.1% accuracy). Only off to "
+                              "study collapse.", paper=True)
+    predictor: bool = opt(True, "The prediction MLP h. Off (p = z), SimSiam collapses as without stop-gradient "
+                          "(the paper's Table 1a: 0.1%). Only off to study collapse.", paper=True)
 
 
-def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """Predictions p_v and projections z_v of views v = 1, 2, all (B, d) -> scalar in [-1, 1]."""
+def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor,
+                 stop_gradient: bool = True) -> torch.Tensor:
+    """Predictions p_v and projections z_v of views v = 1, 2, all (B, d) -> scalar in [-1, 1]; the gradient
+    through z stops unless `stop_gradient` is False (the paper's collapsing ablation)."""
     def d(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # negative cosine, batch mean
-        return -F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()
+        z = z.detach() if stop_gradient else z
+        return -F.cosine_similarity(p.float(), z.float(), dim=-1).mean()
     return d(p1, z2) / 2 + d(p2, z1) / 2
 
 
@@ -64,7 +74,7 @@ class SimSiam(Method):
         self.projector = mlp(backbone.embed_dim, cfg.proj_dim, cfg.proj_dim, cfg.proj_layers,
                              batch_norm=cfg.head_bn, last_bn=cfg.head_bn, act="relu")
         self.predictor = mlp(cfg.proj_dim, cfg.pred_hidden_dim, cfg.proj_dim, 2, batch_norm=cfg.head_bn,
-                             act="relu")
+                             act="relu") if cfg.predictor else nn.Identity()
 
     def param_groups(self) -> list[ParamGroup]:
         """Encoder and predictor apart: the predictor's lr stays fixed with fix_pred_lr (main_simsiam.py 193-195)."""
@@ -74,6 +84,7 @@ class SimSiam(Method):
 
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
                 ) -> tuple[torch.Tensor, dict[str, float]]:
-        z1, z2 = (self.projector(h) for h in self.embed(views))  # (B, d) each; BN statistics per view
-        loss = simsiam_loss(self.predictor(z1), self.predictor(z2), z1, z2)
-        return loss, collapse_logs(torch.cat([z1, z2])) if diagnostics else {}
+        h = self.embed(views)  # 2 x (B, D)
+        z1, z2 = (self.projector(x) for x in h)  # (B, d) each; BN statistics per view
+        loss = simsiam_loss(self.predictor(z1), self.predictor(z2), z1, z2, self.cfg.stop_gradient)
+        return loss, collapse_logs(torch.cat([z1, z2]), backbone=torch.cat(h)) if diagnostics else {}

@@ -138,7 +138,8 @@ class SwAV(Method):
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         c, g, b = self.cfg, self.n_global, views[0].shape[0]
-        z = F.normalize(self.projector(forward_concat_by_size(self.backbone, views)), dim=-1)  # (V*B, d)
+        feats = forward_concat_by_size(self.backbone, views)  # (V*B, D)
+        z = F.normalize(self.projector(feats), dim=-1)  # (V*B, d)
         scores = self.prototypes(z)  # (V*B, K)
         dtype = torch.float64 if c.sinkhorn_float64 else torch.float32
         with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
@@ -151,19 +152,20 @@ class SwAV(Method):
             codes = sinkhorn(s, c.epsilon, c.sinkhorn_iterations)[:, -b:]  # (G, B, K), queue codes dropped
         self._pending = za.float().transpose(0, 1) if c.queue_length else None  # (B, G, d)
         loss = swapped_prediction(scores, codes, c.temperature)
-        return loss, self._diagnostics(z, s[:, -b:], codes) if diagnostics else {}
+        return loss, self._diagnostics(z, feats[: g * b], s[:, -b:], codes) if diagnostics else {}
 
     @torch.no_grad()
-    def _diagnostics(self, z: torch.Tensor, s: torch.Tensor, codes: torch.Tensor) -> dict[str, float]:
+    def _diagnostics(self, z: torch.Tensor, feats: torch.Tensor, s: torch.Tensor, codes: torch.Tensor
+                     ) -> dict[str, float]:
         """`code_entropy`: mean entropy of a sample's codes; near log K means the codes no longer tell
         images apart (collapse), near 0 hard assignments. `proto_used`: fraction of prototypes that are the
         nearest one of some global crop in the global batch; a small fraction means the projections
         crowd into a few prototypes (at most n_global x global batch / K). (The batch-mean code distribution is
-        uniform by construction, so its entropy says nothing.)"""
+        uniform by construction, so its entropy says nothing.) `feats`: the global crops' backbone features."""
         k = s.shape[-1]
         nearest = torch.bincount(s.argmax(-1).flatten(), minlength=k).float()  # (K,)
         ent = -(codes * codes.clamp_min(1e-30).log()).sum(-1).mean()
-        return {**collapse_logs(z), "code_entropy": float(ent), "log_K": math.log(k),
+        return {**collapse_logs(z, backbone=feats), "code_entropy": float(ent), "log_K": math.log(k),
                 "proto_used": float((all_reduce_sum(nearest) > 0).float().mean())}
 
     def on_after_backward(self, step: int) -> None:

@@ -77,9 +77,11 @@ class VICReg(Method):
 
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
                 ) -> tuple[torch.Tensor, dict[str, float]]:
-        z1, z2 = (self.projector(h) for h in self.embed(views))  # (B, d) each; BN statistics per view
+        h = self.embed(views)  # 2 x (B, D)
+        z1, z2 = (self.projector(x) for x in h)  # (B, d) each; BN statistics per view
         c = self.cfg
         loss, parts = vicreg_loss(z1, z2, c.sim_coeff, c.std_coeff, c.cov_coeff)
         if not diagnostics:
             return loss, {}
-        return loss, {**{k: float(v) for k, v in parts.items()}, **collapse_logs(torch.cat([z1, z2]))}
+        return loss, {**{k: float(v) for k, v in parts.items()},
+                      **collapse_logs(torch.cat([z1, z2]), backbone=torch.cat(h))}

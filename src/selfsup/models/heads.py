@@ -49,8 +49,11 @@ class DINOHead(nn.Module):
             g.fill_(1.0)
         g.requires_grad_(not norm_last_layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.normalize(self.mlp(x), dim=-1)  # (B, bottleneck)
+    def forward(self, x: torch.Tensor, predictor: nn.Module | None = None) -> torch.Tensor:
+        """x (B, in_dim) -> logits (B, out_dim); `predictor` (bottleneck -> bottleneck) maps the MLP's output
+        before the normalisation (DINO's --dino.predictor ablation, on the student only)."""
+        x = self.mlp(x)  # (B, bottleneck)
+        x = F.normalize(predictor(x) if predictor is not None else x, dim=-1)
         return self.last_layer(x)  # (B, out_dim)
 
 

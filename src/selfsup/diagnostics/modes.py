@@ -1,0 +1,33 @@
+"""Which collapse a run's logged diagnostics show, read off one logging interval's values (a dict).
+
+- "embedding": the L2-normalised embeddings barely vary over the batch: `emb_std` (or `backbone_std`) below a
+  tenth of its 1/sqrt(d) reference (SimSiam's measure; 0 when every image gets one vector).
+- "one-prototype": DINO's KL near 0 with teacher entropy near 0 (sharpening without centring).
+- "uniform": DINO's KL near 0 with teacher entropy near log K (centring without sharpening).
+Shared by the engine's collapse warning and `selfsup ablate`'s check of the seeds' collapse findings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+STD_SHARE = 0.1  # "embedding" below this share of the isotropic 1/sqrt(d) std
+KL_SHARE = 0.01  # DINO's KL "near 0": below this share of log K
+ENTROPY_SHARE = 0.1  # teacher entropy "near 0" below this share of log K, "near log K" above 1 - this share
+
+MODES = ("embedding", "one-prototype", "uniform")
+
+
+def collapse_modes(values: Mapping[str, float]) -> list[str]:
+    """The collapse modes (of MODES) that `values` show; [] for a healthy interval or missing diagnostics."""
+    modes = []
+    if any(k in values and f"{k}_ideal" in values and values[k] < STD_SHARE * values[f"{k}_ideal"]
+           for k in ("emb_std", "backbone_std")):
+        modes.append("embedding")
+    if {"teacher_entropy", "teacher_student_kl", "log_K"} <= set(values):
+        h, kl, log_k = values["teacher_entropy"], values["teacher_student_kl"], values["log_K"]
+        if kl < KL_SHARE * log_k and h < ENTROPY_SHARE * log_k:
+            modes.append("one-prototype")
+        elif kl < KL_SHARE * log_k and h > (1 - ENTROPY_SHARE) * log_k:
+            modes.append("uniform")
+    return modes

@@ -1,0 +1,65 @@
+"""Opening a run's training data as --data.stream asks: in memory (`load_data`), or streamed from an image
+folder or tar shards; with --data.holdout, a validation split taken from the training images either way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from selfsup.config import DataConfig
+from selfsup.data import load_data
+from selfsup.data.batch_source import InMemoryData, TrainingData
+from selfsup.data.cifar import is_cifar_dir
+from selfsup.eval.subsets import holdout_splits, validation_split
+from selfsup.validate import ConfigError
+
+
+def stream_kind(name: str) -> str | None:
+    """"shards" for tar shards, "folder" for an image folder, None for what is only read into memory (the
+    named sets, .npz files, CIFAR batches)."""
+    from selfsup.data.shards import is_shards
+
+    path = Path(name).expanduser()
+    if is_shards(name):
+        return "shards"
+    return "folder" if path.is_dir() and not is_cifar_dir(path) else None
+
+
+def open_data(cfg: DataConfig, seed: int) -> TrainingData:
+    """The training data of `cfg`; `seed` draws --data.holdout's split."""
+    kind = stream_kind(cfg.name)
+    if cfg.stream == "always" and kind is None:
+        raise ConfigError(f"--data.stream always: {cfg.name} is read into memory whole (a named set, an .npz file or "
+                          "CIFAR batches) and cannot be streamed: use --data.stream auto")
+    if cfg.stream == "never" and kind == "shards":
+        raise ConfigError(f"--data.stream never: {cfg.name} holds tar shards, which are only streamed: use "
+                          "--data.stream auto, or an image folder")
+    if kind is None or cfg.stream == "never":
+        splits = load_data(cfg.name, cfg.image_size)
+        return InMemoryData(holdout_splits(splits, cfg.holdout, seed) if cfg.holdout else splits)
+    if kind == "shards":
+        if cfg.holdout:
+            raise ConfigError(f"--data.holdout: tar shards ({cfg.name}) have no evaluation during pre-training: "
+                              "set --data.holdout 0 and hold out shards of your own")
+        from selfsup.data.shards import TarShards
+
+        return TarShards(cfg.name, cfg.load_size, cfg.workers, cfg.shuffle_buffer, cfg.image_size)
+    return _streamed_folder(cfg, seed)
+
+
+def _streamed_folder(cfg: DataConfig, seed: int) -> TrainingData:
+    import torch
+
+    from selfsup.data.streaming import StreamedFolder
+
+    data = StreamedFolder(cfg.name, cfg.load_size, cfg.workers, cfg.eval_images, cfg.image_size)
+    if cfg.holdout:
+        if data.labels is None:
+            raise ConfigError(f"--data.holdout: {cfg.name} has no class sub-folders (no labels) to hold a "
+                              "stratified validation split out of: set --data.holdout 0")
+        train_idx, val_idx = validation_split(torch.from_numpy(data.labels), cfg.holdout, seed)
+        data.hold_out(train_idx.numpy(), val_idx.numpy())
+        data.name = f"{data.name} (held-out {cfg.holdout:g} of train)"
+    return data
+
+
+__all__ = ["open_data", "stream_kind"]
