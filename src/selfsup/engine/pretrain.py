@@ -177,9 +177,8 @@ class Trainer:
                                   "options of the original run (its config.yaml) or use a new --out") from e
 
     def _resume_length(self, ckpt: dict[str, Any]) -> int:
-        """The checkpoint's planned step count, or, if --optim.epochs/--optim.minutes now ask for another
-        length, a new plan (schedules are then re-planned: the resumed run is not the one a straight run of
-        that length would give). A length that the run has already trained is refused."""
+        """The checkpoint's planned step count, or a new plan (re-planned schedules, not bit-exact) if
+        --optim.epochs/--optim.minutes now ask for another length; one already trained is refused."""
         planned = _length_option(ckpt.get("config", {}).get("optim", {}))
         asked = _length_option(dataclasses.asdict(self.cfg.optim))
         if asked == planned:
@@ -248,8 +247,7 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------------
     def _batches(self) -> Iterator[tuple[int, torch.Tensor]]:
-        """(step, this process's uint8 batch) from start_step on, from the data source; its order is a
-        function of seed and epoch (data/batch_source.py), so a resumed run reads what a straight one would."""
+        """(step, this process's uint8 batch) from start_step on, in the source's seeded order (resumable)."""
         batches, step = self.source.batches(self.start_step), self.start_step
         try:
             while step < self.total_steps:  # total_steps may be re-planned during the run (_replan_for_time)
