@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/demo_sweep.py [--minutes 11.5] [--only 'NAME;NAME'] [--threads N]
     .venv/bin/python benchmarks/demo_sweep.py --curve 60          # the chosen recipe's accuracy vs minutes
     .venv/bin/python benchmarks/demo_sweep.py --table             # rewrite docs/demo_sweep.md only
+    .venv/bin/python benchmarks/demo_sweep.py --only 'demo recipe' --features  # + every ViT feature
 
 Every variant is the demo recipe (src/selfsup/configs/demo.yaml) with the changes its name lists (one, or one
 on top of an earlier variant's), pre-trained for the same
@@ -13,7 +14,9 @@ not read here: `selfsup demo` reads it once for the chosen recipe. Each run appe
 threads, date, epochs, images/s, accuracy) to docs/demo_sweep.jsonl, and the table in docs/demo_sweep.md
 is written from all records, so runs on several machines or sessions add up. `--curve M` trains the demo
 recipe for M minutes with a k-NN every few hundred steps and records the curve (plotted against the pixel
-floor in docs/demo_curve.png). Its schedules are planned for the M minutes, so a point at m < M has a higher
+floor in docs/demo_curve.png). `--features` also scores each trained network with every ViT feature
+(`--backbone.pool` is read by evaluation only, so one training serves them all), one record per feature
+named "NAME, feature F". Its schedules are planned for the M minutes, so a point at m < M has a higher
 learning rate than a run planned for m minutes would end with: the curve reads low, not high.
 """
 
@@ -32,9 +35,12 @@ from torch import nn
 from selfsup.config import build_config, merge, recipe
 from selfsup.data import load_data
 from selfsup.engine.pretrain import pretrain
+from selfsup.eval.context import with_feature
 from selfsup.eval.knn_protocol import knn_eval
 from selfsup.eval.subsets import holdout_splits
 from selfsup.machine import cpu_name
+from selfsup.models.io import load_backbone, normalizer
+from selfsup.models.vit import POOLS, VIT_PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "docs" / "demo_sweep.jsonl"
@@ -149,6 +155,21 @@ def train(name: str, overrides: dict[str, Any], minutes: float, out: Path, knn_e
     return record
 
 
+def feature_records(record: dict[str, Any], out: Path) -> list[dict[str, Any]]:
+    """`record`'s trained network (its backbone in `out`) scored with every ViT feature on the held-out split,
+    one record each, named "NAME, feature F" (the pool is evaluation-only: the training is the same)."""
+    backbone, spec = load_backbone(out / "backbone.safetensors")
+    splits = holdout_splits(load_data("fashion-mnist"), HOLDOUT, 0)
+    records = []
+    for pool in [p for p in POOLS if p != spec.pool] if spec.name in VIT_PRESETS else []:
+        model, pooled = with_feature(backbone, spec, pool)
+        top1 = knn_eval(model.eval(), normalizer(pooled), splits).top1
+        overrides = merge(record["overrides"], {"backbone": {"pool": pool}})
+        records.append({**record, "variant": f"{record['variant']}, feature {pool}", "overrides": overrides,
+                        "recipe": variant(overrides), "val_top1": top1})
+    return records
+
+
 def pixels_record() -> dict[str, Any]:
     splits = holdout_splits(load_data("fashion-mnist"), HOLDOUT, 0)
     return {"variant": "raw pixels", "val_top1": knn_eval(nn.Flatten(), None, splits).top1, **machine()}
@@ -239,6 +260,8 @@ def main() -> None:
                    "k-NN curve, instead of the variants")
     p.add_argument("--knn-every", type=int, default=400, help="steps between the curve's k-NN points")
     p.add_argument("--table", action="store_true", help="only rewrite docs/demo_sweep.md from the records")
+    p.add_argument("--features", action="store_true", help="also score each trained ViT with every feature "
+                   "(--backbone.pool), one record each")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -255,10 +278,10 @@ def main() -> None:
             if args.curve:
                 new.append(train("demo recipe", {}, args.curve, Path(tmp) / "curve", args.knn_every))
             for i, name in enumerate([] if args.curve else names):
-                new.append(train(name, VARIANTS[name], minutes, Path(tmp) / str(i)))
-                print(json.dumps(new[-1]), flush=True)
-                _append(new[-1:])
-                new.pop()
+                record = train(name, VARIANTS[name], minutes, Path(tmp) / str(i))
+                records = [record] + (feature_records(record, Path(tmp) / str(i)) if args.features else [])
+                print("\n".join(json.dumps(r) for r in records), flush=True)
+                _append(records)
     _append(new)
     (ROOT / "docs" / "demo_sweep.md").write_text(table(load_records()))
     if any("curve" in r for r in load_records()):

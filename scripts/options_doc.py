@@ -12,6 +12,7 @@ from selfsup.config import SECTIONS
 from selfsup.data.views import VIEW_RECIPES
 from selfsup.eval.protocols import PROTOCOLS
 from selfsup.methods import METHODS
+from selfsup.models.vit import POOLS
 from selfsup.options import describe
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "options.md"
@@ -66,8 +67,8 @@ def protocol_sections() -> list[str]:
     lines = ["# Evaluation protocols", "",
              "`selfsup eval PROTOCOL --checkpoint RUN [--data D]` takes these flags besides `--data`, `--seed`, "
              "`--device`, `--feature-batch-size`, `--no-cache` and `--json`; each run writes RUN/eval/PROTOCOL.json.",
-             "", "`--feature` evaluates another ViT feature than the run's `--backbone.pool` (cls, mean, cls+mean "
-             "or cls-last4, see above), from the same weights; its features are cached apart.", ""]
+             "", f"`--feature` evaluates another ViT feature than the run's `--backbone.pool` ({', '.join(POOLS)}: "
+             "see above), from the same weights; its features are cached apart.", ""]
     for name, protocol in PROTOCOLS.items():
         lines += [f"## eval {name}", "", protocol.help + ".", "", "| option | default | paper | help |",
                   "|---|---|---|---|"]

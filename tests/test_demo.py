@@ -12,7 +12,7 @@ def test_demo_prints_the_three_rows_and_json(tmp_path, capsys):
     assert "raw pixels" in out and "random init" in out
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["dataset"] == "digits" and summary["minutes"] > 0
-    assert summary["method"] == "simclr" and summary["feature"] == "cls+mean" and summary["epochs"] > 0
+    assert summary["method"] == "simclr" and summary["feature"] == "patches" and summary["epochs"] > 0
     assert f"{summary['epochs']:.1f} epochs" in out  # the demo says how far the machine got
     assert f"on {summary['machine']}" in out and "threads" in summary["machine"]  # ... and which machine
     assert abs(summary["knn_pixels"] - 96.94) < 0.01  # the brief's measured floor on this split

@@ -101,8 +101,23 @@ def test_cls_last4_concatenates_the_normalised_cls_of_each_of_the_last_4_blocks(
 @pytest.mark.parametrize("depth", [2, 5])
 def test_feature_dim_is_the_output_width(pool, depth):
     m = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=16, depth=depth, num_heads=2, pool=pool)
-    width = {"cls": 16, "mean": 16, "cls+mean": 32, "cls-last4": 16 * min(4, depth)}[pool]
+    width = {"cls": 16, "mean": 16, "cls+mean": 32, "cls-last4": 16 * min(4, depth), "patches": 16 * 16}[pool]
     assert m(torch.randn(2, 1, 28, 28)).shape == (2, width) and m.feature_dim == width
+
+
+def test_patches_feature_is_the_token_grid_in_raster_order_and_refuses_patch_dropout():
+    torch.manual_seed(0)
+    m = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=16, depth=2, num_heads=2,
+                          pool="patches").eval()
+    x = torch.randn(3, 1, 28, 28)
+    tokens = m.forward_tokens(x)  # (3, 1 + 16, 16)
+    got = m(x)
+    assert torch.equal(got.view(3, 16, 16), tokens[:, 1:])
+    assert torch.equal(got[:, 16 * 5:16 * 6], tokens[:, 6])  # patch (row 1, col 1) is the 6th token
+    m.train()
+    m.patch_dropout = 0.5
+    with pytest.raises(ValueError, match="patches feature reads the whole token grid"):
+        m(x)
 
 
 def test_width_and_depth_override_the_preset_and_keep_its_head_width():

@@ -67,8 +67,9 @@ def add_context_flags(p: argparse.ArgumentParser, data_help: str) -> None:
                    "config.yaml); images are brought to the backbone's channels and size")
     p.add_argument("--feature", choices=POOLS, help="the ViT feature to evaluate (default: the run's "
                    "--backbone.pool, saved with its backbone): cls, mean (of the patch tokens), cls+mean (DINO's "
-                   "ViT-B probe, avgpool) or cls-last4 (DINO's ViT-S probe: CLS tokens of the last 4 blocks "
-                   "concatenated); ResNets always average-pool")
+                   "ViT-B probe, avgpool), cls-last4 (DINO's ViT-S probe: CLS tokens of the last 4 blocks "
+                   "concatenated) or patches (the patch tokens concatenated: small images only); ResNets always "
+                   "average-pool")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsets, splits and classifier initialisation")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: a GPU if there is one)")
     p.add_argument("--feature-batch-size", type=int, default=512, help="images per forward pass when extracting "

@@ -17,7 +17,7 @@ def build_backbone(name: str, img_size: int, in_chans: int, patch_size: int | No
     """A backbone whose forward maps (B, in_chans, H, W) to (B, feature_dim) features.
 
     ResNets get the small-image stem (3x3 conv, no max-pool) for images of 64 px or less and always
-    average-pool; `pool` (cls, mean, cls+mean, cls-last4: see `VisionTransformer`) picks a ViT's
+    average-pool; `pool` (cls, mean, cls+mean, cls-last4, patches: see `VisionTransformer`) picks a ViT's
     feature. `width` and `depth` override a ViT preset's; a ResNet's `width` is its first stage's channels
     (64 by default) and its depth is in its name. `num_heads` and `pos_interp` (see `vit.POS_INTERPS`) are for
     ViTs converted from official weights (`selfsup convert`).

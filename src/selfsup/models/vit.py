@@ -134,7 +134,7 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, h*w, D)
 
 
-POOLS = ("cls", "mean", "cls+mean", "cls-last4")
+POOLS = ("cls", "mean", "cls+mean", "cls-last4", "patches")
 # How position embeddings are resized to another patch grid: "size" (bicubic to h x w, selfsup's own runs) or
 # "dino" (bicubic by the scale factor (h + 0.1) / side, as DINO's vision_transformer.py; official DINO weights).
 POS_INTERPS = ("size", "dino")
@@ -176,7 +176,9 @@ class VisionTransformer(nn.Module):
       - the last block: "cls" (the [CLS] token, D wide), "mean" (mean of the patch tokens, D) or "cls+mean"
         (both concatenated, 2D): DINO's linear evaluation of ViT-B (eval_linear.py `--n_last_blocks 1
         --avgpool_patchtokens true`; DINO interleaves the two vectors' coordinates, which no linear probe or
-        k-NN sees);
+        k-NN sees); or "patches" (the h*w patch tokens in raster order, concatenated, h*w*D at the model's
+        image size): the token grid keeps where each part of the image is, as raw pixels do, the counterpart
+        of a ResNet's last feature map before its average pool; for small images only (it grows with the grid);
       - each of the last 4 blocks (`get_intermediate_layers`): "cls-last4", their CLS tokens concatenated
         (oldest first, 4D): DINO's linear evaluation of ViT-S (`--n_last_blocks 4`); min(4, depth) blocks
         for shallower ViTs.
@@ -260,7 +262,10 @@ class VisionTransformer(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        """Width of forward's output: D for cls or mean, 2D for cls+mean, min(4, depth) * D for cls-last4."""
+        """Width of forward's output: D for cls or mean, 2D for cls+mean, min(4, depth) * D for cls-last4,
+        h*w*D for patches at the model's image size."""
+        if self.pool == "patches":
+            return self.embed_dim * (self.pos_embed.shape[1] - 1)
         return self.embed_dim * (2 if self.pool == "cls+mean" else self.n_last_blocks)
 
     def get_intermediate_layers(self, x: torch.Tensor, n: int = 1, drop: bool = False) -> list[torch.Tensor]:
@@ -283,6 +288,8 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, feature_dim)
         drop = self.training and self.patch_dropout > 0  # pooled features only: token grids stay whole
+        if drop and self.pool == "patches":
+            raise ValueError("the patches feature reads the whole token grid: patch dropout cannot apply to it")
         layers = self.get_intermediate_layers(x, self.n_last_blocks, drop)  # n x (B, 1 + h*w, D)
         if self.pool == "cls-last4":
             return torch.cat([t[:, 0] for t in layers], dim=-1)  # (B, n*D), as DINO's eval_linear.py
@@ -343,9 +350,12 @@ def dino_resize_pos_grid(grid: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
-    """(B, 1 + N, D) tokens of one block -> (B, D) CLS, (B, D) mean of the N patch tokens, or (B, 2D) both."""
+    """(B, 1 + N, D) tokens of one block -> (B, D) CLS, (B, D) mean of the N patch tokens, (B, 2D) both, or
+    (B, N*D) the patch tokens in raster order."""
     if pool == "cls":
         return tokens[:, 0]
+    if pool == "patches":
+        return tokens[:, 1:].flatten(1)
     mean = tokens[:, 1:].mean(dim=1)
     if pool == "mean":
         return mean
