@@ -1,6 +1,6 @@
 """The measurements behind the demo recipe, chosen on a validation split (never on the test split).
 
-    .venv/bin/python benchmarks/demo_sweep.py [--minutes 11.5] [--only 'NAME;NAME'] [--threads N]
+    .venv/bin/python benchmarks/demo_sweep.py [--minutes 10] [--only 'NAME;NAME'] [--threads N]
     .venv/bin/python benchmarks/demo_sweep.py --curve 60          # the chosen recipe's accuracy vs minutes
     .venv/bin/python benchmarks/demo_sweep.py --table             # rewrite docs/demo_sweep.md only
     .venv/bin/python benchmarks/demo_sweep.py --only 'demo recipe' --features  # + every ViT feature
