@@ -4,6 +4,7 @@ files skipped and counted."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -15,7 +16,7 @@ import torch
 from PIL import Image
 
 from selfsup.config import ConfigError, DataConfig, build_config
-from selfsup.data.batch_source import Layout
+from selfsup.data.batch_source import Layout, epoch_order
 from selfsup.data.shards import TarShards, write_shards
 from selfsup.engine.data import open_data, stream_kind
 from selfsup.engine.pretrain import Trainer, pretrain
@@ -66,7 +67,7 @@ def big_folders(tmp_path_factory) -> dict[int, Path]:
 PEAK = """
 import resource, sys
 from selfsup.config import DataConfig
-from selfsup.data.batch_source import Layout
+from selfsup.data.batch_source import Layout, epoch_order
 from selfsup.engine.data import open_data
 data = open_data(DataConfig(name=sys.argv[1], image_size=112, load_size=128, workers=1), 0)
 data.eval_splits(112, labelled=False)
@@ -151,6 +152,36 @@ def test_a_corrupt_file_found_mid_epoch_is_skipped_and_counted(tmp_path):
     assert all(b.shape == (8, 3, 32, 32) for b in batches)
     first_epoch = torch.cat(batches[:2])
     assert len({x.numpy().tobytes() for x in first_epoch}) == 15  # the bad one replaced by a batch-mate
+
+
+def test_skipped_files_are_counted_in_the_metrics_from_the_step_that_meets_them(tmp_path):
+    """A pre-training run on a folder with a corrupt JPEG: metrics.jsonl carries the running count
+    `skipped_files` from the log step whose batch held it on, and not before (nor on a clean folder)."""
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i in range(24):
+        (folder / f"{i:02d}.jpg").write_bytes(_jpeg(_picture((48, 40), i)))
+    (folder / "13.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")  # found when decoded
+    cfg = build_config({
+        "method": "dino", "data": {"name": str(folder), "image_size": 28, "load_size": 28, "workers": 1},
+        "backbone": {"name": "vit-cpu", "patch_size": 7, "depth": 1}, "views": {"local_size": 14, "n_local": 0},
+        "optim": {"epochs": 1, "batch_size": 4, "warmup_epochs": 0.05},
+        "run": {"out": str(tmp_path / "run"), "eval_knn": False, "log_every": 1, "checkpoint_every": 100,
+                "accelerator": "cpu"},
+        "dino": {"out_dim": 32, "hidden_dim": 32, "bottleneck_dim": 16}})
+    data = open_data(cfg.data, seed=0)
+    files = [Path(data.files[i]).name for i in range(data.count)]
+    order = epoch_order(data.count, Layout(cfg.run.seed, 4), 0).tolist()
+    met = order.index(files.index("13.jpg")) // 4 + 1  # the log step (1-based) whose batch holds it
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image file.*13\.jpg"):
+        result = pretrain(cfg, progress=False)
+    assert result.steps == 6
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["step"], x.get("skipped_files")) for x in lines] == [(s, 1 if s >= met else None) for s in range(1, 7)]
+    (folder / "13.jpg").unlink()
+    clean = build_config({**cfg.to_dict(), "run": {**cfg.to_dict()["run"], "out": str(tmp_path / "clean")}})
+    pretrain(clean, progress=False)
+    assert not any("skipped_files" in x for x in (tmp_path / "clean" / "metrics.jsonl").read_text().splitlines())
 
 
 def _shards(tmp_path: Path, per_shard: int) -> tuple[Path, list[Path]]:

@@ -1,9 +1,11 @@
 """Opening a run's training data as --data.stream asks: in memory (`load_data`), or streamed from an image
-folder or tar shards; with --data.holdout, a validation split taken from the training images either way."""
+folder or tar shards; with --data.holdout, a validation split taken from the training images either way. And
+`skipped_files`, the count of unreadable files a stream has skipped so far, for metrics.jsonl."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from selfsup.config import DataConfig
 from selfsup.data import load_data
@@ -11,6 +13,11 @@ from selfsup.data.batch_source import InMemoryData, TrainingData
 from selfsup.data.cifar import is_cifar_dir
 from selfsup.eval.subsets import holdout_splits, validation_split
 from selfsup.validate import ConfigError
+
+if TYPE_CHECKING:
+    from lightning.fabric import Fabric
+
+    from selfsup.data.batch_source import BatchSource
 
 
 def stream_kind(name: str) -> str | None:
@@ -62,4 +69,17 @@ def _streamed_folder(cfg: DataConfig, seed: int) -> TrainingData:
     return data
 
 
-__all__ = ["open_data", "stream_kind"]
+def skipped_files(fabric: Fabric, source: BatchSource) -> dict[str, int]:
+    """{"skipped_files": n} once the processes' streams have skipped n > 0 unreadable files, else {} (and always
+    for data in memory). Each process counts a file once; n is the sum over processes. A collective where the
+    source streams: every process calls it at the same steps (the log steps)."""
+    skips = getattr(source, "skips", None)  # a SkipReport on streamed sources only, on every process alike
+    if skips is None:
+        return {}
+    import torch
+
+    total = int(fabric.all_reduce(torch.tensor(float(skips.count)), reduce_op="sum").item())
+    return {"skipped_files": total} if total else {}
+
+
+__all__ = ["open_data", "skipped_files", "stream_kind"]

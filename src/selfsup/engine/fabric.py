@@ -7,6 +7,7 @@ from lightning.fabric import Fabric
 from lightning.fabric.strategies import DDPStrategy
 
 from selfsup.config import PretrainConfig
+from selfsup.engine.launcher import process_counts
 
 
 def ddp_strategy() -> DDPStrategy:
@@ -21,9 +22,12 @@ def ddp_strategy() -> DDPStrategy:
 
 
 def make_fabric(cfg: PretrainConfig) -> Fabric:
+    """The run's Fabric. Under torchrun or srun, --devices and --num-nodes left at their defaults take the
+    launcher's process counts (`process_counts`), so that its processes train together with DDP."""
     run = cfg.run
     accel = run.accelerator if run.accelerator != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     precision = run.precision or ("bf16-mixed" if accel == "cuda" else "32-true")
-    multi = str(run.devices) not in ("1",) or run.num_nodes > 1
-    return Fabric(accelerator=accel, devices=run.devices, num_nodes=run.num_nodes,
+    devices, num_nodes = process_counts(run.devices, run.num_nodes)
+    multi = str(devices) != "1" or num_nodes > 1
+    return Fabric(accelerator=accel, devices=devices, num_nodes=num_nodes,
                   strategy=ddp_strategy() if multi else "auto", precision=precision)

@@ -24,7 +24,7 @@ from selfsup.data.views import MultiCropViews, channel_stats
 from selfsup.engine.build import backbone_spec, build_method, resolve_sizes
 from selfsup.engine.checkpoint import CheckpointError, atomic_save, check_compatible, load_checkpoint
 from selfsup.engine.collapse_watch import CollapseWatch
-from selfsup.engine.data import open_data
+from selfsup.engine.data import open_data, skipped_files
 from selfsup.engine.fabric import make_fabric
 from selfsup.engine.logging import RunLogger
 from selfsup.engine.meter import IntervalMeter
@@ -352,9 +352,9 @@ class Trainer:
                          self.splits, replanned=self.replanned is not None)
 
     def _log(self, log: RunLogger, step: int, interval: dict[str, float]) -> None:
-        values = {"epoch": round((step + 1) / self.steps_per_epoch, 4), **interval,
+        values = {"epoch": round((step + 1) / self.steps_per_epoch, 4), **interval, "nonfinite_steps": self.nonfinite,
                   "lr": float(self.sched["lr"][step]), "wd": float(self.sched["wd"][step]),
-                  "nonfinite_steps": self.nonfinite, **self.method.schedule_values(step)}
+                  **self.method.schedule_values(step), **skipped_files(self.fabric, self.source)}
         warning = self.collapse.check(values)
         log.log(step + 1, values if warning is None else {**values, "warning": warning})
         log.progress(0, loss=values["loss"], img_s=round(values["images_per_s"]))
