@@ -262,8 +262,7 @@ class VisionTransformer(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        """Width of forward's output: D for cls or mean, 2D for cls+mean, min(4, depth) * D for cls-last4,
-        h*w*D for patches at the model's image size."""
+        """Output width: D (cls, mean), 2D (cls+mean), min(4, depth) * D (cls-last4), h*w*D (patches)."""
         if self.pool == "patches":
             return self.embed_dim * (self.pos_embed.shape[1] - 1)
         return self.embed_dim * (2 if self.pool == "cls+mean" else self.n_last_blocks)
