@@ -107,6 +107,12 @@ class OptimConfig:
                                 "speed so that the schedules end when time is up.", above=0)
     batch_size: int = opt(256, "Total batch size over all processes (at least 2: the losses "
                          "compare images of a batch).", paper=1024, low=2)
+    micro_batches: int = opt(1, "Gradient accumulation: the backbone runs on this many parts of each "
+                             "process's batch, recomputing their activations in backward, so its activation "
+                             "memory is that of one part while the loss still sees the whole batch (contrastive "
+                             "negatives, DINO's centre and SwAV's codes as with one batch; exact for ViTs, a "
+                             "ResNet's BatchNorm sees each part's statistics). Costs one more backbone forward "
+                             "per step: raise it only when the batch does not fit in memory.", low=1)
     lr: float = opt(0.0005, "Base learning rate at batch 256, scaled linearly with the batch (lr x batch / "
                     "256, as every method's code does or assumes at its batch). Each method sets its paper's "
                     "(see its section). Raise for short runs; lower if the loss becomes nan.", paper=0.0005,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from selfsup.models.micro_batches import micro_batched
+
 # depth -> (block kind, blocks per stage)
 RESNET_LAYOUTS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     18: ("basic", (2, 2, 2, 2)),
@@ -118,6 +120,7 @@ class ResNet(nn.Module):
             self.add_module(f"layer{i + 1}", stage)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.embed_dim = self.feature_dim = c_in
+        self.micro_batches = 1  # parts of the batch per training forward (--optim.micro-batches)
         self._init_weights(zero_init_residual)
 
     @staticmethod
@@ -142,11 +145,13 @@ class ResNet(nn.Module):
                     nn.init.zeros_(m.last_bn().weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, embed_dim, h, w)
+        """The last feature map; in training with `micro_batches` > 1 computed on parts of the batch
+        (models/micro_batches.py: each part's BatchNorm statistics are its own)."""
+        return micro_batched(self._stages, x, self.micro_batches, self)[0]
+
+    def _stages(self, x: torch.Tensor) -> tuple[torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
+        return (self.layer4(self.layer3(self.layer2(self.layer1(x)))),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, embed_dim)
         return torch.flatten(self.avgpool(self.forward_features(x)), 1)

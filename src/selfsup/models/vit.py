@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from selfsup.models.micro_batches import micro_batched
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,7 @@ class VisionTransformer(nn.Module):
         # PatchDropout: share of the patch tokens `forward` leaves out of each image in training (set from
         # --backbone.patch-dropout after construction; not part of the saved spec: evaluation sees all tokens).
         self.patch_dropout = 0.0
+        self.micro_batches = 1  # parts of the batch per training forward (--optim.micro-batches)
         if stem not in STEMS:
             raise ValueError(f"unknown ViT stem {stem!r}: choose one of {', '.join(STEMS)}")
         self.patch_embed = (ConvStem if stem == "conv" else PatchEmbed)(patch_size, in_chans, embed_dim)
@@ -251,9 +255,7 @@ class VisionTransformer(nn.Module):
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Blocks and the final norm on prepared tokens (B, n, D) -> (B, n, D), for callers that choose the
         tokens themselves (MAE's visible patches)."""
-        for blk in self.blocks:
-            tokens = blk(tokens)
-        return self.norm(tokens)
+        return micro_batched(partial(self._layers, n=1, prepared=True), tokens, self.micro_batches, self)[0]
 
     @property
     def n_last_blocks(self) -> int:
@@ -270,16 +272,21 @@ class VisionTransformer(nn.Module):
     def get_intermediate_layers(self, x: torch.Tensor, n: int = 1, drop: bool = False) -> list[torch.Tensor]:
         """Normalised tokens of the last n blocks, oldest first: n x (B, 1 + h*w, D), the shared final `norm`
         applied to each block's output (DINO's vision_transformer.py). With `drop`, a random share
-        `patch_dropout` of the patch tokens is left out first: n x (B, 1 + keep, D), no longer a grid."""
-        x = self.prepare_tokens(x)
-        if drop:
-            x = drop_patches(x, self.patch_dropout)
+        `patch_dropout` of the patch tokens is left out first: n x (B, 1 + keep, D), no longer a grid.
+        In training with `micro_batches` > 1 this runs on parts of the batch (models/micro_batches.py)."""
+        return list(micro_batched(partial(self._layers, n=n, drop=drop), x, self.micro_batches, self))
+
+    def _layers(self, x: torch.Tensor, n: int, drop: bool = False, prepared: bool = False
+                ) -> tuple[torch.Tensor, ...]:
+        if not prepared:
+            x = self.prepare_tokens(x)
+            x = drop_patches(x, self.patch_dropout) if drop else x
         out = []
         for i, blk in enumerate(self.blocks):
             x = blk(x)
             if len(self.blocks) - i <= n:
                 out.append(self.norm(x))
-        return out
+        return tuple(out)
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """All normalised tokens of the last block: (B, 1 + h*w, D); index 0 is CLS."""
@@ -385,16 +392,7 @@ def vit(name: str, img_size: int, in_chans: int, patch_size: int | None = None, 
     if num_heads is None and width % head_dim:
         raise ValueError(f"--backbone.width {width} is not a multiple of {name}'s {head_dim} channels per "
                          f"attention head: choose a multiple of {head_dim}")
-    return VisionTransformer(
-        img_size=img_size,
-        patch_size=patch_size or p.patch_size,
-        in_chans=in_chans,
-        embed_dim=width,
-        depth=depth or p.depth,
-        num_heads=num_heads or width // head_dim,
-        mlp_ratio=p.mlp_ratio,
-        drop_path_rate=drop_path_rate,
-        pool=pool,
-        pos_interp=pos_interp,
-        stem=stem,
-    )
+    return VisionTransformer(img_size=img_size, patch_size=patch_size or p.patch_size, in_chans=in_chans,
+                             embed_dim=width, depth=depth or p.depth, num_heads=num_heads or width // head_dim,
+                             mlp_ratio=p.mlp_ratio, drop_path_rate=drop_path_rate, pool=pool,
+                             pos_interp=pos_interp, stem=stem)
