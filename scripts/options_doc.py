@@ -66,7 +66,11 @@ def protocol_sections() -> list[str]:
     """One table per evaluation protocol: the flags of `selfsup eval PROTOCOL` (same text as its --help)."""
     lines = ["# Evaluation protocols", "",
              "`selfsup eval PROTOCOL --checkpoint RUN [--data D]` takes these flags besides `--data`, `--seed`, "
-             "`--device`, `--feature-batch-size`, `--no-cache` and `--json`; each run writes RUN/eval/PROTOCOL.json.",
+             "`--device`, `--feature-batch-size`, `--no-cache`, `--data-stream`, `--data-workers` and `--json`; each "
+             "run writes RUN/eval/PROTOCOL.json.",
+             "", "`--data-stream auto` (the default) computes an image folder's frozen features batch by batch from "
+             "its files for the protocols that read features only (knn, linear, transfer, fewshot `--no-finetune`): "
+             "memory holds the features, not the images; `never` decodes the folder into memory first.",
              "", f"`--feature` evaluates another ViT feature than the run's `--backbone.pool` ({', '.join(POOLS)}: "
              "see above), from the same weights; its features are cached apart.", ""]
     for name, protocol in PROTOCOLS.items():

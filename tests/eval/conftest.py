@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from selfsup.data.digits import digit_images
 from selfsup.models.io import BackboneSpec, save_backbone
@@ -47,3 +48,55 @@ def tiny_run(tmp_path, tiny_data) -> Path:
     save_backbone(spec.build(), spec, run / "backbone.safetensors")
     (run / "config.yaml").write_text(f"method: dino\ndata: {{name: {tiny_data}}}\n")
     return run
+
+
+def _photo(size: tuple[int, int], seed: int, mode: str = "RGB") -> Image.Image:
+    """Smooth colour waves of (width, height) `size`, different per seed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0 : size[1], 0 : size[0]] / max(size)
+    a, b, c = rng.uniform(0, 8, 3)
+    rgb = np.stack([np.sin(a * xx + b * yy + c), np.cos(b * xx - a * yy), np.sin(c * xx * yy + a)], -1)
+    return Image.fromarray(((rgb + 1) * 127.5).astype(np.uint8)).convert(mode)
+
+
+def _write_class(folder: Path, n: int, seed: int) -> None:
+    """n JPEG and PNG files of different sizes and aspect ratios; every 5th one grayscale."""
+    folder.mkdir(parents=True)
+    for i in range(n):
+        image = _photo((18 + 5 * i, 16 + 3 * (i % 4)), seed + i, "L" if i % 5 == 4 else "RGB")
+        image.save(folder / f"{i:02d}.{'png' if i % 3 == 2 else 'jpg'}", quality=90)
+
+
+def write_photo_folder(root: Path, layout: str, classes: str = "abc", per_class: int = 8) -> Path:
+    """An image folder in one of the three layouts: "split" (train/<class>/ and test/<class>/, per_class and
+    per_class // 2 files), "classes" (root/<class>/, per_class files) or "flat" (3 * per_class unlabelled)."""
+    for c, name in enumerate(classes):
+        if layout == "split":
+            _write_class(root / "train" / name, per_class, 100 * c)
+            _write_class(root / "test" / name, per_class // 2, 100 * c + 50)
+        elif layout == "classes":
+            _write_class(root / name, per_class, 100 * c)
+    if layout == "flat":
+        _write_class(root, len(classes) * per_class, 0)
+    return root
+
+
+@pytest.fixture
+def photo_folder():
+    """`write_photo_folder(root, layout, classes, per_class)`: a small folder of generated JPEGs and PNGs."""
+    return write_photo_folder
+
+
+def write_tiny_vit_run(run: Path, channels: int = 3, size: int = 16, patch: int = 4) -> Path:
+    """A run directory holding a random tiny ViT (width 32, depth 2, 2 heads) for `channels` x `size` images."""
+    torch.manual_seed(0)
+    spec = BackboneSpec("vit-cpu", size, channels, patch, [0.5] * channels, [0.25] * channels, width=32, depth=2,
+                        num_heads=2)
+    save_backbone(spec.build(), spec, run / "backbone.safetensors")
+    return run
+
+
+@pytest.fixture
+def tiny_vit_run():
+    """`write_tiny_vit_run(run, channels, size, patch)`."""
+    return write_tiny_vit_run

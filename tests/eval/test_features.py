@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from selfsup.eval import extract_features
+from selfsup.eval.features import features_of_batches
 from selfsup.models.resnet import resnet18
 
 
@@ -83,3 +84,24 @@ def test_rejects_non_uint8_and_bad_batch_size():
         extract_features(nn.Flatten(), torch.rand(2, 1, 4, 4))
     with pytest.raises(ValueError, match="batch_size"):
         extract_features(nn.Flatten(), images(2), batch_size=0)
+
+
+class TokenPool(nn.Module):
+    """Returns the first of 50 tokens: a (b, 4) view of a (b, 50, 4) tensor, as a ViT's CLS pool does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.flatten(1)[:, None, :4].expand(-1, 50, -1).contiguous()  # (b, 50, 4)
+        return tokens[:, 0]
+
+
+def test_features_of_batches_keeps_only_the_features_of_each_batch(monkeypatch):
+    x, held, cat = images(12), [], torch.cat
+
+    def spy(chunks):
+        held.extend(c.untyped_storage().nbytes() for c in chunks)
+        return cat(chunks)
+
+    monkeypatch.setattr(torch, "cat", spy)
+    feats = features_of_batches(TokenPool(), (x[i:i + 4] for i in range(0, 12, 4)))
+    assert torch.equal(feats, x.flatten(1)[:, :4].float() / 255)
+    assert held == [4 * 4 * 4] * 3  # each batch's (4, 4) float32 features, not its (4, 50, 4) tokens

@@ -25,8 +25,8 @@ def fill_failed(images: list[np.ndarray | None]) -> list[np.ndarray]:
 class SkipReport:
     """The unreadable files of one streamed source (`where`: its folder or shards), each counted once."""
 
-    def __init__(self, where: str) -> None:
-        self.where = where
+    def __init__(self, where: str, how: str = "each replaced by another image of its batch") -> None:
+        self.where, self.how = where, how  # how: what became of the skipped files, for the warning
         self.files: dict[str, str] = {}
         self.warnings = 0
 
@@ -45,8 +45,8 @@ class SkipReport:
             names = ", ".join(f"{name} ({why})" for name, why in list(new.items())[:5])
             more = f" and {len(new) - 5} more" if len(new) > 5 else ""
             last = "; further ones are counted, not named" if self.warnings == MAX_WARNINGS else ""
-            warnings.warn(f"{self.where}: skipped {len(new)} unreadable image file(s), each replaced by another "
-                          f"image of its batch: {names}{more} ({self.count} so far{last})", stacklevel=2)
+            warnings.warn(f"{self.where}: skipped {len(new)} unreadable image file(s), {self.how}: "
+                          f"{names}{more} ({self.count} so far{last})", stacklevel=2)
 
     def notice(self) -> str | None:
         """One line for the run's summary, or None when every file was readable."""

@@ -85,6 +85,17 @@ def decode_many(paths: Sequence[str], channels: int, side: int, root: Path,
     return [None if isinstance(a, str) else a for a in out], failed
 
 
+def probe_paths(paths: Sequence[str], root: Path) -> tuple[int, list[tuple[int, int]]]:
+    """(channels, (width, height) of each readable file) from the headers of `paths`: 1 channel if every
+    readable one is grayscale, else 3, as `image_folder` decides for the files it decodes."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ok = [p for p in pool.map(probe_image, map(Path, paths)) if not isinstance(p, str)]
+    if not ok:
+        raise DataError(f"{root}: none of {len(paths)} image files sampled could be read, e.g. {paths[0]}: "
+                        "check the files")
+    return (1 if all(gray for gray, _ in ok) else 3), [size for _, size in ok]
+
+
 def _relative(path: str, root: Path) -> str:
     try:
         return str(Path(path).relative_to(root))
@@ -143,11 +154,14 @@ def _as_is(item: object) -> object:
     return item
 
 
-def loader(dataset: Dataset, start: int, workers: int) -> DataLoader:
-    """Items start, start + 1, ... of `dataset` (or its rounds, for an iterable one), decoded by `workers`
-    processes (0: in this one). The loader draws its workers' seeds from a generator of its own, so that
-    opening one leaves torch's global random state, which the views draw from, as it was."""
-    sampler = None if isinstance(dataset, torch.utils.data.IterableDataset) else _From(start)
+def loader(dataset: Dataset, start: int, workers: int, stop: int | None = None) -> DataLoader:
+    """Items start, start + 1, ... (up to `stop`, else without end) of `dataset` (or its rounds, for an
+    iterable one), decoded by `workers` processes (0: in this one). The loader draws its workers' seeds from a
+    generator of its own, so that opening one leaves torch's global random state, which the views draw from,
+    as it was."""
+    sampler = _From(start) if stop is None else range(start, stop)
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        sampler = None
     return DataLoader(dataset, sampler=sampler, batch_size=None, collate_fn=_as_is, num_workers=workers,
                       prefetch_factor=2 if workers else None, generator=torch.Generator())
 
@@ -209,14 +223,9 @@ class StreamedFolder:
         side `image_size` or their median shorter side capped at 224, as for in-memory folders."""
         if not self.count:
             raise DataError(f"{self.root} holds no training image files: expected {LAYOUT}")
-        paths = [Path(self.files[int(i)]) for i in seeded_pick(self.count, SAMPLE_IMAGES)]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            ok = [p for p in pool.map(probe_image, paths) if not isinstance(p, str)]
-        if not ok:
-            raise DataError(f"{self.root}: none of {len(paths)} image files sampled could be read, e.g. {paths[0]}: "
-                            "check the files")
-        channels = 1 if all(gray for gray, _ in ok) else 3
-        return channels, image_size or default_size([s for _, s in ok])[0]
+        channels, sizes = probe_paths([self.files[int(i)] for i in seeded_pick(self.count, SAMPLE_IMAGES)],
+                                      self.root)
+        return channels, image_size or default_size(sizes)[0]
 
     def sample(self, size: int) -> torch.Tensor:
         """Up to SAMPLE_IMAGES training images (seeded pick) at the load side of global crops of `size`."""
@@ -258,4 +267,5 @@ def _labels(labels: list[int] | None) -> np.ndarray | None:
     return None if labels is None else np.asarray(labels, dtype=np.int64)
 
 
-__all__ = ["FolderStream", "PathTable", "StreamedFolder", "decode_many", "load_side", "loader", "seeded_pick"]
+__all__ = ["FolderStream", "PathTable", "StreamedFolder", "decode_many", "load_side", "loader", "probe_paths",
+           "seeded_pick"]

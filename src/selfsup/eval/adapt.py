@@ -24,14 +24,17 @@ def adapt_set(images: ImageSet, channels: int, size: int) -> ImageSet:
     return dataclasses.replace(images, images=x)
 
 
+def channel_change(have: int, channels: int) -> str:
+    """The line that says how `have`-channel images are brought to `channels`."""
+    how = "repeated" if have == 1 else "converted by luminance"
+    return f"{have}-channel images {how} to {channels} channel{'s' if channels > 1 else ''}"
+
+
 def adapt_splits(splits: Splits, channels: int, size: int) -> tuple[Splits, list[str]]:
     """Both splits brought to (channels, size, size), and one line per change made (empty if none); the
     splits' notice is left as the source wrote it."""
     sets = [s for s in (splits.train, splits.test) if s is not None]
-    changes = []
-    for c in sorted({s.channels for s in sets} - {channels}):
-        how = "repeated" if c == 1 else "converted by luminance"
-        changes.append(f"{c}-channel images {how} to {channels} channel{'s' if channels > 1 else ''}")
+    changes = [channel_change(c, channels) for c in sorted({s.channels for s in sets} - {channels})]
     for h, w in sorted({tuple(s.images.shape[-2:]) for s in sets} - {(size, size)}):
         changes.append(f"resized from {h}x{w} to {size}x{size}")
     if not changes:
@@ -40,4 +43,4 @@ def adapt_splits(splits: Splits, channels: int, size: int) -> tuple[Splits, list
     return dataclasses.replace(splits, train=adapt_set(splits.train, channels, size), test=test), changes
 
 
-__all__ = ["LUMA", "adapt_set", "adapt_splits", "to_channels"]
+__all__ = ["LUMA", "adapt_set", "adapt_splits", "channel_change", "to_channels"]

@@ -15,6 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from selfsup.eval.context import DATA_STREAMS
 from selfsup.models.vit import POOLS
 from selfsup.options import describe
 from selfsup.validate import check_options
@@ -77,19 +78,35 @@ def add_context_flags(p: argparse.ArgumentParser, data_help: str) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute the features and leave "
                    "RUN/eval/features/ untouched (the cache is keyed by the checkpoint's hash, so it is never "
                    "stale)")
+    p.add_argument("--data-stream", choices=DATA_STREAMS, default="auto", help="compute an image folder's frozen "
+                   "features batch by batch from its files (decoded by --data-workers processes) instead of "
+                   "decoding every image into memory first: only the features and labels are held, so memory no "
+                   "longer grows with the number of images, and the features equal the in-memory ones. auto "
+                   "streams image folders for the protocols that read features only (knn, linear, transfer, "
+                   "fewshot --no-finetune, selfsup knn and embed) and holds everything else in memory (named "
+                   "sets, .npz files, CIFAR batches, and folders for fine-tuning, segmentation and video); "
+                   "never decodes a folder into memory as before (fastest when it fits in RAM); always insists "
+                   "on streaming. Unreadable files are left out, counted in the JSON (data.skipped_files) and "
+                   "named in a warning; the feature cache is keyed by the files' names, sizes and times")
+    p.add_argument("--data-workers", type=int, default=4, help="streamed folders: DataLoader processes decoding "
+                   "files ahead of the backbone (0: decode in this process); raise until images/s stops growing, "
+                   "about one per CPU core the backbone leaves free")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
 
-def _context(args: argparse.Namespace, options: Any = None):
+def _context(args: argparse.Namespace, options: Any = None, stream: str | None = None):
+    """The context of the flags; `stream` overrides --data-stream (a protocol that reads images: "never")."""
     from selfsup.eval.context import build_context
 
     return build_context(args.checkpoint, args.data, options, args.device, args.seed, args.feature_batch_size,
-                         cache=not args.no_cache, feature=args.feature)
+                         cache=not args.no_cache, feature=args.feature, data_stream=stream or args.data_stream,
+                         data_workers=args.data_workers)
 
 
 def _print_notices(ctx) -> None:
-    """The data source's notice and the adaptation made, one `notice:` line each on stderr."""
-    for note in [ctx.splits.notice, *ctx.adaptation]:
+    """The data source's notice (with the files a stream skipped) and the adaptation made, one `notice:` line
+    each on stderr."""
+    for note in [ctx.data_notice(), *ctx.adaptation]:
         if note:
             print(f"notice: {note}", file=sys.stderr)
 
@@ -109,10 +126,10 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
-    from selfsup.eval.protocols import get_protocol, run_protocol
+    from selfsup.eval.protocols import data_stream, get_protocol, run_protocol
 
-    protocol = get_protocol(args.protocol)
-    return run_protocol(args.protocol, _context(args, options_from(protocol.options, args)))
+    options = options_from(get_protocol(args.protocol).options, args)
+    return run_protocol(args.protocol, _context(args, options, data_stream(args.protocol, options, args.data_stream)))
 
 
 def add_knn_parser(sub: argparse._SubParsersAction) -> None:
@@ -130,11 +147,13 @@ def cmd_knn(args: argparse.Namespace) -> dict[str, Any]:
 
     ctx = _context(args, KnnOptions(**check_options(KnnOptions, {"k": [args.k], "temperature": args.temperature},
                                                     flag)))
-    _print_notices(ctx)
     record = run_protocol("knn", ctx, echo=False)
+    _print_notices(ctx)
     s, n = record["settings"], record["numbers"]
     result = {"top1": n["top1"], "top5": n["top5"], "k": s["k_effective"][0], "temperature": s["temperature"],
               "n_train": s["n_train"], "n_test": s["n_test"]}
+    if ctx.streamed:
+        result["skipped_files"] = ctx.skipped_files
     print(f"k-NN on {record['data']['name']}: top-1 {result['top1']:.2f}% (k={result['k']}, "
           f"T={result['temperature']}, {result['n_train']} train / {result['n_test']} test)")
     return result

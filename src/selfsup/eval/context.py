@@ -6,6 +6,10 @@ A protocol is a function `run(ctx) -> dict`: the dict's numbers (accuracies in p
 results; an optional "settings" entry (a dict) adds what the protocol decided while running (e.g. the
 learning rate a sweep chose) to the options recorded with them. Its options are a dataclass declared with
 `selfsup.options.opt` (default, help with tuning advice, the paper's value): the CLI makes one flag per field.
+
+An image folder can be streamed (`--data-stream`, `streamed_split.py`): its splits then hold file names and
+labels, and `features` computes the frozen features batch by batch from the files, never holding the images.
+Only protocols that read nothing but `features` (`Protocol.features_only`) get such a context.
 """
 
 from __future__ import annotations
@@ -24,11 +28,14 @@ from selfsup.data import ImageSet, Splits, load_data
 from selfsup.eval.adapt import adapt_splits
 from selfsup.eval.feature_cache import FeatureCache, cached_features, file_digest
 from selfsup.eval.features import extract_features
+from selfsup.eval.streamed_features import streamed_features, streamed_key
+from selfsup.eval.streamed_split import StreamedSplit, open_streamed_folder
 from selfsup.models.io import BackboneSpec, load_backbone, normalizer
 from selfsup.models.vit import POOLS, VIT_PRESETS
 
 Prepare = Callable[[torch.Tensor], torch.Tensor]
 BACKBONE_FILE = "backbone.safetensors"
+DATA_STREAMS = ("auto", "always", "never")  # --data-stream
 
 
 class EvalError(ValueError):
@@ -43,7 +50,7 @@ class EvalContext:
     spec: BackboneSpec | None
     prepare: Prepare | None  # uint8 or [0, 1] images -> normalised backbone input
     run_dir: Path  # eval/<protocol>.json is written here
-    splits: Splits  # adapted to the backbone's channels and side
+    splits: Splits  # adapted to the backbone's channels and side; StreamedSplit's (no images) when streamed
     data: str  # the --data value
     options: Any = None  # the protocol's options dataclass
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -54,7 +61,7 @@ class EvalContext:
     adaptation: list[str] = field(default_factory=list)
     pretrain: dict[str, Any] = field(default_factory=dict)  # method, data, backbone of the run (config.yaml)
 
-    def split(self, split: str, labelled: bool = True) -> ImageSet:
+    def split(self, split: str, labelled: bool = True) -> ImageSet | StreamedSplit:
         """The train or test split; with `labelled`, checked to have labels."""
         images = self.splits.train if split == "train" else self.splits.test
         if images is None or (labelled and images.labels is None):
@@ -74,12 +81,32 @@ class EvalContext:
         """Frozen features and labels of a split: (N, D) float32 and (N,) int64 (None if unlabelled and not
         `labelled`) on the CPU, cached on disk when the context has a cache (no augmentation, eval mode)."""
         images = self.split(split, labelled)
+        if isinstance(images, StreamedSplit):
+            key = None if self.checkpoint is None else streamed_key(images, split, self.checkpoint, self.data,
+                                                                    self.spec.feature)
+            return streamed_features(images, self.backbone, self.prepare, self.batch_size, self.device, self.cache,
+                                     key)
         if self.cache is None or self.checkpoint is None:
             x = extract_features(self.backbone, images.images, self.batch_size, self.device, self.prepare)
         else:
             x = cached_features(self.cache, self.backbone, self.prepare, images.images, self.checkpoint,
                                 self.data, split, self.spec.feature, self.batch_size, self.device)
         return x, images.labels
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.splits.train, StreamedSplit)
+
+    @property
+    def skipped_files(self) -> int | None:
+        """Unreadable files a streamed folder's features left out so far (None for data held in memory, whose
+        loader reports them in the splits' notice)."""
+        return self.splits.train.skips.count if self.streamed else None
+
+    def data_notice(self) -> str | None:
+        """The data source's notice, and how many unreadable files streaming skipped so far."""
+        skips = self.splits.train.skips.notice() if self.streamed else None
+        return "; ".join(n for n in (self.splits.notice, skips) if n) or None
 
     def with_options(self, options: Any) -> EvalContext:
         return dataclasses.replace(self, options=options)
@@ -94,9 +121,15 @@ class Protocol:
     options: type
     help: str
     pixels: bool = False
+    features_only: bool | Callable[[Any], bool] = False  # reads ctx.features only (with these options): may stream
 
     def __call__(self, ctx: EvalContext) -> dict[str, Any]:
         return self.run(ctx)
+
+    def reads_images(self, options: Any) -> bool:
+        """Whether the protocol, run with `options`, reads the images themselves and not only frozen features."""
+        only = self.features_only(options) if callable(self.features_only) else self.features_only
+        return not only
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -119,9 +152,32 @@ def run_info(run_dir: Path) -> dict[str, Any]:
                               "data": data.get("name") if isinstance(data, dict) else None}.items() if v}
 
 
-def load_eval_data(data: str, channels: int, size: int) -> tuple[Splits, list[str]]:
+def streams(data: str, mode: str) -> bool:
+    """Whether `--data-stream mode` streams `data`: auto and always stream an image folder (always refuses
+    anything else), never streams nothing."""
+    if mode not in DATA_STREAMS:
+        raise EvalError(f"--data-stream {mode!r} is unknown: choose one of {', '.join(DATA_STREAMS)}")
+    if mode == "never":
+        return False
+    from selfsup.engine.data import stream_kind
+
+    if stream_kind(data) == "folder":
+        return True
+    if mode == "always":
+        raise EvalError(f"--data-stream always: evaluation streams image folders, and --data {data} is none (a "
+                        "named set, an .npz file, CIFAR batches or tar shards, read into memory): use --data-stream "
+                        "auto")
+    return False
+
+
+def load_eval_data(data: str, channels: int, size: int, stream: str = "never",
+                   workers: int = 4) -> tuple[Splits, list[str]]:
     """`--data` loaded at the backbone's side (fixed-size sources are resized once, image folders are read
-    straight at it), then brought to its channels (and side, if still needed)."""
+    straight at it), then brought to its channels (and side, if still needed). With `stream` ("auto" or
+    "always", see `streams`), an image folder is opened for streaming by `workers` DataLoader processes
+    instead: its splits hold file names, and the images are converted as they are decoded."""
+    if streams(data, stream):
+        return open_streamed_folder(data, channels, size, workers)
     return adapt_splits(load_data(data, image_size=size), channels, size)
 
 
@@ -141,11 +197,13 @@ def with_feature(backbone: nn.Module, spec: BackboneSpec, feature: str | None) -
 
 
 def build_context(run_dir: str | Path, data: str | None = None, options: Any = None, device: str = "auto",
-                  seed: int = 0, batch_size: int = 512, cache: bool = True,
-                  feature: str | None = None) -> EvalContext:
+                  seed: int = 0, batch_size: int = 512, cache: bool = True, feature: str | None = None,
+                  data_stream: str = "never", data_workers: int = 4) -> EvalContext:
     """The context for evaluating the backbone of `run_dir` (its backbone.safetensors) on `data` (default:
     the data the run was pre-trained on) through `feature` (a ViT pool, see `VisionTransformer`; default: the
-    run's --backbone.pool). Features are cached under `run_dir/eval/features/`, one file per feature."""
+    run's --backbone.pool). Features are cached under `run_dir/eval/features/`, one file per feature.
+    `data_stream` "auto" or "always" streams an image folder (`load_eval_data`): give such a context only to
+    protocols that read features alone (`Protocol.reads_images`, `protocols.data_stream`)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EvalError(f"--checkpoint {run_dir} is not a directory: pass the --out directory of a pretrain run")
@@ -156,7 +214,9 @@ def build_context(run_dir: str | Path, data: str | None = None, options: Any = N
                         "made without --data, or none at all): pass --data")
     path = run_dir / BACKBONE_FILE
     backbone, spec = with_feature(*load_backbone(path), feature)
-    splits, changes = load_eval_data(data, spec.in_chans, spec.img_size)
+    if data_workers < 0:
+        raise EvalError(f"--data-workers must be >= 0 (0: decode in this process), got {data_workers}")
+    splits, changes = load_eval_data(data, spec.in_chans, spec.img_size, data_stream, data_workers)
     dev = pick_device(device)
     return EvalContext(backbone=backbone.to(dev), spec=spec, prepare=normalizer(spec), run_dir=run_dir,
                        splits=splits, data=data, options=options, device=dev, seed=seed,
@@ -172,5 +232,5 @@ def pixels_context(out_dir: str | Path, data: str, options: Any = None, seed: in
                        data=data, options=options, seed=seed, pretrain={"method": "raw pixels"})
 
 
-__all__ = ["EvalContext", "EvalError", "Protocol", "build_context", "load_eval_data", "pick_device",
-           "pixels_context", "run_info", "with_feature"]
+__all__ = ["DATA_STREAMS", "EvalContext", "EvalError", "Protocol", "build_context", "load_eval_data",
+           "pick_device", "pixels_context", "run_info", "streams", "with_feature"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -22,12 +22,20 @@ def extract_features(model: nn.Module, images: torch.Tensor, batch_size: int = 5
                          f"{images.dtype}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return features_of_batches(model, (images[i:i + batch_size] for i in range(0, len(images), batch_size)),
+                               device, normalize)
+
+
+def features_of_batches(model: nn.Module, batches: Iterable[torch.Tensor], device: str | torch.device = "cpu",
+                        normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Features of a stream of uint8 batches (b, C, H, W) -> (N, D) float32 on the CPU, N the sum of the b,
+    computed as `extract_features` computes them; empty batches are passed over. Only the features are kept:
+    this is how a streamed folder's images are read without ever holding them all."""
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            chunks = [_embed_batch(model, images[i:i + batch_size], device, normalize)
-                      for i in range(0, len(images), batch_size)]
+            chunks = [_embed_batch(model, batch, device, normalize) for batch in batches if len(batch)]
     finally:
         model.train(was_training)
     if not chunks:
@@ -40,5 +48,5 @@ def _embed_batch(model: nn.Module, batch: torch.Tensor, device: str | torch.devi
     x = batch.to(device, non_blocking=True).float().div_(255)  # (b, C, H, W) in [0, 1]
     if normalize is not None:
         x = normalize(x)
-    feats = model(x)  # (b, D)
-    return feats.reshape(len(batch), -1).float().cpu()
+    feats = model(x)  # (b, D), often a view of the (b, T, D) tokens
+    return feats.reshape(len(batch), -1).to("cpu", torch.float32, copy=True)  # its own (b, D) storage

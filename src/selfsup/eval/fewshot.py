@@ -63,6 +63,11 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+def features_only(opts: FewshotOptions) -> bool:
+    """Whether fewshot reads only frozen features with `opts` (no fine-tuning): its image folder may stream."""
+    return not opts.finetune
+
+
 def _finetune_top1(ctx: EvalContext, opts: FewshotOptions, idx: torch.Tensor, seed: int) -> float:
     from selfsup.eval.finetune import FinetuneConfig, finetune
 
@@ -106,4 +111,4 @@ def fewshot_protocol(ctx: EvalContext) -> dict[str, Any]:
     return {**numbers, "settings": settings}
 
 
-__all__ = ["FewshotOptions", "fewshot_protocol", "fraction_label", "mean_std"]
+__all__ = ["FewshotOptions", "features_only", "fewshot_protocol", "fraction_label", "mean_std"]

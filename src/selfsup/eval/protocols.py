@@ -5,7 +5,8 @@ dataclass of its options (the CLI makes one flag per field) and a one-line help.
 writes `<run>/eval/<PROTOCOL>.json` (see `record.py`) and prints a short table.
 
 To add a protocol: write `my_protocol(ctx)` and `MyOptions` in its own module under `selfsup/eval/`, then
-add `"name": Protocol(my_protocol, MyOptions, "help")` below.
+add `"name": Protocol(my_protocol, MyOptions, "help")` below; pass `features_only=True` if it reads nothing but
+`ctx.features(...)`, so that `--data-stream auto` streams image folders for it (`data_stream`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from selfsup.eval.context import EvalContext, EvalError, Protocol
-from selfsup.eval.fewshot import FewshotOptions, fewshot_protocol
+from selfsup.eval.context import DATA_STREAMS, EvalContext, EvalError, Protocol
+from selfsup.eval.fewshot import FewshotOptions, features_only, fewshot_protocol
 from selfsup.eval.finetune import FinetuneConfig
 from selfsup.eval.finetune_protocols import (
     PseudolabelOptions,
@@ -31,13 +32,14 @@ from selfsup.eval.transfer import TransferOptions, transfer_protocol
 from selfsup.eval.video import VideoOptions, video_protocol
 
 PROTOCOLS: dict[str, Protocol] = {
-    "knn": Protocol(knn_protocol, KnnOptions, "weighted k-NN on frozen features (DINO: k=20, T=0.07)", pixels=True),
+    "knn": Protocol(knn_protocol, KnnOptions, "weighted k-NN on frozen features (DINO: k=20, T=0.07)", pixels=True,
+                    features_only=True),
     "linear": Protocol(linear_protocol, LinearOptions, "linear probe on frozen features, lr chosen on a validation "
-                       "split of train (MAE's BN probe, DINO's SGD + cosine)", pixels=True),
+                       "split of train (MAE's BN probe, DINO's SGD + cosine)", pixels=True, features_only=True),
     "fewshot": Protocol(fewshot_protocol, FewshotOptions, "linear probe and fine-tuning with 1% and 10% of the "
-                        "labels, 3 stratified subsets each, mean and std", pixels=True),
+                        "labels, 3 stratified subsets each, mean and std", pixels=True, features_only=features_only),
     "transfer": Protocol(transfer_protocol, TransferOptions, "k-NN and linear probe on another dataset (--data), "
-                         "adapted to the backbone's channels and size"),
+                         "adapted to the backbone's channels and size", features_only=True),
     "finetune": Protocol(finetune_protocol, FinetuneConfig, "fine-tune the whole network with all labels (MAE's "
                          "recipe: AdamW, layer decay, drop path, label smoothing)"),
     "supervised": Protocol(supervised_protocol, SupervisedOptions, "baseline: the same architecture from random "
@@ -58,6 +60,22 @@ def get_protocol(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+def data_stream(name: str, options: Any, mode: str) -> str:
+    """The --data-stream protocol `name` runs with under `options` (None: its defaults) when `mode` is asked:
+    `mode` where the protocol reads frozen features only, else "never" (its images are held in memory; `mode`
+    "always" is then refused)."""
+    protocol = get_protocol(name)
+    if mode not in DATA_STREAMS:
+        raise EvalError(f"--data-stream {mode!r} is unknown: choose one of {', '.join(DATA_STREAMS)}")
+    if mode == "never" or not protocol.reads_images(options if options is not None else protocol.options()):
+        return mode
+    if mode == "always":
+        raise EvalError(f"--data-stream always: protocol {name} reads the images themselves with these options, "
+                        "not only frozen features, so they must be held in memory: use --data-stream auto (or "
+                        "never)" + ("; --no-finetune streams fewshot's linear rows" if name == "fewshot" else ""))
+    return "never"
+
+
 def run_protocol(name: str, ctx: EvalContext, write: bool = True, echo: bool = True) -> dict[str, Any]:
     """Run protocol `name` on `ctx` (its options default to the protocol's defaults) and return the record;
     `write` saves it as `<ctx.run_dir>/eval/<name>.json`, `echo` prints the short table."""
@@ -66,6 +84,9 @@ def run_protocol(name: str, ctx: EvalContext, write: bool = True, echo: bool = T
         ctx = ctx.with_options(protocol.options())
     if ctx.spec is None and not protocol.pixels:
         raise EvalError(f"protocol {name} needs a pre-trained backbone, not raw pixels")
+    if ctx.streamed and protocol.reads_images(ctx.options):
+        raise EvalError(f"protocol {name} reads the images themselves, but --data {ctx.data} is streamed: build its "
+                        "context with --data-stream never (data_stream='never'), or auto from the command line")
     start = time.perf_counter()
     result = protocol(ctx)
     record = make_record(name, ctx, result, (time.perf_counter() - start) / 60)
@@ -76,4 +97,4 @@ def run_protocol(name: str, ctx: EvalContext, write: bool = True, echo: bool = T
     return record
 
 
-__all__ = ["PROTOCOLS", "get_protocol", "run_protocol"]
+__all__ = ["PROTOCOLS", "data_stream", "get_protocol", "run_protocol"]

@@ -1,7 +1,8 @@
 """The result file of one protocol run, `<run>/eval/<protocol>.json`, and its short printed table.
 
     {"protocol": "linear", "numbers": {"top1": 78.6, ...}, "settings": {...options, chosen values...},
-     "data": {"eval": "digits", "pretrain": "fashion-mnist", "n_train": ..., "adaptation": [...]},
+     "data": {"eval": "digits", "pretrain": "fashion-mnist", "n_train": ..., "adaptation": [...],
+              "streamed": false, "skipped_files": null},  # streamed folder: unreadable files left out
      "checkpoint": {"run": "runs/x", "sha256": ..., "backbone": "vit-cpu", "feature": "cls", "method": "dino"},
      "seed": 0, "time": "2026-11-23T04:00:00+00:00", "minutes": 0.4}
 
@@ -35,8 +36,8 @@ def _data(ctx: EvalContext) -> dict[str, Any]:
     train, test = ctx.splits.train, ctx.splits.test
     return {"eval": ctx.data, "name": ctx.splits.name, "pretrain": ctx.pretrain.get("data"),
             "n_train": len(train), "n_test": len(test) if test is not None else 0,
-            "image_size": train.size, "channels": train.channels, "notice": ctx.splits.notice,
-            "adaptation": ctx.adaptation}
+            "image_size": train.size, "channels": train.channels, "notice": ctx.data_notice(),
+            "adaptation": ctx.adaptation, "streamed": ctx.streamed, "skipped_files": ctx.skipped_files}
 
 
 def _checkpoint(ctx: EvalContext) -> dict[str, Any]:
