@@ -209,9 +209,10 @@ def markdown(rows: list[dict], args: argparse.Namespace, machine: str | None = N
     tuned = (f" `fine-tune` is the test accuracy after fine-tuning the whole backbone with a linear head on all "
              f"labels for {tune} minutes (selfsup.eval.finetune defaults: MAE's recipe with layer decay 0.65); on "
              "the random-init row that is supervised training from scratch on the same budget. Masked image "
-             "modelling does not train its [CLS] token to be a global descriptor, so MAE and SimMIM are expected "
-             "to be weak under k-NN and the linear probe and to show their worth in fine-tuning (the MAE paper "
-             "reports fine-tuning and linear probing, not k-NN)." if tune else "")
+             "modelling does not train its [CLS] token to be a global descriptor (the MAE paper reports "
+             "fine-tuning and linear probing, not k-NN, for that reason), so the three columns are read side by "
+             "side, not one alone. A fine-tuning budget this short can end below the linear probe of the same "
+             "features, as several rows do here." if tune else "")
     lines = [
         f"# Methods on {args.data}: same backbone, {'views, optimiser, ' if shared else ''}budget and seed", "",
         f"Written by `benchmarks/methods.py --minutes {args.minutes} --data {args.data} --recipe {args.recipe}"
