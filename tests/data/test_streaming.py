@@ -10,9 +10,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from photos import wave_photo  # tests/photos.py
 from PIL import Image
 
 from selfsup.config import ConfigError, DataConfig, build_config
@@ -20,15 +20,6 @@ from selfsup.data.batch_source import Layout, epoch_order
 from selfsup.data.shards import TarShards, write_shards
 from selfsup.engine.data import open_data, stream_kind
 from selfsup.engine.pretrain import Trainer, pretrain
-
-
-def _picture(side: tuple[int, int], seed: int, mode: str = "RGB") -> Image.Image:
-    """Smooth colour waves (compress small, decode fast, differ per seed)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0 : side[1], 0 : side[0]] / max(side)
-    a, b, c = rng.uniform(0, 8, 3)
-    rgb = np.stack([np.sin(a * xx + b * yy + c), np.cos(b * xx - a * yy), np.sin(c * xx * yy + a)], -1)
-    return Image.fromarray(((rgb + 1) * 127.5).astype(np.uint8)).convert(mode)
 
 
 def _jpeg(image: Image.Image) -> bytes:
@@ -42,7 +33,7 @@ def _class_folder(root: Path, per_class: int = 8, classes: str = "abc") -> Path:
     for c, name in enumerate(classes):
         (root / name).mkdir(parents=True)
         for i in range(per_class):
-            image = _picture((40 + 7 * i, 36 + 5 * (i % 3)), 100 * c + i)
+            image = wave_photo((40 + 7 * i, 36 + 5 * (i % 3)), 100 * c + i)
             if i % 4 == 3:
                 image.save(root / name / f"{i}.png")
             else:
@@ -54,7 +45,7 @@ def _class_folder(root: Path, per_class: int = 8, classes: str = "abc") -> Path:
 def big_folders(tmp_path_factory) -> dict[int, Path]:
     """Flat folders of 2,000 and 8,000 256-px JPEGs (32 distinct ones repeated: writing them is fast)."""
     base = tmp_path_factory.mktemp("big")
-    pictures = [_jpeg(_picture((256, 256), i)) for i in range(32)]
+    pictures = [_jpeg(wave_photo((256, 256), i)) for i in range(32)]
     folders = {}
     for n in (2000, 8000):
         folders[n] = base / str(n)
@@ -142,7 +133,7 @@ def test_a_corrupt_file_found_mid_epoch_is_skipped_and_counted(tmp_path):
     folder = tmp_path / "flat"
     folder.mkdir()
     for i in range(16):
-        (folder / f"{i:02d}.jpg").write_bytes(_jpeg(_picture((48, 40), i)))
+        (folder / f"{i:02d}.jpg").write_bytes(_jpeg(wave_photo((48, 40), i)))
     (folder / "07.jpg").write_bytes((folder / "07.jpg").read_bytes()[:300])  # truncated: found when decoded
     data = open_data(DataConfig(name=str(folder), load_size=32, workers=1), seed=0)
     source = data.source(Layout(seed=0, world_batch=8), 32)
@@ -160,7 +151,7 @@ def test_skipped_files_are_counted_in_the_metrics_from_the_step_that_meets_them(
     folder = tmp_path / "flat"
     folder.mkdir()
     for i in range(24):
-        (folder / f"{i:02d}.jpg").write_bytes(_jpeg(_picture((48, 40), i)))
+        (folder / f"{i:02d}.jpg").write_bytes(_jpeg(wave_photo((48, 40), i)))
     (folder / "13.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")  # found when decoded
     cfg = build_config({
         "method": "dino", "data": {"name": str(folder), "image_size": 28, "load_size": 28, "workers": 1},

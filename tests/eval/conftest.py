@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from photos import wave_photo  # tests/photos.py
 
 from selfsup.data.digits import digit_images
 from selfsup.models.io import BackboneSpec, save_backbone
@@ -50,20 +50,11 @@ def tiny_run(tmp_path, tiny_data) -> Path:
     return run
 
 
-def _photo(size: tuple[int, int], seed: int, mode: str = "RGB") -> Image.Image:
-    """Smooth colour waves of (width, height) `size`, different per seed."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0 : size[1], 0 : size[0]] / max(size)
-    a, b, c = rng.uniform(0, 8, 3)
-    rgb = np.stack([np.sin(a * xx + b * yy + c), np.cos(b * xx - a * yy), np.sin(c * xx * yy + a)], -1)
-    return Image.fromarray(((rgb + 1) * 127.5).astype(np.uint8)).convert(mode)
-
-
 def _write_class(folder: Path, n: int, seed: int) -> None:
     """n JPEG and PNG files of different sizes and aspect ratios; every 5th one grayscale."""
     folder.mkdir(parents=True)
     for i in range(n):
-        image = _photo((18 + 5 * i, 16 + 3 * (i % 4)), seed + i, "L" if i % 5 == 4 else "RGB")
+        image = wave_photo((18 + 5 * i, 16 + 3 * (i % 4)), seed + i, "L" if i % 5 == 4 else "RGB")
         image.save(folder / f"{i:02d}.{'png' if i % 3 == 2 else 'jpg'}", quality=90)
 
 

@@ -53,8 +53,9 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
         check_patch_dropout(cfg.method, method, b.name)
         backbone.patch_dropout = b.patch_dropout
     if cfg.optim.micro_batches > cfg.optim.batch_size:
-        raise ConfigError(f"--optim.micro-batches {cfg.optim.micro_batches} splits a batch of "
-                          f"{cfg.optim.batch_size} into parts of no image: choose at most the batch per process")
+        raise ConfigError(f"--optim.micro-batches {cfg.optim.micro_batches} is more parts than the "
+                          f"{cfg.optim.batch_size} images of a batch: choose at most --optim.batch-size / "
+                          "processes")
     backbone.micro_batches = cfg.optim.micro_batches
     try:
         built = method(backbone, cfg.method_cfg, n_global=v.n_global)
