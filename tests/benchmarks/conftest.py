@@ -51,3 +51,8 @@ def methods() -> Iterator[ModuleType]:
 @pytest.fixture(scope="module")
 def segmentation() -> Iterator[ModuleType]:
     yield from load_script("segmentation")
+
+
+@pytest.fixture(scope="module")
+def segmentation_screen() -> Iterator[ModuleType]:
+    yield from load_script("segmentation_screen")

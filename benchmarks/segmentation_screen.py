@@ -1,0 +1,148 @@
+"""Choose the DINO learning rate of benchmarks/segmentation.py on a validation split; the test split is not read.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/segmentation_screen.py [--minutes 12]
+                                                       [--work runs/segmentation-screen] [--reuse]
+
+segmentation.py's recipe (BASE below) with --data.holdout 0.1: each candidate pre-trains DINO for --minutes on
+9,000 of the 10,000 train images of `cluttered`; a supervised ViT of the same size trains for the same minutes on
+the same 9,000 images and their labels; random init is the third reference. All are scored on the 1,000
+held-out train images by `selfsup eval segmentation` (best head's Jaccard) and k-NN. segmentation.py's RECIPE is
+the candidate with the best validation Jaccard. Writes docs/segmentation_screen.md and .json. Run it at the
+thread count you will run segmentation.py at (OMP_NUM_THREADS), as the budget is wall-clock minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from selfsup.config import build_config
+from selfsup.engine.pretrain import pretrain
+from selfsup.eval.context import build_context
+from selfsup.eval.finetune_protocols import SupervisedOptions
+from selfsup.eval.protocols import run_protocol
+from selfsup.eval.segmentation import SegmentationOptions
+from selfsup.eval.subsets import holdout_splits
+from selfsup.machine import machine_words
+from selfsup.models.io import load_backbone, save_backbone
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from segmentation import DATA, SUPERVISED_EPOCHS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HOLDOUT = 0.1  # of the train split, stratified by label, seed 0 (pre-training's --data.holdout draws the same)
+BASE: dict[str, Any] = {  # segmentation.py's recipe before this screen (its lr was the default 0.0005)
+    "method": "dino", "data": {"name": DATA},
+    "backbone": {"name": "vit-cpu", "patch_size": 8},
+    "views": {"global_size": 64, "n_local": 4, "local_size": 32},
+    "optim": {"batch_size": 64, "warmup_epochs": 1.0},
+    "dino": {"out_dim": 1024, "hidden_dim": 1024, "momentum_teacher": 0.99},
+    "run": {"checkpoint_every": 200, "eval_knn": False},
+}
+SHORT = {"warmup_epochs": 0.3}  # a short run: less warm-up, the prototypes trained from the first step
+CANDIDATES: dict[str, dict[str, Any]] = {  # name -> overrides of BASE; lr is the base one at batch 256
+    **{f"lr {lr:g}": {"optim": {"lr": lr}} for lr in (0.0005, 0.002, 0.004, 0.008, 0.016)},
+    "lr 0.008, short": {"optim": {"lr": 0.008, **SHORT}, "dino": {"freeze_last_layer": 0.0}},
+}
+
+
+def candidate_raw(over: dict[str, Any], minutes: float, out: Path) -> dict[str, Any]:
+    """BASE with `over` on the held-out split for `minutes`."""
+    raw = {**BASE, "data": {**BASE["data"], "holdout": HOLDOUT}, "run": {**BASE["run"], "out": str(out)}}
+    for section, values in {**over, "optim": {**over.get("optim", {}), "minutes": minutes}}.items():
+        raw[section] = {**raw[section], **values}
+    return raw
+
+
+def train_dino(work: Path, name: str, minutes: float, reuse: bool) -> Path:
+    out = work / ("dino-" + name.replace(", ", "-").replace(" ", ""))
+    raw = candidate_raw(CANDIDATES[name], minutes, out)
+    if reuse and (out / "backbone.safetensors").exists():
+        ran = yaml.safe_load((out / "config.yaml").read_text())
+        if any(ran[section][k] != v for section, values in raw.items() if isinstance(values, dict)
+               for k, v in values.items() if section != "run"):
+            raise SystemExit(f"{out} was run with another recipe than {name}: delete it or drop --reuse")
+        return out
+    pretrain(build_config(raw, where="benchmarks/segmentation_screen.py"), progress=False)
+    return out
+
+
+def validation_context(run: Path, options: Any = None):
+    """`run`'s evaluation context with the held-out train images in the test split's place."""
+    ctx = build_context(run, DATA, options, cache=False)
+    return dataclasses.replace(ctx, splits=holdout_splits(ctx.splits, HOLDOUT, 0))
+
+
+def train_supervised(work: Path, like: Path, minutes: float, reuse: bool) -> Path:
+    out = work / "supervised"
+    if not (reuse and (out / "backbone.safetensors").exists()):
+        opts = SupervisedOptions(minutes=minutes, epochs=SUPERVISED_EPOCHS, out=str(out))
+        run_protocol("supervised", validation_context(like, opts), write=False, echo=False)
+    return out
+
+
+def random_run(work: Path, like: Path) -> Path:
+    _, spec = load_backbone(like / "backbone.safetensors")
+    torch.manual_seed(0)
+    out = work / "random"
+    save_backbone(spec.build(), spec, out / "backbone.safetensors")
+    (out / "config.yaml").write_text(yaml.safe_dump({"method": "random init", "data": {"name": DATA}}))
+    return out
+
+
+def score(run: Path) -> dict[str, Any]:
+    seg = run_protocol("segmentation", validation_context(run, SegmentationOptions()), write=False, echo=False)
+    knn = run_protocol("knn", validation_context(run), write=False, echo=False)
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] \
+        if (run / "metrics.jsonl").exists() else []
+    return {"jaccard": seg["numbers"]["jaccard"], "per_head": seg["settings"]["per_head"],
+            "knn_top1": knn["numbers"]["top1"], "steps": max((s.get("step", 0) for s in steps), default=None)}
+
+
+def markdown(rec: dict[str, Any]) -> str:
+    lines = ["# Choosing DINO's learning rate for segmentation (validation split)", "",
+             f"Written by `benchmarks/segmentation_screen.py` on {rec['machine']}, {rec['date']}: "
+             f"benchmarks/segmentation.py's DINO recipe pre-trained for {rec['minutes']} min per learning rate "
+             f"on 9,000 of the 10,000 train images of `cluttered`, the supervised ViT for the same minutes on the "
+             "same images with labels, scored on the other 1,000 train images (`selfsup eval segmentation`: best "
+             "head's Jaccard; k-NN top-1). The test split is not read. The learning rate is the base one at batch "
+             "256 (the run uses lr x 64 / 256).", "",
+             "| weights | steps | Jaccard, best head (%) | per head (%) | k-NN top-1 (%) |", "|---|---|---|---|---|"]
+    for name, r in rec["rows"].items():
+        heads = ", ".join(f"{v:.1f}" for v in r["per_head"])
+        lines.append(f"| {name} | {r.get('steps') or '-'} | {r['jaccard']:.2f} | {heads} | {r['knn_top1']:.2f} |")
+    best = max((n for n in rec["rows"] if n.startswith("DINO")), key=lambda n: rec["rows"][n]["jaccard"])
+    lines += ["", f"Best on validation: {best} (Jaccard {rec['rows'][best]['jaccard']:.2f}); `short`: warm-up "
+              f"{SHORT['warmup_epochs']} epoch instead of {BASE['optim']['warmup_epochs']}, the head's last layer "
+              "trained from the first step.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=12.0, help="minutes of each DINO run and of the supervised one")
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "segmentation-screen", help="where the runs go")
+    p.add_argument("--reuse", action="store_true", help="keep runs already finished in --work")
+    args = p.parse_args()
+    dino = {name: train_dino(args.work, name, args.minutes, args.reuse) for name in CANDIDATES}
+    like = next(iter(dino.values()))
+    runs = {"random": random_run(args.work, like), "supervised": train_supervised(args.work, like, args.minutes,
+                                                                                     args.reuse)}
+    rows = {name: score(run) for name, run in runs.items()}
+    rows.update({f"DINO {name}": score(run) for name, run in dino.items()})
+    rec = {"machine": machine_words(), "date": time.strftime("%Y-%m-%d"), "minutes": args.minutes, "rows": rows}
+    (ROOT / "docs" / "segmentation_screen.json").write_text(json.dumps(rec, indent=1))
+    (ROOT / "docs" / "segmentation_screen.md").write_text(markdown(rec))
+    print(markdown(rec))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+import json
+from pathlib import Path
+
+from selfsup.config import build_config
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_each_candidate_is_a_valid_recipe_on_the_held_out_split(segmentation_screen, tmp_path):
+    for name, over in segmentation_screen.CANDIDATES.items():
+        raw = segmentation_screen.candidate_raw(over, 3.0, tmp_path / "x")
+        cfg = build_config(raw, where=name)
+        assert cfg.data.holdout == 0.1 and cfg.optim.minutes == 3.0 and cfg.run.out == str(tmp_path / "x")
+        changed = {(s, k) for s, values in raw.items() if isinstance(values, dict) for k, v in values.items()
+                   if segmentation_screen.BASE.get(s, {}).get(k) != v}
+        assert changed == {("data", "holdout"), ("optim", "minutes"), ("run", "out")} | {
+            (s, k) for s, values in over.items() for k in values}, name
+
+
+def test_the_benchmark_recipe_is_the_validation_winner(segmentation, segmentation_screen):
+    rows = json.loads((DOCS / "segmentation_screen.json").read_text())["rows"]
+    best = max((n for n in rows if n.startswith("DINO ")), key=lambda n: rows[n]["jaccard"])
+    raw = segmentation_screen.candidate_raw(segmentation_screen.CANDIDATES[best.removeprefix("DINO ")], 1.0, Path())
+    for section in ("method", "backbone", "views", "optim", "dino"):
+        expected = raw[section]
+        if section == "optim":
+            expected = {k: v for k, v in expected.items() if k != "minutes"}
+        assert segmentation.RECIPE[section] == expected, section
+    assert segmentation.RECIPE["data"] == {"name": "cluttered"}
+
+
+def test_the_table_names_the_best_candidate(segmentation_screen):
+    row = {"per_head": [1.0, 2.0], "knn_top1": 12.0, "steps": 300}
+    rec = {"machine": "AMD EPYC, 1 threads", "date": "2026-12-04", "minutes": 12.0,
+           "rows": {"random": {**row, "jaccard": 20.0}, "supervised": {**row, "jaccard": 23.0},
+                    "DINO lr 0.002": {**row, "jaccard": 25.0}, "DINO lr 0.008": {**row, "jaccard": 34.0}}}
+    md = segmentation_screen.markdown(rec)
+    assert "Best on validation: DINO lr 0.008 (Jaccard 34.00)" in md
+    assert md.count("\n| ") == 5  # header and four rows
