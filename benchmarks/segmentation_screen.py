@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from selfsup.config import build_config
@@ -32,10 +31,9 @@ from selfsup.eval.protocols import run_protocol
 from selfsup.eval.segmentation import SegmentationOptions
 from selfsup.eval.subsets import holdout_splits
 from selfsup.machine import machine_words
-from selfsup.models.io import load_backbone, save_backbone
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from segmentation import DATA, SUPERVISED_EPOCHS  # noqa: E402
+from segmentation import DATA, SUPERVISED_EPOCHS, random_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLDOUT = 0.1  # of the train split, stratified by label, seed 0 (pre-training's --data.holdout draws the same)
@@ -86,15 +84,6 @@ def train_supervised(work: Path, like: Path, minutes: float, reuse: bool) -> Pat
     if not (reuse and (out / "backbone.safetensors").exists()):
         opts = SupervisedOptions(minutes=minutes, epochs=SUPERVISED_EPOCHS, out=str(out))
         run_protocol("supervised", validation_context(like, opts), write=False, echo=False)
-    return out
-
-
-def random_run(work: Path, like: Path) -> Path:
-    _, spec = load_backbone(like / "backbone.safetensors")
-    torch.manual_seed(0)
-    out = work / "random"
-    save_backbone(spec.build(), spec, out / "backbone.safetensors")
-    (out / "config.yaml").write_text(yaml.safe_dump({"method": "random init", "data": {"name": DATA}}))
     return out
 
 
