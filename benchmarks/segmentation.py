@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,17 @@ SUPERVISED_EPOCHS = 20.0
 N_FIGURE = 5  # test images in docs/segmentation.png
 
 
-def train_dino(work: Path, minutes: float, reuse: bool) -> Path:
+def seed_work(work: Path, seed: int) -> Path:
+    """Where one seed's runs go: seed 0's in --work itself, seed n's in --work/seed{n}."""
+    return work if seed == 0 else work / f"seed{seed}"
+
+
+def train_dino(work: Path, minutes: float, reuse: bool, seed: int = 0) -> Path:
     out = work / "dino"
     if reuse and (out / "backbone.safetensors").exists() and (out / "summary.json").exists():
         return out
-    raw = {**RECIPE, "optim": {**RECIPE["optim"], "minutes": minutes}, "run": {**RECIPE["run"], "out": str(out)}}
+    raw = {**RECIPE, "optim": {**RECIPE["optim"], "minutes": minutes},
+           "run": {**RECIPE["run"], "out": str(out), "seed": seed}}
     work.mkdir(parents=True, exist_ok=True)
     (work / "dino-recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     result = pretrain(build_config(raw, where="benchmarks/segmentation.py"), progress=False)
@@ -80,24 +87,26 @@ def train_dino(work: Path, minutes: float, reuse: bool) -> Path:
     return out
 
 
-def random_run(work: Path, dino: Path) -> Path:
-    """The DINO run's architecture at random init (seed 0), as a run directory."""
+def random_run(work: Path, dino: Path, seed: int = 0) -> Path:
+    """The DINO run's architecture at random init (torch seed `seed`), as a run directory."""
     _, spec = load_backbone(dino / "backbone.safetensors")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     out = work / "random"
     save_backbone(spec.build(), spec, out / "backbone.safetensors")
     (out / "config.yaml").write_text(yaml.safe_dump({"method": "random init", "data": {"name": DATA}}))
     return out
 
 
-def train_supervised(work: Path, dino: Path, minutes: float, reuse: bool) -> tuple[Path, dict[str, Any]]:
+def train_supervised(work: Path, dino: Path, minutes: float, reuse: bool, seed: int = 0
+                     ) -> tuple[Path, dict[str, Any]]:
     out = work / "supervised"
     if reuse and (out / "backbone.safetensors").exists() and (work / "supervised.json").exists():
         return out, json.loads((work / "supervised.json").read_text())
     # the --epochs plan caps the run and sets the warm-up's share (1 epoch of it): 20 is about twice what fits
     # in 12 min at 1 thread here, so the budget, not the plan, ends the run and the warm-up keeps ~5% of it
     opts = SupervisedOptions(minutes=minutes, epochs=SUPERVISED_EPOCHS, out=str(out))
-    record = run_protocol("supervised", build_context(dino, DATA, opts, cache=False), write=False, echo=False)
+    record = run_protocol("supervised", build_context(dino, DATA, opts, cache=False, seed=seed), write=False,
+                          echo=False)
     (work / "supervised.json").write_text(json.dumps(record))
     return out, record
 
@@ -135,6 +144,19 @@ def figures(runs: dict[str, Path]) -> None:
     Path(tmp["rollout_npy"]).unlink()
 
 
+def combine(per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """One row per model from each seed's rows: the mean of every number, the best-head Jaccard's standard
+    deviation (None for one seed) and values per seed, and seed 0's per-head Jaccards."""
+    rows = {}
+    for name, first in per_seed[0].items():
+        runs = [seed_rows[name] for seed_rows in per_seed]
+        row = {k: statistics.fmean(r[k] for r in runs) for k, v in first.items() if isinstance(v, int | float)}
+        seeds = [r["jaccard"] for r in runs]
+        rows[name] = {**row, "per_head": first["per_head"], "jaccard_seeds": seeds,
+                      "jaccard_std": statistics.stdev(seeds) if len(seeds) > 1 else None}
+    return rows
+
+
 def markdown(rec: dict[str, Any]) -> str:
     rows = rec["rows"]
     lines = [
@@ -150,6 +172,10 @@ def markdown(rec: dict[str, Any]) -> str:
         "video` on the 30 test videos of `--data moving` (16 frames each, the same kind of objects moving and "
         "occluding each other), the first frame's masks propagated by patch-feature affinity as DINO's "
         "eval_video_segmentation.py, scored as DAVIS 2017 (J: region IoU, F: contour accuracy).", "",
+        f"Mean over {len(rec.get('seeds', [0]))} seed(s) ({', '.join(map(str, rec.get('seeds', [0])))}: each "
+        "seed trains its own DINO and supervised runs and draws its own random init); the best-head Jaccard gives "
+        "± its standard deviation over the seeds, and its value per seed below the table; per head is seed 0's "
+        "(heads have no identity across seeds).", "",
         "| weights | Jaccard, best head (%) | foreground, best head (%) | mean of heads (%) | per head (%) "
         "| k-NN top-1 (%) | video J&F (%) | J | F | thesis DeiT-S/16 | thesis DeiT-S/8 |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -157,11 +183,15 @@ def markdown(rec: dict[str, Any]) -> str:
     for name in ("random", "supervised", "DINO"):
         r, seed = rows[name], SEED_TABLE[name]
         heads = ", ".join(f"{v:.1f}" for v in r["per_head"])
-        lines.append(f"| {name} | {r['jaccard']:.2f} | {r['jaccard_foreground']:.2f} | "
+        spread = f" ± {r['jaccard_std']:.2f}" if r.get("jaccard_std") is not None else ""
+        lines.append(f"| {name} | {r['jaccard']:.2f}{spread} | {r['jaccard_foreground']:.2f} | "
                      f"{r['jaccard_mean_heads']:.2f} | {heads} | {r['knn_top1']:.2f} | {r['video_jf']:.2f} | "
                      f"{r['video_j']:.2f} | {r['video_f']:.2f} | {seed['DeiT-S/16']} | {seed['DeiT-S/8']} |")
     order = " < ".join(sorted(rows, key=lambda n: rows[n]["jaccard"]))
-    lines += ["", f"Ordering here (best head): {order}. The seed's: random < supervised < DINO.", "",
+    per_seed = "; ".join(f"{n} {', '.join(f'{v:.2f}' for v in rows[n].get('jaccard_seeds', [rows[n]['jaccard']]))}"
+                         for n in ("random", "supervised", "DINO"))
+    lines += ["", f"Best-head Jaccard per seed: {per_seed}.", "",
+              f"Ordering here (best head, mean): {order}. The seed's: random < supervised < DINO.", "",
               "![attention of the three models](segmentation.png)", "",
               "DINO's attention on scikit-image's cat (each head, the mean, rollout, and the 60% masks):", "",
               "![attention on the cat](attention_cat.png)", ""]
@@ -174,18 +204,27 @@ def main() -> None:
                    help="training budget of DINO and of supervised each (the one segmentation_screen.py chose at)")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "segmentation", help="where the runs go")
     p.add_argument("--reuse", action="store_true", help="keep runs already finished in --work")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to train and score (3 give a spread; "
+                   "each costs twice --minutes of training and a few minutes of scoring)")
     p.add_argument("--render", action="store_true", help="only rewrite docs/segmentation.md from its JSON")
     args = p.parse_args()
     if args.render:
         rec = json.loads((ROOT / "docs" / "segmentation.json").read_text())
     else:
-        dino = train_dino(args.work, args.minutes, args.reuse)
-        supervised, sup_record = train_supervised(args.work, dino, args.minutes, args.reuse)
-        runs = {"random": random_run(args.work, dino), "supervised": supervised, "DINO": dino}
-        rows = {name: score(run) for name, run in runs.items()}
+        per_seed, first = [], None
+        for seed in args.seeds:
+            work = seed_work(args.work, seed)
+            dino = train_dino(work, args.minutes, args.reuse, seed)
+            supervised, record = train_supervised(work, dino, args.minutes, args.reuse, seed)
+            seed_runs = {"random": random_run(work, dino, seed), "supervised": supervised, "DINO": dino}
+            per_seed.append({name: score(run) for name, run in seed_runs.items()})
+            first = first or (seed_runs, record)  # the figures and the header's steps are the first seed's
+        runs, sup_record = first
+        rows = combine(per_seed)
+        dino = runs["DINO"]
         summary = json.loads((dino / "summary.json").read_text())
         _, spec = load_backbone(dino / "backbone.safetensors")
-        rec = {"machine": machine_words(), "date": time.strftime("%Y-%m-%d"), "rows": rows,
+        rec = {"machine": machine_words(), "date": time.strftime("%Y-%m-%d"), "rows": rows, "seeds": args.seeds,
                "backbone": f"{spec.name}, {spec.patch_size}-px patches, {spec.img_size}-px images",
                "dino_minutes": summary["minutes"], "dino_steps": summary["steps"],
                "supervised_minutes": round(sup_record["settings"].get("minutes", args.minutes), 2),

@@ -14,9 +14,23 @@ def test_table_has_the_three_rows_beside_the_thesis_and_says_the_ordering(segmen
     rows = [line for line in md.splitlines() if line.startswith("| ") and "weights" not in line]
     assert [r.split(" | ")[0] for r in rows] == ["| random", "| supervised", "| DINO"]
     assert "| 45.8 | 44.6 |" in rows[2] and "| 18.50 |" in rows[1]
-    assert "Ordering here (best head): random < DINO < supervised." in md
+    assert "Ordering here (best head, mean): random < DINO < supervised." in md
 
 
 def test_the_dino_recipe_is_a_valid_config(segmentation):
     cfg = build_config({**segmentation.RECIPE, "optim": {**segmentation.RECIPE["optim"], "minutes": 1}}, where="t")
     assert cfg.method == "dino" and cfg.data.name == "cluttered" and cfg.backbone.patch_size == 8
+
+
+def test_seeds_are_combined_into_a_mean_with_its_spread(segmentation):
+    def rows(dino):
+        base = record({"random": 20.0, "supervised": 26.0, "DINO": dino})["rows"]
+        return {name: {**row, "per_head": [dino, 1.0]} for name, row in base.items()}
+
+    combined = segmentation.combine([rows(30.0), rows(34.0), rows(38.0)])
+    assert combined["DINO"]["jaccard"] == 34.0 and combined["DINO"]["jaccard_std"] == 4.0
+    assert combined["DINO"]["jaccard_seeds"] == [30.0, 34.0, 38.0] and combined["DINO"]["per_head"] == [30.0, 1.0]
+    assert combined["supervised"]["jaccard_std"] == 0.0 and combined["random"]["video_jf"] == 50.0
+    assert segmentation.combine([rows(30.0)])["DINO"]["jaccard_std"] is None
+    md = segmentation.markdown({**record({}), "rows": combined, "seeds": [0, 1, 2]})
+    assert "| DINO | 34.00 ± 4.00 |" in md and "DINO 30.00, 34.00, 38.00" in md and "Mean over 3 seed(s)" in md
