@@ -28,6 +28,13 @@ def test_collapsed_embeddings_name_the_methods_switches():
     assert "backbone_std 0.0001" in backbone and "--optim.lr" in backbone
 
 
+def test_embeddings_on_one_line_are_named_by_their_rank():
+    """SimSiam without its predictor: std at a quarter of the reference, rank 1.1 (docs/ablations)."""
+    warning = CollapseWatch("simsiam").check({"emb_std": 0.012, "emb_std_ideal": 0.044, "emb_rank": 1.09})
+    assert "emb_rank 1.09 is below 1.5" in warning and "--simsiam.predictor" in warning
+    assert CollapseWatch("simsiam").check({"emb_std": 0.012, "emb_std_ideal": 0.044, "emb_rank": 8.0}) is None
+
+
 def test_the_engine_writes_the_warning_once_to_metrics_and_stderr(tiny_cfg, capsys):
     trainer = Trainer(tiny_cfg(optim={"epochs": 3 / 22}), progress=False)
     trainer._setup()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from selfsup.diagnostics import collapse_modes
-from selfsup.diagnostics.modes import STD_SHARE
+from selfsup.diagnostics.modes import RANK_FLOOR, STD_SHARE, low_std
 
 # Per mode: what it means, then the options to change; per method where the advice differs.
 CAUSES = {
@@ -25,12 +25,16 @@ EMBEDDING_DEFAULT = "lower --optim.lr or lengthen --optim.warmup-epochs"
 
 
 def embedding_cause(method: str, values: Mapping[str, float]) -> str:
-    """The warning for collapsed embeddings, with the measured std against its reference."""
-    key = min((k for k in ("emb_std", "backbone_std") if k in values and f"{k}_ideal" in values),
-              key=lambda k: values[k] / values[f"{k}_ideal"])
-    return (f"embeddings collapsing: {key} {values[key]:.3g} is below {STD_SHARE:g} x its 1/sqrt(d) reference "
-            f"{values[key + '_ideal']:.3g} (every image gets nearly one vector): "
-            f"{EMBEDDING.get(method, EMBEDDING_DEFAULT)}")
+    """The warning for collapsed embeddings, with the measure that shows it against its threshold."""
+    low = low_std(values)
+    if low:
+        key = min(low, key=lambda k: values[k] / values[f"{k}_ideal"])
+        measured = (f"{key} {values[key]:.3g} is below {STD_SHARE:g} x its 1/sqrt(d) reference "
+                    f"{values[key + '_ideal']:.3g}")
+    else:
+        measured = f"emb_rank {values['emb_rank']:.3g} is below {RANK_FLOOR:g} (the embeddings lie near one line)"
+    return f"embeddings collapsing: {measured} (every image gets nearly one vector): " \
+           f"{EMBEDDING.get(method, EMBEDDING_DEFAULT)}"
 
 
 class CollapseWatch:
