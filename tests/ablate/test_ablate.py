@@ -32,8 +32,11 @@ def test_two_tiny_variants_run_into_a_report_and_a_rerun_does_not_retrain(write_
         raise AssertionError("a finished variant was trained again")
 
     monkeypatch.setattr(run, "_spawn", no_training)
+    (out / "tiny.notes.md").write_text("The copy teacher does not collapse in two steps.\n")
     again = ablate([recipe], out, progress=False)
     assert again["variants"] == summary["variants"]
+    report = (out / "reproduction.md").read_text()
+    assert "Notes (tiny.notes.md, written after the runs):\n\nThe copy teacher does not collapse" in report
     with pytest.raises(ConfigError, match="momentum.json holds variant momentum run with another config"):
         ablate([write_recipe(seed=1)], out, progress=False)
 

@@ -81,7 +81,16 @@ def table(recipe: AblationRecipe, results: list[dict[str, Any]], plots: list[Pat
                      f"{_num(r['train_minutes'], 2)} | {_num(r['peak_memory_mib'], 0)} |")
     lines += ["", f"Peak memory: {results[0].get('memory', '?')}."]
     lines += [f"![{p.stem}]({p.relative_to(folder).as_posix()})" for p in plots]
+    notes = notes_path(recipe, folder)
+    if notes.exists():  # the reader's explanation of the rows, kept beside the results it explains
+        lines += ["", f"Notes ({notes.name}, written after the runs):", "", notes.read_text().strip()]
     return "\n".join(lines) + "\n"
+
+
+def notes_path(recipe: AblationRecipe, folder: Path) -> Path:
+    """Where a person's notes on a recipe's results live (<out>/<recipe>.notes.md): why a direction holds or
+    not at this scale. The report includes them under the recipe's table; they are never generated."""
+    return folder / f"{recipe.name}.notes.md"
 
 
 def write_report(sections: list[str], path: Path) -> Path:
