@@ -56,3 +56,8 @@ def segmentation() -> Iterator[ModuleType]:
 @pytest.fixture(scope="module")
 def segmentation_screen() -> Iterator[ModuleType]:
     yield from load_script("segmentation_screen")
+
+
+@pytest.fixture(scope="module")
+def ablation_screen() -> Iterator[ModuleType]:
+    yield from load_script("ablation_screen")
