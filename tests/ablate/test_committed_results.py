@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from selfsup.ablate import ABLATIONS, load_recipe
 from selfsup.ablate.report import collapse_seen
 from selfsup.diagnostics import collapse_modes
 from selfsup.diagnostics.modes import low_std
@@ -32,8 +33,15 @@ def test_simsiam_without_its_safeguards_collapses_by_rank_where_std_misses_it(va
     assert not low_std(steps[-1])  # the std alone (SimSiam's measure at a tenth of 1/sqrt(d)) misses it
 
 
-def test_dino_runs_never_show_an_embedding_collapse():
-    """DINO's collapses are its own modes (one prototype, uniform); its backbone features stay spread."""
-    runs = sorted(RESULTS.glob("dino-*/*.json"))
-    steps = [s for run in runs for s in logged(run.parent.name, run.stem)]
-    assert all("embedding" not in collapse_modes(s) for s in steps), [r.name for r in runs]
+def test_no_reference_row_ever_looks_collapsed():
+    """Every committed recipe's reference row (the seed's healthy run) at every logged step."""
+    refs = [(path.stem, recipe.reference) for path in sorted(ABLATIONS.glob("*.yaml"))
+            if (RESULTS / path.stem / f"{(recipe := load_recipe(path)).reference}.json").exists()]
+    assert len(refs) >= 2, refs  # simsiam-collapse and dino-collapse at least
+    for name, ref in refs:
+        assert all(collapse_modes(s) == [] for s in logged(name, ref)), (name, ref)
+
+
+def test_dino_without_centring_or_sharpening_collapses_its_own_way():
+    assert collapse_seen({"curve": logged("dino-collapse", "no-sharpening")}) == ["uniform"]
+    assert "one-prototype" in collapse_seen({"curve": logged("dino-collapse", "no-centring")})
