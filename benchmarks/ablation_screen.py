@@ -98,7 +98,8 @@ def random_row(like: Path, work: Path) -> dict[str, Any]:
 def markdown(rec: dict[str, Any]) -> str:
     lines = ["# Choosing the DINO ablation recipes' optimiser and head (validation split)", "",
              f"Written by `benchmarks/ablation_screen.py` on {rec['machine']}, {rec['date']}: the reference row of "
-             "configs/ablations/dino-components.yaml (its budget and seed) pre-trained once per candidate on 54,000 "
+             "configs/ablations/dino-components.yaml as it was before this screen (its budget and seed) "
+             "pre-trained once per candidate on 54,000 "
              "of Fashion-MNIST's train images, k-NN top-1 (k=20, T=0.07) on the other 6,000; the test split is "
              "not read. The learning rate is the base one at batch 256. h and KL are the teacher's entropy and "
              "KL(P_t || P_s) at the last logged step (h = log K = 6.93: uniform, the teacher has not left its "
