@@ -45,6 +45,20 @@ def test_resume_is_exact(tiny_cfg, tmp_path):
     assert not second.replanned
 
 
+def test_a_resumed_run_counts_the_training_time_before_its_resume(tiny_cfg):
+    """RunResult.minutes is the whole run's training time: the checkpoint carries what earlier processes spent."""
+    cfg = tiny_cfg()
+    first = Trainer(cfg, progress=False, stop_at_step=2).fit()
+    path = first.out / "checkpoints" / "last.pt"
+    ckpt = torch.load(path, weights_only=True)
+    assert 0 < ckpt["train_seconds"] <= first.minutes * 60 + 1e-6
+    ckpt["train_seconds"] = 600.0  # as if the first two steps had taken ten minutes
+    torch.save(ckpt, path)
+    second = pretrain(cfg, resume=True, progress=False)
+    assert 10 < second.minutes < 10 + first.minutes + 1  # not only the resumed process's few seconds
+    assert second.images_per_s > 2 * 32 / 60  # speed is of this process's steps, not diluted by the 600 s
+
+
 def test_resume_with_a_longer_run_replans_the_schedules(tiny_cfg, tmp_path, capsys):
     """A finished 2-step run resumed with twice the epochs trains 2 more steps on re-planned schedules."""
     first = pretrain(tiny_cfg(optim={"epochs": 2 / 22}), progress=False)

@@ -48,8 +48,8 @@ class RunResult:
     out: Path
     steps: int
     total_steps: int
-    minutes: float
-    images_per_s: float
+    minutes: float  # training time of the whole run, over every resume (evaluations excluded)
+    images_per_s: float  # of this process's steps
     interrupted: bool
     knn: dict[str, Any] | None
     splits: Splits | None = None  # the data of the run, for callers that evaluate further
@@ -133,6 +133,7 @@ class Trainer:
             self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
         self.optimizer = optimizer_for(self.method, cfg.optim, self.world_batch)
         self.start_step, self.nonfinite, self.total_steps, self.replanned = 0, 0, 0, None
+        self.prior_seconds = 0.0
         ckpt = self._load_resume()
         self.model, self.optimizer = f.setup(self.method, self.optimizer)
         if ckpt is not None:  # after setup, so that the optimiser's state lands on its parameters' device
@@ -160,6 +161,7 @@ class Trainer:
             self.method.load_state_dict(ckpt["model"])
         self.start_step = ckpt["step"]
         self.nonfinite = ckpt.get("nonfinite", 0)
+        self.prior_seconds = ckpt.get("train_seconds", 0.0)  # trained before this process (absent: older run)
         return ckpt
 
     def _load_optimizer(self, ckpt: dict[str, Any]) -> None:
@@ -229,6 +231,10 @@ class Trainer:
                                  float(self.sched["lr"][step]), float(self.sched["wd"][step]),
                                  self.cfg.optim.clip_grad, self._is_log_step(step), self.running_stats)
 
+    def _train_seconds(self) -> float:
+        """Training time of the whole run so far: earlier processes' (from the checkpoint) and this one's."""
+        return self.prior_seconds + time.time() - self.t_start - self.eval_seconds
+
     def _is_log_step(self, step: int) -> bool:
         """Whether `step` ends a logging interval: the method's diagnostics are computed on these only."""
         return (step + 1) % self.cfg.run.log_every == 0 or step + 1 == self.total_steps
@@ -241,6 +247,7 @@ class Trainer:
                          "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
                          "step": next_step, "total_steps": self.total_steps, "rng": rng,
                          "steps_per_epoch": self.steps_per_epoch, "nonfinite": self.nonfinite,
+                         "train_seconds": self._train_seconds(),
                          "config": self.cfg.to_dict()}, self.out / "checkpoints" / "last.pt")
             save_backbone(self.method.evaluated_backbone(), self.spec, self.out / "backbone.safetensors")
         self.fabric.barrier()
@@ -345,8 +352,9 @@ class Trainer:
             save_reconstructions(self.method, self.images, self.views, self.cfg.views.global_size,
                                  self.out / "reconstructions.png", self.cfg.run.seed)
         log.close()
-        minutes = (time.time() - t_start - self.eval_seconds) / 60  # training time
-        ips = (last - self.start_step) * self.world_batch / max(minutes * 60, 1e-9)
+        seconds = time.time() - t_start - self.eval_seconds  # this process's training time
+        ips = (last - self.start_step) * self.world_batch / max(seconds, 1e-9)
+        minutes = (self.prior_seconds + seconds) / 60
         knn = None if interrupted else self._final_eval(log)
         return RunResult(self.fabric.is_global_zero, self.out, last, self.total_steps, minutes, ips, interrupted, knn,
                          self.splits, replanned=self.replanned is not None)
@@ -390,8 +398,7 @@ class Trainer:
             if student and evaluated is not self.method.backbone:
                 student_knn = knn_of_weights(self.method.backbone, self.spec, self.splits, self.fabric.device)
                 values["knn_student_top1"] = student_knn["top1"]
-            train_min = (time.time() - self.t_start - self.eval_seconds) / 60
-            log.log(step, {**values, "train_minutes": round(train_min, 3)})
+            log.log(step, {**values, "train_minutes": round(self._train_seconds() / 60, 3)})
         self.fabric.barrier()
         return result
 
