@@ -16,6 +16,10 @@ def test_two_tiny_variants_run_into_a_report_and_a_rerun_does_not_retrain(write_
     report = (out / "reproduction.md").read_text()
     assert summary["report"] == str(out / "reproduction.md")
     assert "| momentum | - | 72.7 |" in report and "| copy | dino.teacher=copy, views.n_local=2 | 0.1 |" in report
+    row = {r["variant"]: r for r in summary["variants"]}
+    floor = row["copy"]["knn_random_top1"]  # the same starting network as momentum's (random_init.py)
+    assert 0 < floor <= 100 and row["momentum"]["knn_random_top1"] == floor
+    assert f"| {row['copy']['linear_top1']:.1f} | {floor:.1f} | lower than momentum;" in report
     for name in ("tiny-entropy.png", "tiny-knn.png", "tiny-cost.png", "tiny-axis.png"):
         assert (out / name).stat().st_size > 0 and f"({name})" in report
     result = json.loads((out / "tiny" / "copy.json").read_text())
@@ -25,7 +29,6 @@ def test_two_tiny_variants_run_into_a_report_and_a_rerun_does_not_retrain(write_
     assert any("knn_student_top1" in line for line in result["curve"])
     assert any("teacher_student_kl" in line for line in result["curve"])
     assert (out / "tiny" / "copy" / "eval" / "linear.json").exists()  # the probe of `selfsup eval linear`
-    row = {r["variant"]: r for r in summary["variants"]}
     assert row["momentum"]["holds"] is None and row["copy"]["holds"] in (True, False)
 
     def no_training(*args, **kwargs):

@@ -71,15 +71,17 @@ def table(recipe: AblationRecipe, results: list[dict[str, Any]], plots: list[Pat
              f"Scaled: {recipe.scaled or '-'}.", "",
              f"Budget: {budget} per variant (the same for every row), seed {recipe.seed}; "
              f"machine: {results[0].get('machine', '?')}.", "",
-             f"| variant | changes | seed's {LABEL[m]} | ours {LABEL[m]} | ours {LABEL[other]} | expected | "
-             f"holds | collapse seen | train min | peak MiB |", "|---|---|---:|---:|---:|---|---|---|---:|---:|"]
+             f"| variant | changes | seed's {LABEL[m]} | ours {LABEL[m]} | ours {LABEL[other]} | random init k-NN | "
+             f"expected | holds | collapse seen | train min | peak MiB |",
+             "|---|---|---:|---:|---:|---:|---|---|---|---:|---:|"]
     for v, r in zip(recipe.variants, results, strict=True):
         ok = holds(recipe, v, r, ref)
         lines.append(f"| {v.name} | {_changes(v)} | {_num(v.published)} | {_num(metric(r, m))} | "
-                     f"{_num(metric(r, other))} | {_expected(recipe, v)} | "
+                     f"{_num(metric(r, other))} | {_num(metric(r, 'knn_random'))} | {_expected(recipe, v)} | "
                      f"{'-' if ok is None else 'yes' if ok else 'no'} | {', '.join(collapse_seen(r)) or 'none'} | "
                      f"{_num(r['train_minutes'], 2)} | {_num(r['peak_memory_mib'], 0)} |")
-    lines += ["", f"Peak memory: {results[0].get('memory', '?')}."]
+    lines += ["", f"Peak memory: {results[0].get('memory', '?')}. Random init k-NN: the row's own network before "
+              "its first step (same seed), the floor its training is read against."]
     lines += [f"![{p.stem}]({p.relative_to(folder).as_posix()})" for p in plots]
     notes = notes_path(recipe, folder)
     if notes.exists():  # the reader's explanation of the rows, kept beside the results it explains

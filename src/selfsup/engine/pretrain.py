@@ -35,7 +35,7 @@ from selfsup.engine.stop import StopRequest
 from selfsup.eval.knn_protocol import knn_of_weights
 from selfsup.insight.reconstruction import save_reconstructions
 from selfsup.methods import Method
-from selfsup.models.io import save_backbone
+from selfsup.models.io import BackboneSpec, save_backbone
 
 
 class TrainingDiverged(RuntimeError):
@@ -405,3 +405,12 @@ class Trainer:
 
 def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> RunResult:
     return Trainer(cfg, resume, progress).fit()
+
+
+def initial_network(cfg: PretrainConfig) -> tuple[torch.nn.Module, BackboneSpec, Splits]:
+    """What a run of `cfg` starts from: the evaluated backbone at its seed's initialisation, its spec and the
+    run's evaluation splits (the floor its training is read against). Trains nothing; writes
+    cfg.run.out/config.yaml, so pass a folder of its own."""
+    trainer = Trainer(cfg, progress=False)
+    trainer._setup()
+    return trainer.method.evaluated_backbone(), trainer.spec, trainer.splits
