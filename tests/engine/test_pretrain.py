@@ -187,3 +187,18 @@ def test_a_minutes_run_checks_its_speed_a_tenth_in_half_way_and_at_four_fifths(t
     assert [trainer._next_time_check(a) for a in (0, 20, 48)] == [20, 48, None]
     trainer.total_steps = 30  # too short for a second check
     assert trainer._next_time_check(20) is None
+
+
+def test_logged_training_minutes_leave_out_the_evaluations(tiny_cfg, monkeypatch):
+    """A periodic or final k-NN logs the training time before it: its own (here 1 s each) is not training."""
+    import time
+
+    import selfsup.engine.pretrain as engine
+
+    real = engine.knn_of_weights
+    monkeypatch.setattr(engine, "knn_of_weights", lambda *a, **k: time.sleep(1) or real(*a, **k))
+    result = pretrain(tiny_cfg(optim={"epochs": 2 / 22}, run={"eval_knn": True, "knn_every": 1}), progress=False)
+    logged = [json.loads(x) for x in (result.out / "metrics.jsonl").read_text().splitlines()]
+    minutes = [x["train_minutes"] for x in logged if "knn_top1" in x]
+    assert len(minutes) == 2 and minutes[0] < minutes[-1]
+    assert abs(minutes[-1] - result.minutes) * 60 < 0.5  # the final evaluation's 1 s is not in either

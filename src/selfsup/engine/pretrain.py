@@ -390,7 +390,7 @@ class Trainer:
         if not (self.cfg.run.eval_knn and test is not None and test.labels is not None
                 and self.splits.train.labels is not None):
             return None
-        result = None
+        result, trained = None, self._train_seconds()  # before this evaluation's own time
         if self.fabric.is_global_zero:
             evaluated = self.method.evaluated_backbone()
             result = knn_of_weights(evaluated, self.spec, self.splits, self.fabric.device)
@@ -398,7 +398,7 @@ class Trainer:
             if student and evaluated is not self.method.backbone:
                 student_knn = knn_of_weights(self.method.backbone, self.spec, self.splits, self.fabric.device)
                 values["knn_student_top1"] = student_knn["top1"]
-            log.log(step, {**values, "train_minutes": round(self._train_seconds() / 60, 3)})
+            log.log(step, {**values, "train_minutes": round(trained / 60, 3)})
         self.fabric.barrier()
         return result
 
