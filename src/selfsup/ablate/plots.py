@@ -54,13 +54,13 @@ def knn_plot(names: list[str], results: list[dict[str, Any]], path: Path) -> Pat
     """Teacher (solid) and student (dashed) k-NN top-1 against the step (fig. 5.9)."""
     if not any(_series(r, "knn_student_top1")[0] for r in results):
         return None
-    fig, ax = _plt().subplots(figsize=(6, 4))
+    fig, ax = _plt().subplots(figsize=(8, 4))
     for name, r in zip(names, results, strict=True):
         line = ax.plot(*_series(r, "knn_top1"), marker="o", label=f"{name}: teacher")[0]
         ax.plot(*_series(r, "knn_student_top1"), ls="--", marker="x", color=line.get_color(),
                 label=f"{name}: student")
     ax.set(xlabel="step", ylabel="k-NN top-1 (%)", title="teacher and student during training")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the curves, not over them
     return _save(fig, path)
 
 
