@@ -16,7 +16,7 @@ import yaml
 from selfsup.data.views import ViewsConfig
 from selfsup.methods import METHODS
 from selfsup.models import BACKBONES
-from selfsup.models.vit import POOLS, STEMS
+from selfsup.models.vit import FFNS, POOLS, STEMS
 from selfsup.options import opt
 from selfsup.validate import ConfigError, check_sections
 
@@ -88,6 +88,17 @@ class BackboneConfig:
                     "and ReLU, then a 1x1 conv; Xiao et al. 2021 find it trains more stably and transfers better "
                     "at a few percent more compute). With conv, crops must be at most 8 patches a side when the "
                     "patch size is not a power of 2.", paper="patch", choices=STEMS)
+    layerscale: float | None = opt(None, "LayerScale (CaiT; DINOv2): each ViT block's two residual branches are "
+                                   "scaled per channel by a learned vector starting at this value (DINOv2 trains "
+                                   "with 1e-5: blocks start near the identity, which steadies deep ViTs). None: no "
+                                   "LayerScale, as DINO's and MAE's ViTs.", paper=None, above=0)
+    registers: int = opt(0, "Register tokens (Darcet et al. 2024, 'Vision Transformers need registers'): learned "
+                         "tokens after [CLS] that no feature reads; large ViTs park global information in them "
+                         "instead of in background patches, which cleans their attention maps. DINOv2's _reg "
+                         "models have 4.", paper=0, low=0)
+    ffn: str = opt("mlp", "Each ViT block's feed-forward: mlp (GELU, the ViT's) or swiglu (DINOv2's ViT-g: "
+                   "w3(silu(x1) * x2), hidden width about 2/3 of the MLP's so the cost stays the same).",
+                   paper="mlp", choices=tuple(FFNS))
     pool: str = opt("cls", "The ViT feature that evaluation reads (k-NN, linear probe, fine-tuning, the demo's "
                     "rows, learned and random alike; `selfsup eval --feature` overrides it): cls, mean (of the "
                     "patch tokens), cls+mean (both concatenated: DINO's linear evaluation of ViT-B, with "

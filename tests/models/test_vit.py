@@ -68,7 +68,7 @@ def test_pool_options_give_cls_mean_or_both():
     torch.manual_seed(0)
     m = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=16, depth=1, num_heads=2)
     x = torch.randn(3, 1, 28, 28)
-    tokens = m.forward_tokens(x)  # (3, 17, 16)
+    tokens = m.get_intermediate_layers(x)[0]  # (3, 17, 16)
     cls, mean = tokens[:, 0], tokens[:, 1:].mean(1)
     assert torch.allclose(m(x), cls)
     for pool, want in (("mean", mean), ("cls+mean", torch.cat([cls, mean], 1))):
@@ -94,7 +94,7 @@ def test_cls_last4_concatenates_the_normalised_cls_of_each_of_the_last_4_blocks(
     assert not torch.allclose(got, torch.cat(cls[:4], dim=1), atol=1e-3)  # not the first 4
     layers = m.get_intermediate_layers(x, 2)
     assert len(layers) == 2 and torch.allclose(layers[0][:, 0], cls[3], atol=1e-6)
-    assert torch.allclose(layers[1], m.forward_tokens(x), atol=1e-6)
+    assert torch.allclose(layers[1], m.norm(m.forward_features(x)["x_prenorm"]), atol=1e-6)
 
 
 @pytest.mark.parametrize("pool", POOLS)
@@ -110,7 +110,7 @@ def test_patches_feature_is_the_token_grid_in_raster_order_and_refuses_patch_dro
     m = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=16, depth=2, num_heads=2,
                           pool="patches").eval()
     x = torch.randn(3, 1, 28, 28)
-    tokens = m.forward_tokens(x)  # (3, 1 + 16, 16)
+    tokens = m.get_intermediate_layers(x)[0]  # (3, 1 + 16, 16)
     got = m(x)
     assert torch.equal(got.view(3, 16, 16), tokens[:, 1:])
     assert torch.equal(got[:, 16 * 5:16 * 6], tokens[:, 6])  # patch (row 1, col 1) is the 6th token
@@ -153,7 +153,7 @@ def test_patch_dropout_only_in_training_and_only_on_the_pooled_path():
     dropped = m(x)
     assert seen == [17, 9]  # the blocks ran on 1 + 16 tokens in evaluation, 1 + 8 in training
     assert not torch.allclose(full, dropped)
-    assert m.forward_tokens(x).shape == (2, 17, 16)  # token grids stay whole (dense methods, attention)
+    assert m.forward_features(x)["x_norm_patchtokens"].shape == (2, 16, 16)  # grids stay whole (dense, attention)
     m.patch_dropout = 0.0
     assert torch.allclose(m(x), full, atol=1e-6)
 
@@ -165,10 +165,12 @@ def test_conv_stem_embeds_to_the_patch_grid_and_is_saved_in_the_spec(tmp_path):
     convs = [c for c in m.patch_embed.modules() if isinstance(c, torch.nn.Conv2d)]
     assert [c.stride for c in convs] == [(2, 2)] * 3 + [(1, 1)]  # ceil(log2 7) = 3 stride-2 convs, then 1x1
     assert [c.out_channels for c in convs] == [8, 16, 32, 32]  # doubling up to the width
-    for size in (14, 21, 28, 35):
+    for size in (14, 21, 28, 35):  # crops of up to 8 patches a side: the grid of 7-px patches
         assert m.patch_embed(torch.randn(2, 1, size, size)).shape == (2, (size // 7) ** 2, 32)
-    with pytest.raises(ValueError, match="conv stem maps"):
-        m.patch_embed(torch.randn(1, 1, 70, 70))  # 10 patches a side, but 70 / 8 rounds up to 9
+    for hw, grid in (((70, 70), (9, 9)), ((294, 448), (37, 56)), ((33, 17), (5, 3))):  # any size: ceil(side / 8)
+        assert m.grid_size(*hw) == grid and m.stride == 8
+        assert m.patch_embed(torch.randn(1, 1, *hw)).shape == (1, grid[0] * grid[1], 32)
+        assert m.eval().forward_features(torch.randn(1, 1, *hw))["x_norm_patchtokens"].shape[1] == grid[0] * grid[1]
     with pytest.raises(ValueError, match="unknown ViT stem"):
         VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=32, depth=1, num_heads=2, stem="x")
     spec = BackboneSpec("vit-cpu", 28, 1, 7, [0.5], [0.5], width=32, depth=1, stem="conv")

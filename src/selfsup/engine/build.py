@@ -46,7 +46,8 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
     check_views(cfg.method, method, v.n_global, v.n_local)
     try:
         backbone = build_backbone(b.name, v.global_size, method.input_channels(channels), b.patch_size,
-                                  b.drop_path, width=b.width, depth=b.depth, stem=b.stem)
+                                  b.drop_path, width=b.width, depth=b.depth, stem=b.stem, layerscale=b.layerscale,
+                                  registers=b.registers, ffn=b.ffn)
     except ValueError as e:  # a width that does not split into the preset's attention heads
         raise ConfigError(str(e)) from e
     if b.patch_dropout:
@@ -100,4 +101,4 @@ def backbone_spec(cfg: PretrainConfig, images: torch.Tensor, channels: int, mean
         mean, std = channel_stats(to_channels(images, backbone_channels))
     b = cfg.backbone
     return BackboneSpec(b.name, cfg.views.global_size, backbone_channels, b.patch_size, mean, std, b.pool, b.width,
-                        b.depth, stem=b.stem)
+                        b.depth, stem=b.stem, layerscale=b.layerscale, registers=b.registers, ffn=b.ffn)

@@ -44,7 +44,7 @@ class VideoOptions:
 def patch_features(model: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
     """(T, C, H, W) normalised frames -> (T, h*w, D) L2-normalised last-block patch tokens."""
     with torch.no_grad():
-        return F.normalize(model.forward_tokens(x)[:, 1:], dim=-1)
+        return F.normalize(model.forward_features(x)["x_norm_patchtokens"], dim=-1)
 
 
 def neighborhood(h: int, w: int, size: int, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -33,9 +33,10 @@ def crop_to_patches(images: torch.Tensor, patch_size: int) -> torch.Tensor:
 def cls_attention(model: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
     """Last block's CLS -> patch attention: (B, C, H, W) normalised input -> (B, heads, h, w).
 
-    Each head's map sums to 1 - (the CLS token's attention to itself)."""
-    attn = model.get_last_selfattention(x)  # (B, heads, 1 + h*w, 1 + h*w)
-    return attn[:, :, 0, 1:].reshape(*attn.shape[:2], *grid_shape(x, model.patch_size))
+    Each head's map sums to 1 - (the CLS token's attention to itself and to the register tokens): registers are
+    left out of the maps, as in Darcet et al.'s figures."""
+    attn = model.get_last_selfattention(x)  # (B, heads, 1 + R + h*w, 1 + R + h*w)
+    return attn[:, :, 0, model.n_prefix:].reshape(*attn.shape[:2], *model.grid_size(*x.shape[-2:]))
 
 
 @torch.no_grad()
@@ -46,7 +47,7 @@ def rollout(model: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
     for attn in model.get_selfattentions(x):  # (B, heads, T, T), T = 1 + h*w
         a = rollout_step(attn)
         joint = a if joint is None else a @ joint  # (B, T, T)
-    return joint[:, 0, 1:].reshape(len(x), *grid_shape(x, model.patch_size))
+    return joint[:, 0, model.n_prefix:].reshape(len(x), *model.grid_size(*x.shape[-2:]))
 
 
 def rollout_step(attn: torch.Tensor) -> torch.Tensor:

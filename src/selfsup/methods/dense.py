@@ -17,8 +17,7 @@ from selfsup.models.vit import VisionTransformer
 def dense_features(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, D, H/s, W/s): the last block's patch tokens (ViT) or last stage (ResNet)."""
     if isinstance(backbone, VisionTransformer):
-        tokens = backbone.forward_tokens(x)[:, 1:]  # (B, h*w, D), CLS dropped
-        return tokens_to_map(tokens, x.shape[-2] // backbone.patch_size)
+        return backbone.forward_patch_grid(x)  # (B, D, h, w): CLS and registers dropped
     if hasattr(backbone, "forward_features"):
         return backbone.forward_features(x)
     raise TypeError(f"{type(backbone).__name__} has no feature map: use a ViT or a ResNet backbone")

@@ -176,7 +176,8 @@ class MAE(Method):
             token_pos = torch.gather(pos[:, 1:].expand(B, -1, -1), 1, keep.unsqueeze(-1).expand(-1, -1, D))
             visible = torch.where(hidden, self.vis_mask_token + token_pos, visible)
         cls = (bb.cls_token + pos[:, :1]).expand(B, -1, -1)
-        return bb.encode(torch.cat([cls, visible], dim=1)), mask, ids_restore
+        latent = bb.encode(bb.insert_registers(torch.cat([cls, visible], dim=1)))  # (B, 1 + R + keep, D)
+        return torch.cat([latent[:, :1], latent[:, bb.n_prefix:]], dim=1), mask, ids_restore  # registers dropped
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor, h: int) -> torch.Tensor:
         """latent (B, 1 + keep, D) -> predicted pixels of every patch (B, L, p*p*C)."""

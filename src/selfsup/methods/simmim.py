@@ -109,8 +109,8 @@ class SimMIM(Method):
     def encode_masked(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W), mask (B, L) -> the last block's normalised patch tokens as a map (B, D, h, w)."""
         bb = self.backbone
-        tokens = bb.encode(bb.prepare_tokens(x, mask, self.mask_token))  # (B, 1 + L, D)
-        return tokens_to_map(tokens[:, 1:], x.shape[-2] // bb.patch_size)
+        tokens = bb.encode(bb.prepare_tokens(x, mask, self.mask_token))  # (B, 1 + R + L, D)
+        return tokens_to_map(tokens[:, bb.n_prefix:], x.shape[-2] // bb.patch_size)
 
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
                 ) -> tuple[torch.Tensor, dict[str, float]]:

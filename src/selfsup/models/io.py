@@ -32,6 +32,9 @@ class BackboneSpec:
     num_heads: int | None = None  # ViT attention heads when not width / the preset's channels per head
     pos_interp: str = "size"  # how a ViT resizes its position embeddings: vit.POS_INTERPS ("dino" for DINO's)
     stem: str = "patch"  # a ViT's patch embedding: vit.STEMS
+    layerscale: float | None = None  # a ViT's LayerScale initial value (its blocks have ls1, ls2) or None
+    registers: int = 0  # a ViT's register tokens
+    ffn: str = "mlp"  # a ViT's feed-forward: vit.FFNS
 
     @property
     def feature(self) -> str:
@@ -41,7 +44,8 @@ class BackboneSpec:
     def build(self) -> nn.Module:
         return build_backbone(self.name, self.img_size, self.in_chans, self.patch_size, pool=self.pool,
                               width=self.width, depth=self.depth, num_heads=self.num_heads,
-                              pos_interp=self.pos_interp, stem=self.stem)
+                              pos_interp=self.pos_interp, stem=self.stem, layerscale=self.layerscale,
+                              registers=self.registers, ffn=self.ffn)
 
 
 class BackboneFileError(RuntimeError):

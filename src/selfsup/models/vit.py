@@ -1,7 +1,11 @@
-"""Vision Transformer (ViT / DeiT) with DINO's conventions.
+"""Vision Transformer (ViT / DeiT / DINOv2) with DINO's conventions.
 
-Parameter names follow the official DINO / timm ViT (`cls_token`, `pos_embed`, `patch_embed.proj`,
-`blocks.N.attn.qkv`, `blocks.N.mlp.fc1`, `norm`, ...) so official checkpoints load with `load_state_dict`.
+Parameter names follow the official DINO / DINOv2 / timm ViT (`cls_token`, `pos_embed`, `register_tokens`,
+`patch_embed.proj`, `blocks.N.attn.qkv`, `blocks.N.ls1.gamma`, `blocks.N.mlp.fc1` or `blocks.N.mlp.w12`, `norm`,
+...) so official checkpoints load with `load_state_dict`. What DINOv2's models add is optional here too
+(facebookresearch/dinov2 `dinov2/models/vision_transformer.py`, `dinov2/layers/`): LayerScale (`init_values`),
+register tokens (Darcet et al. 2024, between [CLS] and the patches), the SwiGLU feed-forward of ViT-g, and its
+two ways of resizing position embeddings. Token order, as DINOv2's: [CLS], R registers, h*w patches (raster).
 Position embeddings are interpolated (bicubic) to any crop size whose sides the patch size divides.
 """
 
@@ -77,6 +81,41 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class SwiGLU(nn.Module):
+    """DINOv2's SwiGLUFFNFused (layers/swiglu_ffn.py): w3(silu(x1) * x2) with x1, x2 = w12(x).chunk(2), hidden
+    width (int(hidden * 2 / 3) + 7) // 8 * 8, so 4 x 1536 -> 4096 in ViT-g/14."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        hidden = swiglu_hidden(hidden)
+        self.w12 = nn.Linear(dim, 2 * hidden)
+        self.w3 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.w12(x).chunk(2, dim=-1)
+        return self.w3(F.silu(x1) * x2)
+
+
+def swiglu_hidden(hidden: int) -> int:
+    """The hidden width DINOv2's fused SwiGLU uses for an MLP of `hidden` units."""
+    return (int(hidden * 2 / 3) + 7) // 8 * 8
+
+
+FFNS = {"mlp": Mlp, "swiglu": SwiGLU}  # the feed-forward of each block: GELU MLP (ViT) or SwiGLU (DINOv2 ViT-g)
+
+
+class LayerScale(nn.Module):
+    """Per-channel scale of a residual branch (CaiT; DINOv2's layers/layer_scale.py), initialised to
+    `init_values` (DINOv2: 1e-5 for training from scratch, 1.0 in its released models' definitions)."""
+
+    def __init__(self, dim: int, init_values: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init_values)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
@@ -100,31 +139,43 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), x + mlp(norm(x)), with stochastic depth."""
+    """Pre-norm transformer block: x + ls1(attn(norm1(x))), x + ls2(ffn(norm2(x))), with stochastic depth on each
+    branch; ls1, ls2 are LayerScales when `init_values` is given (DINOv2's Block), else identities."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float,
+                 init_values: float | None = None, ffn: str = "mlp") -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads)
+        self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = FFNS[ffn](dim, int(dim * mlp_ratio))
+        self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         if return_attention:
             y, attn = self.attn(self.norm1(x), return_attention=True)
         else:
             y, attn = self.attn(self.norm1(x)), None
-        x = x + self.drop_path(y)
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.ls1(y))
+        x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return (x, attn) if return_attention else x
 
 
 class PatchEmbed(nn.Module):
     def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
-        self.patch_size = patch_size
+        self.patch_size = self.stride = patch_size  # stride: pixels per token-grid cell
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def grid_size(self, H: int, W: int) -> tuple[int, int]:
+        """The token grid (h, w) of an H x W input; its sides must be multiples of the patch size."""
+        return H // self.patch_size, W // self.patch_size
+
+    def fits(self, H: int, W: int) -> bool:
+        """Whether an H x W input maps onto whole patches (else `forward` refuses it)."""
+        return H % self.patch_size == 0 and W % self.patch_size == 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         H, W = x.shape[-2:]
@@ -138,9 +189,12 @@ class PatchEmbed(nn.Module):
 
 
 POOLS = ("cls", "mean", "cls+mean", "cls-last4", "patches")
-# How position embeddings are resized to another patch grid: "size" (bicubic to h x w, selfsup's own runs) or
-# "dino" (bicubic by the scale factor (h + 0.1) / side, as DINO's vision_transformer.py; official DINO weights).
-POS_INTERPS = ("size", "dino")
+# How position embeddings are resized to another patch grid, each bicubic: "size" (to h x w, no antialias: selfsup's
+# own runs, MAE's util/pos_embed.py), "dino" (by the scale factor (h + 0.1) / side, no antialias: DINO's
+# vision_transformer.py and DINOv2's original models, interpolate_offset 0.1) or "size-antialias" (to h x w,
+# antialiased when shrinking: DINOv2's `_reg` models (hub/backbones.py: interpolate_antialias=True, offset 0) and
+# timm's resample_abs_pos_embed).
+POS_INTERPS = ("size", "dino", "size-antialias")
 STEMS = ("patch", "conv")  # patchify conv (ViT) or MoCo v3's convolutional stem
 LAST_BLOCKS = 4  # blocks whose CLS tokens "cls-last4" concatenates (DINO's --n_last_blocks for ViT-S)
 
@@ -149,12 +203,14 @@ class ConvStem(nn.Module):
     """MoCo v3's convolutional stem (vits.py ConvStem, after Xiao et al., 2021, "Early convolutions help
     transformers see better") in place of the patchify layer: k = ceil(log2(patch)) 3x3 stride-2 convs with
     BatchNorm and ReLU, channels doubling up to D, then a 1x1 conv to D. (B, C, H, W) -> (B, h*w, D) with
-    h = ceil(H / 2^k), which must equal H // patch (true for crops of up to 8 patches a side at patch 7)."""
+    h = ceil(H / 2^k) for any H: each token covers a `stride` = 2^k-px cell (8 px at patch 7, so a 28-px crop maps to
+    the 4 x 4 grid of 7-px patches and a 112-px image to 14 x 14)."""
 
     def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
         self.patch_size = patch_size
         k = max(1, math.ceil(math.log2(patch_size)))
+        self.stride = 2**k
         layers: list[nn.Module] = []
         c_in, c_out = in_chans, embed_dim // 2 ** (k - 1)
         for _ in range(k):
@@ -164,12 +220,16 @@ class ConvStem(nn.Module):
         layers.append(nn.Conv2d(c_in, embed_dim, 1))
         self.proj = nn.Sequential(*layers)
 
+    def grid_size(self, H: int, W: int) -> tuple[int, int]:
+        """The token grid (h, w) of an H x W input: each stride-2 conv (kernel 3, padding 1) halves, rounding up."""
+        return -(-H // self.stride), -(-W // self.stride)
+
+    def fits(self, H: int, W: int) -> bool:
+        """Every input size maps onto a whole grid (the last cells are padded by the convolutions)."""
+        return True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.proj(x)  # (B, D, h, w)
-        if out.shape[-1] != x.shape[-1] // self.patch_size or out.shape[-2] != x.shape[-2] // self.patch_size:
-            raise ValueError(f"the conv stem maps {tuple(x.shape[-2:])} to {tuple(out.shape[-2:])}, not the patch "
-                             f"grid of {self.patch_size}-px patches: choose another crop size")
-        return out.flatten(2).transpose(1, 2)  # (B, h*w, D)
+        return self.proj(x).flatten(2).transpose(1, 2)  # (B, D, h, w) -> (B, h*w, D)
 
 
 class VisionTransformer(nn.Module):
@@ -185,7 +245,9 @@ class VisionTransformer(nn.Module):
       - each of the last 4 blocks (`get_intermediate_layers`): "cls-last4", their CLS tokens concatenated
         (oldest first, 4D): DINO's linear evaluation of ViT-S (`--n_last_blocks 4`); min(4, depth) blocks
         for shallower ViTs.
-    Pre-training heads read the CLS token (pool "cls"); evaluation uses the run's choice or `--feature`.
+    Register tokens never enter a feature ("mean" averages the patch tokens only). Pre-training heads read the CLS
+    token (pool "cls"); evaluation uses the run's choice or `--feature`. `forward_features` gives every token kind
+    at once, in DINOv2's dict.
     """
 
     def __init__(
@@ -201,60 +263,92 @@ class VisionTransformer(nn.Module):
         pool: str = "cls",
         pos_interp: str = "size",
         stem: str = "patch",
+        init_values: float | None = None,
+        num_register_tokens: int = 0,
+        ffn: str = "mlp",
     ) -> None:
         super().__init__()
-        if pool not in POOLS:
-            raise ValueError(f"unknown ViT pool {pool!r}: choose one of {', '.join(POOLS)}")
-        if pos_interp not in POS_INTERPS:
-            raise ValueError(f"unknown pos_interp {pos_interp!r}: choose one of {', '.join(POS_INTERPS)}")
+        for what, value, allowed in (("pool", pool, POOLS), ("pos_interp", pos_interp, POS_INTERPS),
+                                     ("stem", stem, STEMS), ("ffn", ffn, tuple(FFNS))):
+            if value not in allowed:
+                raise ValueError(f"unknown ViT {what} {value!r}: choose one of {', '.join(allowed)}")
+        if num_register_tokens < 0:
+            raise ValueError(f"num_register_tokens must be 0 or more, got {num_register_tokens}")
         self.pos_interp = pos_interp
         self.embed_dim, self.patch_size, self.num_heads, self.pool = embed_dim, patch_size, num_heads, pool
         # PatchDropout: share of the patch tokens `forward` leaves out of each image in training (set from
         # --backbone.patch-dropout after construction; not part of the saved spec: evaluation sees all tokens).
         self.patch_dropout = 0.0
         self.micro_batches = 1  # parts of the batch per training forward (--optim.micro-batches)
-        if stem not in STEMS:
-            raise ValueError(f"unknown ViT stem {stem!r}: choose one of {', '.join(STEMS)}")
         self.patch_embed = (ConvStem if stem == "conv" else PatchEmbed)(patch_size, in_chans, embed_dim)
         n_patches = (img_size // patch_size) ** 2
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, n_patches + 1, embed_dim))
+        self.num_register_tokens = num_register_tokens
+        # registers have no position embedding (DINOv2's prepare_tokens_with_masks inserts them after adding it)
+        self.register_tokens = nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim)) \
+            if num_register_tokens else None
         rates = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth grows with depth
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, r) for r in rates)
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, r, init_values, ffn) for r in rates)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.register_tokens is not None:
+            nn.init.normal_(self.register_tokens, std=1e-6)  # DINOv2's init_weights
         self.apply(_init_weights)
+
+    @property
+    def n_prefix(self) -> int:
+        """Tokens before the patches: [CLS] and the registers."""
+        return 1 + self.num_register_tokens
+
+    @property
+    def stride(self) -> int:
+        """Pixels per token-grid cell: the patch size, or 2^k for the convolutional stem."""
+        return self.patch_embed.stride
+
+    def grid_size(self, H: int, W: int) -> tuple[int, int]:
+        """The token grid (h, w) this ViT cuts an H x W input into."""
+        return self.patch_embed.grid_size(H, W)
 
     def interpolate_pos_encoding(self, h: int, w: int) -> torch.Tensor:
         """Position embeddings for an h x w patch grid: (1, 1 + h*w, D), bicubic-resized from the stored grid
-        (`pos_interp` "size": to h x w; "dino": by DINO's scale factors, see `dino_resize_pos_grid`)."""
+        the `pos_interp` way (see POS_INTERPS), in float32 as DINOv2 does."""
         n = self.pos_embed.shape[1] - 1
         if h * w == n and h == w:
             return self.pos_embed
         side = int(math.isqrt(n))
-        grid = self.pos_embed[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)  # (1, D, side, side)
+        grid = self.pos_embed[:, 1:].float().reshape(1, side, side, -1).permute(0, 3, 1, 2)  # (1, D, side, side)
         if self.pos_interp == "dino":
             grid = dino_resize_pos_grid(grid, h, w)
         else:
-            grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+            grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False,
+                                 antialias=self.pos_interp == "size-antialias")
+        grid = grid.to(self.pos_embed.dtype)
         return torch.cat([self.pos_embed[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
 
     def prepare_tokens(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                        mask_token: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C, H, W) -> (B, 1 + h*w, D): [CLS] and patch embeddings plus position embeddings. With a
-        boolean `mask` (B, h*w), masked patch embeddings are replaced by `mask_token` (1, 1, D) before the
-        position embeddings are added (SimMIM's and BEiT's encoder input)."""
-        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        """(B, C, H, W) -> (B, 1 + R + h*w, D): [CLS] and patch embeddings plus position embeddings, then the R
+        register tokens after [CLS]. With a boolean `mask` (B, h*w), masked patch embeddings are replaced by
+        `mask_token` (1, 1, D) before the position embeddings are added (SimMIM's, BEiT's and iBOT's input)."""
+        h, w = self.grid_size(*x.shape[-2:])
         x = self.patch_embed(x)  # (B, h*w, D)
         if mask is not None:
             x = torch.where(mask.unsqueeze(-1), mask_token.to(x.dtype), x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1+h*w, D)
-        return x + self.interpolate_pos_encoding(h, w)
+        return self.insert_registers(x + self.interpolate_pos_encoding(h, w))
+
+    def insert_registers(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1 + N, D) tokens with [CLS] first -> (B, 1 + R + N, D) with the register tokens after [CLS], for
+        callers that choose the tokens themselves (MAE's visible patches)."""
+        if self.register_tokens is None:
+            return x
+        return torch.cat([x[:, :1], self.register_tokens.expand(x.shape[0], -1, -1), x[:, 1:]], dim=1)
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Blocks and the final norm on prepared tokens (B, n, D) -> (B, n, D), for callers that choose the
-        tokens themselves (MAE's visible patches)."""
+        tokens themselves (MAE's visible patches, after `insert_registers`)."""
         return micro_batched(partial(self._layers, n=1, prepared=True), tokens, self.micro_batches, self)[0]
 
     @property
@@ -270,46 +364,62 @@ class VisionTransformer(nn.Module):
         return self.embed_dim * (2 if self.pool == "cls+mean" else self.n_last_blocks)
 
     def get_intermediate_layers(self, x: torch.Tensor, n: int = 1, drop: bool = False) -> list[torch.Tensor]:
-        """Normalised tokens of the last n blocks, oldest first: n x (B, 1 + h*w, D), the shared final `norm`
+        """Normalised tokens of the last n blocks, oldest first: n x (B, 1 + R + h*w, D), the shared final `norm`
         applied to each block's output (DINO's vision_transformer.py). With `drop`, a random share
-        `patch_dropout` of the patch tokens is left out first: n x (B, 1 + keep, D), no longer a grid.
+        `patch_dropout` of the patch tokens is left out first: n x (B, 1 + R + keep, D), no longer a grid.
         In training with `micro_batches` > 1 this runs on parts of the batch (models/micro_batches.py)."""
         return list(micro_batched(partial(self._layers, n=n, drop=drop), x, self.micro_batches, self))
 
-    def _layers(self, x: torch.Tensor, n: int, drop: bool = False, prepared: bool = False
+    def _layers(self, x: torch.Tensor, n: int, drop: bool = False, prepared: bool = False, norm: bool = True
                 ) -> tuple[torch.Tensor, ...]:
         if not prepared:
             x = self.prepare_tokens(x)
-            x = drop_patches(x, self.patch_dropout) if drop else x
+            x = drop_patches(x, self.patch_dropout, self.n_prefix) if drop else x
         out = []
         for i, blk in enumerate(self.blocks):
             x = blk(x)
             if len(self.blocks) - i <= n:
-                out.append(self.norm(x))
+                out.append(self.norm(x) if norm else x)
         return tuple(out)
 
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """All normalised tokens of the last block: (B, 1 + h*w, D); index 0 is CLS."""
-        return self.get_intermediate_layers(x, 1)[0]
+    def forward_features(self, x: torch.Tensor, masks: torch.Tensor | None = None,
+                         mask_token: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:
+        """Every token kind of the last block from one call, as DINOv2's `forward_features`: (B, C, H, W) ->
+        {"x_norm_clstoken": (B, D), "x_norm_regtokens": (B, R, D), "x_norm_patchtokens": (B, h*w, D) in raster
+        order, "x_prenorm": (B, 1 + R + h*w, D), "masks": masks}. `masks` (B, h*w) bool replaces those patch
+        embeddings by `mask_token` first (iBOT's student input)."""
+        tokens = self.prepare_tokens(x, masks, mask_token)  # (B, 1 + R + h*w, D)
+        x = micro_batched(partial(self._layers, n=1, prepared=True, norm=False), tokens, self.micro_batches, self)[0]
+        x_norm = self.norm(x)
+        r = self.n_prefix
+        return {"x_norm_clstoken": x_norm[:, 0], "x_norm_regtokens": x_norm[:, 1:r],
+                "x_norm_patchtokens": x_norm[:, r:], "x_prenorm": x, "masks": masks}
+
+    def forward_patch_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised patch tokens of the last block as a grid: (B, C, H, W) -> (B, D, h, w)."""
+        h, w = self.grid_size(*x.shape[-2:])
+        tokens = self.forward_features(x)["x_norm_patchtokens"]  # (B, h*w, D)
+        return tokens.transpose(1, 2).reshape(len(x), -1, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, feature_dim)
         drop = self.training and self.patch_dropout > 0  # pooled features only: token grids stay whole
         if drop and self.pool == "patches":
             raise ValueError("the patches feature reads the whole token grid: patch dropout cannot apply to it")
-        layers = self.get_intermediate_layers(x, self.n_last_blocks, drop)  # n x (B, 1 + h*w, D)
+        layers = self.get_intermediate_layers(x, self.n_last_blocks, drop)  # n x (B, 1 + R + h*w, D)
         if self.pool == "cls-last4":
             return torch.cat([t[:, 0] for t in layers], dim=-1)  # (B, n*D), as DINO's eval_linear.py
-        return pool_tokens(layers[0], self.pool)
+        return pool_tokens(layers[0], self.pool, self.n_prefix)
 
     def get_last_selfattention(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax attention of the last block: (B, heads, 1 + h*w, 1 + h*w)."""
+        """Softmax attention of the last block: (B, heads, T, T), T = 1 + R + h*w tokens in `prepare_tokens`'
+        order ([CLS], registers, patches)."""
         x = self.prepare_tokens(x)
         for blk in self.blocks[:-1]:
             x = blk(x)
         return self.blocks[-1](x, return_attention=True)[1]
 
     def get_selfattentions(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Softmax attention of every block, first to last: depth x (B, heads, 1 + h*w, 1 + h*w)."""
+        """Softmax attention of every block, first to last: depth x (B, heads, T, T), T = 1 + R + h*w."""
         x, out = self.prepare_tokens(x), []
         for blk in self.blocks:
             x, attn = blk(x, return_attention=True)
@@ -335,15 +445,16 @@ def sincos_pos_embed(dim: int, h: int, w: int, cls_token: bool = True) -> torch.
     return torch.cat([emb.new_zeros(1, dim), emb]) if cls_token else emb
 
 
-def drop_patches(tokens: torch.Tensor, ratio: float) -> torch.Tensor:
+def drop_patches(tokens: torch.Tensor, ratio: float, prefix: int = 1) -> torch.Tensor:
     """PatchDropout (Liu et al., 2023; FLIP's masking, Li et al., 2023): keep a random max(1, int(N * (1 -
-    ratio))) of the N patch tokens of each image, in raster order, and [CLS] always: (B, 1 + N, D) ->
-    (B, 1 + keep, D). Position embeddings are already added, so the kept tokens keep their places."""
-    b, n, d = tokens.shape[0], tokens.shape[1] - 1, tokens.shape[2]
+    ratio))) of the N patch tokens of each image, in raster order, and the `prefix` tokens ([CLS], registers)
+    always: (B, P + N, D) -> (B, P + keep, D). Position embeddings are already added, so the kept tokens keep
+    their places."""
+    b, n, d = tokens.shape[0], tokens.shape[1] - prefix, tokens.shape[2]
     keep = max(1, int(n * (1 - ratio)))
     ids = torch.rand(b, n, device=tokens.device).argsort(dim=1)[:, :keep].sort(dim=1).values  # (B, keep)
-    patches = torch.gather(tokens[:, 1:], 1, ids.unsqueeze(-1).expand(-1, -1, d))
-    return torch.cat([tokens[:, :1], patches], dim=1)
+    patches = torch.gather(tokens[:, prefix:], 1, ids.unsqueeze(-1).expand(-1, -1, d))
+    return torch.cat([tokens[:, :prefix], patches], dim=1)
 
 
 def dino_resize_pos_grid(grid: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -355,14 +466,14 @@ def dino_resize_pos_grid(grid: torch.Tensor, h: int, w: int) -> torch.Tensor:
                          align_corners=False)
 
 
-def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
-    """(B, 1 + N, D) tokens of one block -> (B, D) CLS, (B, D) mean of the N patch tokens, (B, 2D) both, or
-    (B, N*D) the patch tokens in raster order."""
+def pool_tokens(tokens: torch.Tensor, pool: str, prefix: int = 1) -> torch.Tensor:
+    """(B, P + N, D) tokens of one block, [CLS] and registers first (P of them) -> (B, D) CLS, (B, D) mean of
+    the N patch tokens, (B, 2D) both, or (B, N*D) the patch tokens in raster order."""
     if pool == "cls":
         return tokens[:, 0]
     if pool == "patches":
-        return tokens[:, 1:].flatten(1)
-    mean = tokens[:, 1:].mean(dim=1)
+        return tokens[:, prefix:].flatten(1)
+    mean = tokens[:, prefix:].mean(dim=1)
     if pool == "mean":
         return mean
     if pool == "cls+mean":
@@ -382,10 +493,12 @@ def _init_weights(m: nn.Module) -> None:
 
 def vit(name: str, img_size: int, in_chans: int, patch_size: int | None = None, drop_path_rate: float = 0.0,
         pool: str = "cls", width: int | None = None, depth: int | None = None, num_heads: int | None = None,
-        pos_interp: str = "size", stem: str = "patch") -> VisionTransformer:
+        pos_interp: str = "size", stem: str = "patch", init_values: float | None = None, registers: int = 0,
+        ffn: str = "mlp") -> VisionTransformer:
     """Build a preset ViT ('vit-tiny', 'vit-small', 'vit-base', 'vit-cpu', ...) for img_size crops; `width`
     and `depth` override the preset's, keeping its width per attention head unless `num_heads` is given (MoCo v3's
-    ViT-S has 12 heads of 32 channels where DINO's has 6 of 64). `pos_interp`: see POS_INTERPS."""
+    ViT-S has 12 heads of 32 channels where DINO's has 6 of 64). `pos_interp`: see POS_INTERPS; `init_values`
+    (LayerScale), `registers` and `ffn` ("mlp" or "swiglu"): see VisionTransformer."""
     p = VIT_PRESETS[name]
     head_dim = p.embed_dim // p.num_heads
     width = width or p.embed_dim
@@ -395,4 +508,5 @@ def vit(name: str, img_size: int, in_chans: int, patch_size: int | None = None, 
     return VisionTransformer(img_size=img_size, patch_size=patch_size or p.patch_size, in_chans=in_chans,
                              embed_dim=width, depth=depth or p.depth, num_heads=num_heads or width // head_dim,
                              mlp_ratio=p.mlp_ratio, drop_path_rate=drop_path_rate, pool=pool,
-                             pos_interp=pos_interp, stem=stem)
+                             pos_interp=pos_interp, stem=stem, init_values=init_values,
+                             num_register_tokens=registers, ffn=ffn)
