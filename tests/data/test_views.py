@@ -68,3 +68,17 @@ def test_one_channel_images_skip_colour_ops(recipe):
     out = v(torch.randint(0, 256, (4, 1, 20, 20), dtype=torch.uint8))
     assert [tuple(o.shape) for o in out] == [(4, 1, 16, 16)] * 2 + [(4, 1, 8, 8)]
     assert all(torch.isfinite(o).all() for o in out)
+
+
+def test_crops_are_cut_by_one_batched_warp_on_a_gpu_and_by_slicing_on_a_cpu():
+    from selfsup.data.views import cropping_mode, set_cropping
+
+    assert cropping_mode(torch.device("cuda")) == "resample" and cropping_mode(torch.device("cpu")) == "slice"
+    views = MultiCropViews(ViewsConfig(global_size=16, local_size=8, n_local=1), 1, [0.5], [0.5])
+    crops = [m for m in views.modules() if isinstance(m, K.RandomResizedCrop)]
+    assert len(crops) == 3
+    set_cropping(views, torch.device("cuda"))  # what forward does with a batch on a GPU (no tensor moves here)
+    assert all(m.flags["cropping_mode"] == "resample" and not m._compute_matrix_lazily for m in crops)
+    out = views(torch.randint(0, 256, (4, 1, 20, 20), dtype=torch.uint8))  # a CPU batch switches back
+    assert all(m.flags["cropping_mode"] == "slice" for m in crops)
+    assert [tuple(v.shape) for v in out] == [(4, 1, 16, 16), (4, 1, 16, 16), (4, 1, 8, 8)]

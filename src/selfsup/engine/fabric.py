@@ -21,12 +21,22 @@ def ddp_strategy() -> DDPStrategy:
     return DDPStrategy(broadcast_buffers=False)
 
 
+def default_precision(accelerator: str, bf16: bool | None = None) -> str:
+    """32-true on a CPU; on a GPU bf16-mixed where it computes in bf16 (`bf16`: asked of the device when None),
+    else 16-mixed, whose loss scaling keeps small gradients from underflowing."""
+    if accelerator != "cuda":
+        return "32-true"
+    if bf16 is None:
+        bf16 = torch.cuda.is_bf16_supported()
+    return "bf16-mixed" if bf16 else "16-mixed"
+
+
 def make_fabric(cfg: PretrainConfig) -> Fabric:
     """The run's Fabric. Under torchrun or srun, --devices and --num-nodes left at their defaults take the
     launcher's process counts (`process_counts`), so that its processes train together with DDP."""
     run = cfg.run
     accel = run.accelerator if run.accelerator != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    precision = run.precision or ("bf16-mixed" if accel == "cuda" else "32-true")
+    precision = run.precision or default_precision(accel)
     devices, num_nodes = process_counts(run.devices, run.num_nodes)
     multi = str(devices) != "1" or num_nodes > 1
     return Fabric(accelerator=accel, devices=devices, num_nodes=num_nodes,

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.data import ImageSet
+from selfsup.data.views import cropping_mode
 from selfsup.eval.layer_decay import find_vit, param_groups
 from selfsup.eval.precise_bn import recompute_bn_stats
 from selfsup.models.io import BackboneSpec, normalizer
@@ -127,11 +128,13 @@ def as_prepare(spec_or_normalizer: BackboneSpec | Prepare | None) -> Prepare:
     return spec_or_normalizer if spec_or_normalizer is not None else (lambda x: x)
 
 
-def augmentation(cfg: FinetuneConfig, size: int) -> nn.Module:
-    """Light training augmentation on [0, 1] floats: random-resized crop back to `size`, optional flip."""
+def augmentation(cfg: FinetuneConfig, size: int, device: torch.device | str = "cpu") -> nn.Module:
+    """Light training augmentation on [0, 1] floats: random-resized crop back to `size` (cut the way that suits
+    `device`, data/views.py `cropping_mode`), optional flip."""
     ops: list[nn.Module] = []
     if tuple(cfg.crop_scale) != (1.0, 1.0):
-        ops.append(K.RandomResizedCrop((size, size), scale=tuple(cfg.crop_scale)))
+        ops.append(K.RandomResizedCrop((size, size), scale=tuple(cfg.crop_scale),
+                                       cropping_mode=cropping_mode(torch.device(device))))
     if cfg.flip > 0:
         ops.append(K.RandomHorizontalFlip(p=cfg.flip))
     return nn.Sequential(*ops)
@@ -241,7 +244,7 @@ def _fit(model: Classifier, prepare: Prepare, images: torch.Tensor, labels: torc
     layer_decay = resolve_layer_decay(cfg, model)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, layer_decay), lr=0.0)
     plan = Plan.make(len(images), cfg)
-    aug = augmentation(cfg, images.shape[-1]).to(device)
+    aug = augmentation(cfg, images.shape[-1], device).to(device)
     lrs, step, loss, start = plan.schedule(cfg.min_lr), 0, math.nan, time.perf_counter()
     first = start
     model.train()

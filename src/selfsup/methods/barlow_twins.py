@@ -21,6 +21,7 @@ from torch import nn
 from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEWS, Method
 from selfsup.methods.distributed import gather_with_grad
+from selfsup.methods.precision import fp32
 from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import mlp
 from selfsup.options import opt
@@ -44,6 +45,7 @@ class BarlowTwinsConfig:
                             "the learning rate.", paper=1.0, above=0)
 
 
+@fp32
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> tuple[torch.Tensor, dict]:
     """This process's embeddings of views 1 and 2, (B, d) each -> loss over the global batch, its two parts
     (detached 0-d tensors: reading them is a device sync)."""

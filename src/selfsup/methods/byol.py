@@ -23,6 +23,7 @@ from torch import nn
 from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEWS, Method
 from selfsup.methods.momentum import ema_update, momentum_copy
+from selfsup.methods.precision import fp32
 from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import mlp
 from selfsup.options import opt
@@ -44,6 +45,7 @@ class BYOLConfig:
                           "the loss plateaus early; raise it (0.996-0.999) for long runs.", paper=0.996, low=0, high=1)
 
 
+@fp32
 def byol_loss(p1: torch.Tensor, p2: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor) -> torch.Tensor:
     """Online predictions p_v and target projections t_v of views v = 1, 2, all (B, d) -> scalar."""
     def regress(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # ||p/|p| - t/|t|||^2, batch mean

@@ -21,6 +21,7 @@ from selfsup.diagnostics import batch_entropy, collapse_logs, entropy_split
 from selfsup.methods.base import Method, forward_concat_by_size
 from selfsup.methods.distributed import all_reduce_mean
 from selfsup.methods.momentum import momentum_copy
+from selfsup.methods.precision import fp32
 from selfsup.methods.recipe import optim, section
 from selfsup.methods.teachers import TEACHERS, TeacherUpdate
 from selfsup.models.heads import DINOHead, mlp
@@ -91,9 +92,11 @@ class DINOLoss(nn.Module):
         self.student_temp, self.center_momentum, self.loss = student_temp, center_momentum, loss
         self.register_buffer("center", torch.zeros(1, out_dim))
 
+    @fp32
     def forward(self, student_out: torch.Tensor, teacher_out: torch.Tensor, n_views: int,
                 teacher_temp: float) -> torch.Tensor:
-        """student_out: (n_views*B, K), teacher_out: (n_global*B, K), both ordered view by view."""
+        """student_out: (n_views*B, K), teacher_out: (n_global*B, K), both ordered view by view; in float32
+        under any autocast (methods/precision.py: the mse form qq + pp - 2 q.p cancels in bf16)."""
         return self.pair_loss(*self.distributions(student_out, teacher_out, n_views, teacher_temp))
 
     def distributions(self, student_out: torch.Tensor, teacher_out: torch.Tensor, n_views: int,
@@ -115,7 +118,7 @@ class DINOLoss(nn.Module):
             p = logp.exp()  # (V, B, K)
             qq, pp = q.square().sum(-1).mean(-1), p.square().sum(-1).mean(-1)  # (G,), (V,)
             cross = qq[:, None] + pp[None] - 2 * torch.einsum("ibk,vbk->iv", q, p) / b  # (G, V)
-        return cross[pairs].mean()
+        return (cross * pairs).sum() / pairs.sum()  # no boolean indexing: its output size is a device sync
 
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:

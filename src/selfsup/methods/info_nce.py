@@ -14,7 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from selfsup.methods.precision import fp32
 
+
+@fp32
 def info_nce(query: torch.Tensor, keys: torch.Tensor, positive: torch.Tensor, temperature: float,
              exclude: torch.Tensor | None = None, decoupled: bool = False) -> torch.Tensor:
     """query (N, d), keys (M, d), positive (N,) index into keys, exclude (N,) index or None -> mean loss."""

@@ -25,6 +25,7 @@ from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEWS, Method
 from selfsup.methods.distributed import gather
 from selfsup.methods.momentum import ema_update, momentum_copy
+from selfsup.methods.precision import fp32
 from selfsup.methods.recipe import optim, section
 from selfsup.methods.shuffled_bn import momentum_forward
 from selfsup.models.heads import mlp
@@ -62,6 +63,7 @@ class MoCoV2Config:
                           "False is the paper's one-way loss.", paper=False)
 
 
+@fp32
 def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
     """q (B, d) queries, k (B, d) their positive keys, queue (K, d) negatives -> mean InfoNCE.
 

@@ -24,6 +24,7 @@ from selfsup.methods.base import TWO_VIEWS, Method
 from selfsup.methods.distributed import gather, rank
 from selfsup.methods.info_nce import info_nce
 from selfsup.methods.momentum import ema_update, momentum_copy
+from selfsup.methods.precision import fp32
 from selfsup.methods.recipe import optim, section
 from selfsup.methods.shuffled_bn import momentum_forward
 from selfsup.models.heads import mlp
@@ -56,6 +57,7 @@ class MoCoV3Config:
                                    "effect on ResNets.", paper=True)
 
 
+@fp32
 def ctr(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:
     """MoCo v3's contrastive loss: this process's queries q (B, d) against the keys k (B, d) of every
     process (gathered without gradient); q_i's positive is k_i, the other keys are its negatives."""

@@ -23,6 +23,7 @@ from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEWS, Method, forward_concat_by_size
 from selfsup.methods.distributed import gather_with_grad, rank
 from selfsup.methods.info_nce import info_nce
+from selfsup.methods.precision import fp32
 from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import mlp
 from selfsup.options import opt
@@ -43,6 +44,7 @@ class SimCLRConfig:
                           paper=False)
 
 
+@fp32
 def nt_xent(z: torch.Tensor, temperature: float, n_views: int = 2, decoupled: bool = False) -> torch.Tensor:
     """NT-Xent of this process's (V*B, d) embeddings, views stacked [z1; ...; zV], against all processes'
     views; each view's positives are the other V-1 views of its image. `decoupled`: DCL's loss, the

@@ -23,6 +23,7 @@ from torch import nn
 
 from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEWS, Method, ParamGroup, split_norm_bias
+from selfsup.methods.precision import fp32
 from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import mlp
 from selfsup.options import opt
@@ -47,6 +48,7 @@ class SimSiamConfig:
                           "(the paper's Table 1a: 0.1%). Only off to study collapse.", paper=True)
 
 
+@fp32
 def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor,
                  stop_gradient: bool = True) -> torch.Tensor:
     """Predictions p_v and projections z_v of views v = 1, 2, all (B, d) -> scalar in [-1, 1]; the gradient

@@ -27,6 +27,7 @@ from torch import nn
 from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import Method, forward_concat_by_size
 from selfsup.methods.distributed import all_reduce_sum, gather, rank, world_size
+from selfsup.methods.precision import fp32
 from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import mlp
 from selfsup.options import opt
@@ -82,6 +83,7 @@ def _all_reduce_max(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+@fp32
 def sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int) -> torch.Tensor:
     """Sinkhorn-Knopp codes of scores (..., N, K), one problem per leading index, in scores' dtype.
 
@@ -100,6 +102,7 @@ def sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int) -> torch.Ten
     return q / q.sum(dim=-1, keepdim=True)  # a no-op after one iteration or more
 
 
+@fp32
 def swapped_prediction(scores: torch.Tensor, codes: torch.Tensor, temperature: float) -> torch.Tensor:
     """Mean over (assignment crop i, other crop v != i) of -mean_b sum_k q_i log softmax(p_v / T).
 
@@ -107,8 +110,8 @@ def swapped_prediction(scores: torch.Tensor, codes: torch.Tensor, temperature: f
     g, b, k = codes.shape
     logp = F.log_softmax(scores.float() / temperature, dim=-1).view(-1, b, k)  # (V, B, K)
     cross = -torch.einsum("ibk,vbk->iv", codes.float(), logp) / b  # (G, V)
-    same = torch.eye(g, logp.shape[0], dtype=torch.bool, device=cross.device)
-    return cross[~same].mean()
+    pairs = ~torch.eye(g, logp.shape[0], dtype=torch.bool, device=cross.device)
+    return (cross * pairs).sum() / pairs.sum()  # no boolean indexing: its output size is a device sync
 
 
 class SwAV(Method):

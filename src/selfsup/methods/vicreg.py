@@ -20,6 +20,7 @@ from torch import nn
 from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import TWO_VIEWS, Method
 from selfsup.methods.distributed import gather_with_grad
+from selfsup.methods.precision import fp32
 from selfsup.methods.recipe import optim, section
 from selfsup.models.heads import mlp
 from selfsup.options import opt
@@ -40,6 +41,7 @@ class VICRegConfig:
     cov_coeff: float = opt(1.0, "nu, weight of the covariance term.", paper=1.0, low=0)
 
 
+@fp32
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim: float, std: float, cov: float
                 ) -> tuple[torch.Tensor, dict]:
     """This process's embeddings of views 1 and 2, (B, d) each -> loss, its three unweighted parts (detached

@@ -53,8 +53,9 @@ class DINOHead(nn.Module):
         """x (B, in_dim) -> logits (B, out_dim); `predictor` (bottleneck -> bottleneck) maps the MLP's output
         before the normalisation (DINO's --dino.predictor ablation, on the student only)."""
         x = self.mlp(x)  # (B, bottleneck)
-        x = F.normalize(predictor(x) if predictor is not None else x, dim=-1)
-        return self.last_layer(x)  # (B, out_dim)
+        x = predictor(x) if predictor is not None else x
+        with torch.autocast(x.device.type, enabled=False):  # logits divided by a 0.04 temperature: float32
+            return self.last_layer(F.normalize(x.float(), dim=-1))  # (B, out_dim)
 
 
 def _init_linear(m: nn.Module) -> None:
