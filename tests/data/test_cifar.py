@@ -1,4 +1,5 @@
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -77,3 +78,65 @@ def test_label_out_of_range(cifar100_dir):
         pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"fine_labels": [100]}, f)
     with pytest.raises(DataError, match="100 classes"):
         load_cifar(cifar100_dir)
+
+
+class _Payload:
+    """An object whose unpickling creates `marker`: what a batch carrying code would run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_batch_carrying_code_is_refused_without_running_it(cifar10_dir, tmp_path, protocol):
+    folder, _ = cifar10_dir
+    marker = tmp_path / "ran"
+    batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"x": _Payload(marker)}
+    pickle.loads(pickle.dumps(batch, protocol)).pop(b"x").close()  # the payload is live: plain pickle runs it
+    assert marker.exists()
+    marker.unlink()
+    (folder / "data_batch_2").write_bytes(pickle.dumps(batch, protocol))
+    with pytest.raises(DataError) as info:
+        load_cifar(folder)
+    message = str(info.value)
+    assert not marker.exists()
+    assert "\n" not in message and str(folder / "data_batch_2") in message
+    assert re.search(r"'(builtins|io)\.open'", message)  # protocol 2 spells it as Python 2 did
+
+
+def test_a_batch_that_would_alter_an_admitted_function_is_refused(cifar10_dir):
+    folder, _ = cifar10_dir
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # numpy's _frombuffer, admitted for protocol-5 arrays
+    before = frombuffer.__defaults__
+    # BUILD on it with the slot state {"__defaults__": (7,)}: a setattr on numpy's own function
+    attack = (b"\x80\x02c" + frombuffer.__module__.encode() + b"\n_frombuffer\n"
+              + b"N}(X\x0c\x00\x00\x00__defaults__K\x07\x85u\x86b.")
+    (folder / "test_batch").write_bytes(attack)
+    try:
+        with pytest.raises(DataError, match="test_batch is not a readable CIFAR pickle"):
+            load_cifar(folder)
+        assert frombuffer.__defaults__ == before
+    finally:
+        frombuffer.__defaults__ = before
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_batches_pickled_again_by_python3_still_load(cifar10_dir, protocol):
+    folder, batches = cifar10_dir
+    rows, labels = batches["test_batch"]
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": rows, b"labels": np.array(labels)}, protocol))
+    test = load_cifar(folder).test
+    assert test.labels.tolist() == labels and np.array_equal(test.images.numpy().reshape(3, -1), rows)
+
+
+@pytest.mark.parametrize("value, problem", [([[0] * 3072] * 2, "not a numpy array"), ("ab", "not a list")])
+def test_batch_values_of_other_types_are_refused(cifar10_dir, value, problem):
+    folder, _ = cifar10_dir
+    batch = {b"data": value, b"labels": [0, 1]} if problem != "not a list" else {
+        b"data": np.zeros((2, 3072), np.uint8), b"labels": value}
+    (folder / "test_batch").write_bytes(pickle.dumps(batch))
+    with pytest.raises(DataError, match=f"test_batch.*{problem}"):
+        load_cifar(folder)
