@@ -125,3 +125,13 @@ def test_video_protocol_end_to_end(tmp_path):
     with pytest.raises(EvalError, match="not a video dataset"):
         video_protocol(EvalContext(backbone=spec.build(), spec=spec, prepare=normalizer(spec), run_dir=tmp_path,
                                    splits=Splits("x", test, test), data="cluttered"))
+
+
+def test_video_protocol_without_objects_in_any_first_frame_says_so(tmp_path):
+    spec = BackboneSpec("vit-cpu", 32, 3, 8, [0.5] * 3, [0.25] * 3, width=16, depth=1, num_heads=2)
+    frames = torch.zeros(moving.FRAMES, 3, 32, 32, dtype=torch.uint8)
+    test = ImageSet(frames, masks=torch.zeros(moving.FRAMES, 32, 32, dtype=torch.uint8))
+    ctx = EvalContext(backbone=spec.build(), spec=spec, prepare=normalizer(spec), run_dir=tmp_path,
+                      splits=Splits("moving", test, test), data="moving", options=VideoOptions())
+    with pytest.raises(EvalError, match="no object in the first frame of any of the 1 test sequences"):
+        video_protocol(ctx)
