@@ -4,6 +4,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import write_py2_pickle  # tests/data/conftest.py
 
 from selfsup.data import DataError
 from selfsup.data.cifar import is_cifar_dir, load_cifar
@@ -139,4 +140,27 @@ def test_batch_values_of_other_types_are_refused(cifar10_dir, value, problem):
         b"data": np.zeros((2, 3072), np.uint8), b"labels": value}
     (folder / "test_batch").write_bytes(pickle.dumps(batch))
     with pytest.raises(DataError, match=f"test_batch.*{problem}"):
+        load_cifar(folder)
+
+
+def test_numpy_globals_are_admitted_only_as_numpy_pickles_use_them(cifar10_dir, tmp_path):
+    folder, _ = cifar10_dir
+    path = folder / "test_batch"
+    # numpy.ndarray called itself: an uninitialised array of any shape the file names (here 2 x 3072)
+    path.write_bytes(b"\x80\x02}(U\x04datacnumpy\nndarray\n(K\x02M\x00\x0c\x86U\x02u1\x86RU\x06labels](K\x00K\x01eu.")
+    with pytest.raises(DataError, match="test_batch is not a readable CIFAR pickle"):
+        load_cifar(folder)
+    # a uint8 dtype whose pickled flags claim it holds Python objects (numpy's __setstate__ takes them)
+    write_py2_pickle(tmp_path / "batch", {b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, 2]})
+    honest = (tmp_path / "batch").read_bytes()
+    assert honest.count(b"K\x00tb\x89") == 1  # the dtype state's flags 0, then BUILD and is_fortran False
+    path.write_bytes(honest.replace(b"K\x00tb\x89", b"K\x01tb\x89"))
+    with pytest.raises(DataError, match="test_batch is not a readable CIFAR pickle"):
+        load_cifar(folder)
+    path.write_bytes(honest)
+    assert load_cifar(folder).test.labels.tolist() == [0, 1, 2]
+    # an array of Python objects
+    path.write_bytes(pickle.dumps({b"data": np.array([None] * 3072 * 3, dtype=object).reshape(3, -1),
+                                   b"labels": [0, 1, 2]}))
+    with pytest.raises(DataError, match="test_batch is not a readable CIFAR pickle.*raw bytes"):
         load_cifar(folder)

@@ -81,11 +81,12 @@ def _batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     """One batch file -> images (N, 3, 32, 32) uint8 and labels (N,) int64."""
     batch = _unpickle(path)
     if b"data" not in batch or label_key not in batch:
-        keys = [k for k in batch if isinstance(k, (bytes, str))][:6]
+        keys = [k[:40] for k in batch if isinstance(k, (bytes, str))][:6]
         raise DataError(f"{path} lacks the keys b'data' and {label_key!r} (has {keys})")
     data, labels = batch[b"data"], _labels(batch[label_key], path, label_key)
     if not isinstance(data, np.ndarray):  # a nest of lists could expand far beyond the file's size
         raise DataError(f"{path}: b'data' is a {type(data).__name__}, not a numpy array")
+    data = np.asarray(data)  # a plain ndarray, not load_plain's PlainArray
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise DataError(f"{path}: b'data' is {data.dtype} {data.shape} with {len(labels)} labels; expected "
                         "uint8 (N, 3072) with N labels")
