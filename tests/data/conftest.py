@@ -73,6 +73,12 @@ def write_py2_pickle(path: Path, obj: dict) -> None:
     path.write_bytes(b"\x80\x02" + _py2(obj) + b".")
 
 
+@pytest.fixture
+def py2_pickle():
+    """`write_py2_pickle(path, obj)`, for tests that write their own batches."""
+    return write_py2_pickle
+
+
 def cifar_rows(n: int, seed: int) -> np.ndarray:
     """(n, 3072) uint8 rows as in the CIFAR batches."""
     return np.random.default_rng(seed).integers(0, 256, (n, 3072), dtype=np.uint8)

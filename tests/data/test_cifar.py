@@ -4,7 +4,6 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import write_py2_pickle  # tests/data/conftest.py
 
 from selfsup.data import DataError
 from selfsup.data.cifar import is_cifar_dir, load_cifar
@@ -143,7 +142,7 @@ def test_batch_values_of_other_types_are_refused(cifar10_dir, value, problem):
         load_cifar(folder)
 
 
-def test_numpy_globals_are_admitted_only_as_numpy_pickles_use_them(cifar10_dir, tmp_path):
+def test_numpy_globals_are_admitted_only_as_numpy_pickles_use_them(cifar10_dir, tmp_path, py2_pickle):
     folder, _ = cifar10_dir
     path = folder / "test_batch"
     # numpy.ndarray called itself: an uninitialised array of any shape the file names (here 2 x 3072)
@@ -151,7 +150,7 @@ def test_numpy_globals_are_admitted_only_as_numpy_pickles_use_them(cifar10_dir, 
     with pytest.raises(DataError, match="test_batch is not a readable CIFAR pickle"):
         load_cifar(folder)
     # a uint8 dtype whose pickled flags claim it holds Python objects (numpy's __setstate__ takes them)
-    write_py2_pickle(tmp_path / "batch", {b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, 2]})
+    py2_pickle(tmp_path / "batch", {b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, 2]})
     honest = (tmp_path / "batch").read_bytes()
     assert honest.count(b"K\x00tb\x89") == 1  # the dtype state's flags 0, then BUILD and is_fortran False
     path.write_bytes(honest.replace(b"K\x00tb\x89", b"K\x01tb\x89"))

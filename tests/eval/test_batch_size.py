@@ -15,7 +15,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import write_digits_npz  # tests/eval/conftest.py
 
 from selfsup.cli import main
 from selfsup.eval.context import build_context
@@ -41,8 +40,8 @@ def write_resnet_run(run, data, channels: int = 1, size: int = 28):
 
 
 @pytest.fixture
-def resnet_run(tmp_path):
-    return write_resnet_run(tmp_path / "run", write_digits_npz(tmp_path / "digits.npz", 30, 13))
+def resnet_run(tmp_path, digits_npz):
+    return write_resnet_run(tmp_path / "run", digits_npz(tmp_path / "digits.npz", 30, 13))
 
 
 def _numbers(run, protocol: str, options, batch_size: int, **kw) -> dict:
