@@ -163,3 +163,16 @@ def test_numpy_globals_are_admitted_only_as_numpy_pickles_use_them(cifar10_dir, 
                                    b"labels": [0, 1, 2]}))
     with pytest.raises(DataError, match="test_batch is not a readable CIFAR pickle.*raw bytes"):
         load_cifar(folder)
+
+
+def test_pretrain_on_a_folder_carrying_code_stops_with_one_line(cifar10_dir, tmp_path, capsys):
+    from selfsup.cli import main
+
+    folder, _ = cifar10_dir
+    marker = tmp_path / "ran"
+    batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"x": _Payload(marker)}
+    (folder / "data_batch_1").write_bytes(pickle.dumps(batch))
+    assert main(["pretrain", "--data", str(folder), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists() and err.count("\n") == 1 and "Traceback" not in err
+    assert str(folder / "data_batch_1") in err and "refused unread" in err
