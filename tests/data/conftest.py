@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,42 @@ def _pickle(path: Path, obj: dict) -> None:
         pickle.dump(obj, f)
 
 
+def _py2(obj: object) -> bytes:
+    """The protocol-2 opcodes Python 2's cPickle writes for a CIFAR batch's objects (memo puts left out): its
+    str (here bytes) as BINSTRING, and numpy 1's ndarray as numpy.core.multiarray._reconstruct with state
+    (1, shape, dtype, fortran, raw bytes)."""
+    if isinstance(obj, bytes):
+        return (b"U" + bytes([len(obj)]) if len(obj) < 256 else b"T" + struct.pack("<i", len(obj))) + obj
+    if isinstance(obj, bool) or obj is None:
+        return {None: b"N", False: b"\x89", True: b"\x88"}[obj]
+    if isinstance(obj, int):
+        return b"K" + bytes([obj]) if 0 <= obj < 256 else b"J" + struct.pack("<i", obj)
+    if isinstance(obj, tuple):
+        return b"(" + b"".join(_py2(v) for v in obj) + b"t"
+    if isinstance(obj, list):
+        return b"](" + b"".join(_py2(v) for v in obj) + b"e"
+    if isinstance(obj, dict):
+        return b"}(" + b"".join(_py2(k) + _py2(v) for k, v in obj.items()) + b"u"
+    if isinstance(obj, np.ndarray):
+        dtype = (b"cnumpy\ndtype\n" + _py2((obj.dtype.str[1:].encode(), 0, 1)) + b"R"
+                 + _py2((3, obj.dtype.str[:1].encode(), None, None, None, -1, -1, 0)) + b"b")
+        state = b"(" + _py2(1) + _py2(obj.shape) + dtype + _py2(False) + _py2(obj.tobytes()) + b"t"
+        return (b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + _py2((0,)) + _py2(b"b")
+                + b"\x87R" + state + b"b")
+    raise TypeError(f"no Python 2 pickle for {type(obj).__name__}")
+
+
+def write_py2_pickle(path: Path, obj: dict) -> None:
+    """`obj` pickled as the official CIFAR python batches are: by Python 2, protocol 2."""
+    path.write_bytes(b"\x80\x02" + _py2(obj) + b".")
+
+
+@pytest.fixture
+def py2_pickle():
+    """`write_py2_pickle(path, obj)`, for tests that write their own batches."""
+    return write_py2_pickle
+
+
 def cifar_rows(n: int, seed: int) -> np.ndarray:
     """(n, 3072) uint8 rows as in the CIFAR batches."""
     return np.random.default_rng(seed).integers(0, 256, (n, 3072), dtype=np.uint8)
@@ -55,11 +92,11 @@ def cifar10_dir(tmp_path: Path) -> tuple[Path, dict[str, tuple[np.ndarray, list[
     for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
         rows, labels = cifar_rows(2 if name != "test_batch" else 3, i), [(i + j) % 10 for j in range(3)]
         labels = labels[: len(rows)]
-        _pickle(folder / name, {b"batch_label": name.encode(), b"labels": labels, b"data": rows,
-                                b"filenames": [b"x.png"] * len(rows)})
+        write_py2_pickle(folder / name, {b"batch_label": name.encode(), b"labels": labels, b"data": rows,
+                                         b"filenames": [b"x.png"] * len(rows)})
         batches[name] = (rows, labels)
     names = [n.encode() for n in "airplane automobile bird cat deer dog frog horse ship truck".split()]
-    _pickle(folder / "batches.meta", {b"label_names": names, b"num_vis": 3072})
+    write_py2_pickle(folder / "batches.meta", {b"label_names": names, b"num_vis": 3072, b"num_cases_per_batch": 10000})
     return folder, batches
 
 

@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from selfsup.data.dataset import ImageSet, Splits
 from selfsup.eval.context import EvalContext, EvalError
@@ -57,3 +58,58 @@ def test_protocol_needs_masks_and_a_vit(tmp_path):
     rn = BackboneSpec("resnet18", 32, 3, None, [0.5] * 3, [0.25] * 3, width=8)
     with pytest.raises(EvalError, match="needs a ViT"):
         segmentation_protocol(context(tmp_path, rn.build(), rn))
+
+
+def _cells(values: dict[tuple[int, int], int]) -> torch.Tensor:
+    """A (32, 32) plane whose 8x8 patch (row, col) holds values[(row, col)] (0 elsewhere)."""
+    plane = torch.zeros(32, 32, dtype=torch.uint8)
+    for (r, c), v in values.items():
+        plane[8 * r:8 * r + 8, 8 * c:8 * c + 8] = v
+    return plane
+
+
+def _controlled_attention(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 32, 32) in [0, 1] -> (B, 2, 17, 17) attention whose head h's [CLS] row spreads its mass over the
+    patches as channel h of the image does (each patch's mean, normalised)."""
+    cells = F.avg_pool2d(x[:, :2], 8).flatten(2)  # (B, 2, 16)
+    attn = torch.zeros(len(x), 2, 17, 17)
+    attn[:, :, 0, 1:] = cells / cells.sum(-1, keepdim=True)
+    return attn
+
+
+def _controlled_case(tmp_path, monkeypatch, batch_size: int) -> dict:
+    """Images A, B, A, C scored with --max-images 3: each head's attention mask is laid out by hand (threshold
+    0.6 keeps the smallest set of patches holding over 60% of the mass), so every Jaccard is known."""
+    spec = BackboneSpec("vit-cpu", 32, 3, 8, [0.0] * 3, [1.0] * 3, width=16, depth=1, num_heads=2)
+    model = spec.build()
+    monkeypatch.setattr(model, "get_last_selfattention", _controlled_attention)
+    monkeypatch.setattr(model, "get_selfattentions", lambda x: [_controlled_attention(x)])
+    zero = _cells({})
+    # A: head 0 keeps patch (1,1); head 1 (masses .5 .3 .2) keeps (0,0) and (0,1); their mean keeps (1,1), (0,0)
+    a = torch.stack([_cells({(1, 1): 200}), _cells({(0, 0): 250, (0, 1): 150, (3, 3): 100}), zero])
+    a_objects = _cells({(1, 1): 1, (1, 2): 1, (0, 0): 2})
+    # B: head 0 keeps (2,2), exactly its object; head 1 (masses .7 .3) keeps (3,0); their mean (3,0) and (2,2)
+    b = torch.stack([_cells({(2, 2): 200}), _cells({(3, 0): 210, (0, 3): 90}), zero])
+    b_objects = _cells({(2, 2): 1})
+    c = torch.stack([_cells({(3, 3): 200}), _cells({(3, 3): 200}), zero])  # perfect, but past --max-images
+    c_objects = _cells({(3, 3): 1})
+    test = ImageSet(torch.stack([a, b, a, c]), torch.zeros(4, dtype=torch.int64), ["x"],
+                    torch.stack([a_objects, b_objects, a_objects, c_objects]))
+    ctx = EvalContext(backbone=model, spec=spec, prepare=lambda x: x.float() / 255, run_dir=tmp_path,
+                      splits=Splits("toy", test, test), data="toy",
+                      options=SegmentationOptions(max_images=3, batch_size=batch_size, rollout=True))
+    return segmentation_protocol(ctx)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 5])  # 2 does not divide the 3 images; 5 exceeds them all
+def test_protocol_scores_a_constructed_case_exactly_at_any_batch_size(tmp_path, monkeypatch, batch_size):
+    out = _controlled_case(tmp_path, monkeypatch, batch_size)
+    # A: object 1 (patches (1,1), (1,2)) best by head 0, 1/2; object 2 (patch (0,0)) by head 1, 1/2. B: 1.
+    assert out["jaccard"] == round(100 * (0.5 + 1 + 0.5) / 3, 2)
+    # foreground (all objects): A's head 0 covers 1 of its 3 patches (1/3); B's head 0 is exact (1)
+    assert out["jaccard_foreground"] == round(100 * (1 / 3 + 1 + 1 / 3) / 3, 2)
+    # mean of the heads: A's objects 1/3 and 1/2 (5/12), B's object 1/2; rollout of one block = that mean
+    assert out["jaccard_mean_heads"] == out["jaccard_rollout"] == round(100 * (5 / 12 + 1 / 2 + 5 / 12) / 3, 2)
+    # each head over the objects of each image: head 0 (1/4, 1, 1/4), head 1 (1/4, 0, 1/4)
+    assert out["settings"]["per_head"] == [round(100 * 1.5 / 3, 2), round(100 * 0.5 / 3, 2)]
+    assert out["settings"]["n_images"] == 3

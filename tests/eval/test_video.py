@@ -84,6 +84,20 @@ def test_score_video_drops_the_first_and_last_frames():
     assert score_video(pred, truth) == [(1.0, 1.0)]
 
 
+def test_score_video_scores_ids_1_to_the_first_frames_largest_as_davis():
+    truth = torch.zeros(5, 8, 8, dtype=torch.long)  # frames 1..3 are scored
+    truth[:, 4:, 4:] = 2  # object 2 throughout
+    truth[1:3, :2, :2] = 1  # object 1 hidden in frame 0, seen in frames 1 and 2
+    truth[2, 6:, :2] = 3  # object 3 above frame 0's largest id: DAVIS never scores it
+    pred = torch.where(truth == 2, 2, 0)  # propagation from frame 0 cannot predict 1 or 3
+    # object 1: J = F = 0 in frames 1 and 2, 1 in frame 3 (both masks empty); object 2: perfect
+    assert score_video(pred, truth) == [(pytest.approx(1 / 3), pytest.approx(1 / 3)), (1.0, 1.0)]
+    truth[0, :2, :2] = 3  # frame 0's largest id is 3 now: object 3 counts, and 2 and 3 are scored as seen
+    assert len(score_video(pred, truth)) == 3 and score_video(pred, truth)[2] == (pytest.approx(2 / 3),) * 2
+    never = torch.where(truth == 2, 0, truth)  # id 2 never appears, id 3 is in frame 0: id 2 counts 1 each frame
+    assert score_video(torch.zeros_like(never), never)[1] == (1.0, 1.0)
+
+
 def test_moving_masks_are_exact_and_videos_deterministic(monkeypatch):
     monkeypatch.setattr(moving, "background", lambda rng, size: np.zeros((size, size, 3), np.uint8))
     objects = ImageSet(torch.full((3, 1, 28, 28), 200, dtype=torch.uint8), torch.arange(3))
@@ -111,3 +125,13 @@ def test_video_protocol_end_to_end(tmp_path):
     with pytest.raises(EvalError, match="not a video dataset"):
         video_protocol(EvalContext(backbone=spec.build(), spec=spec, prepare=normalizer(spec), run_dir=tmp_path,
                                    splits=Splits("x", test, test), data="cluttered"))
+
+
+def test_video_protocol_without_objects_in_any_first_frame_says_so(tmp_path):
+    spec = BackboneSpec("vit-cpu", 32, 3, 8, [0.5] * 3, [0.25] * 3, width=16, depth=1, num_heads=2)
+    frames = torch.zeros(moving.FRAMES, 3, 32, 32, dtype=torch.uint8)
+    test = ImageSet(frames, masks=torch.zeros(moving.FRAMES, 32, 32, dtype=torch.uint8))
+    ctx = EvalContext(backbone=spec.build(), spec=spec, prepare=normalizer(spec), run_dir=tmp_path,
+                      splits=Splits("moving", test, test), data="moving", options=VideoOptions())
+    with pytest.raises(EvalError, match="no object in the first frame of any of the 1 test sequences"):
+        video_protocol(ctx)

@@ -3,11 +3,12 @@
 CIFAR-10: data_batch_1..5, test_batch, batches.meta (b"labels", b"label_names").
 CIFAR-100: train, test, meta (b"fine_labels", b"fine_label_names").
 Each batch is a dict whose b"data" is (N, 3072) uint8: the R, G and B 32x32 planes, row-major.
+The batches are pickles, read by `plain_pickle.load_plain`: a file that names any other Python object than
+those rebuilding such a dict is refused without running anything from it.
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from selfsup.data.dataset import DataError, ImageSet, Splits
+from selfsup.data.plain_pickle import ForbiddenGlobal, load_plain
 
 CIFAR10 = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"], "meta": "batches.meta",
            "labels": b"labels", "names": b"label_names"}
@@ -47,25 +49,44 @@ def is_cifar_dir(path: str | Path) -> bool:
 
 
 def _unpickle(path: Path) -> dict:
-    # pickle runs code from the file: it is used only because this trusted, standard CIFAR format is a pickle.
+    """A CIFAR pickle's dict, read by `load_plain`: a file holding anything but plain data and numpy arrays is
+    refused before any of it runs."""
+    download = "download the python version again from https://www.cs.toronto.edu/~kriz/cifar.html"
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError,
-            IndexError, KeyError) as e:
-        raise DataError(f"{path} is not a readable CIFAR pickle ({type(e).__name__}: {e}): download the "
-                        "python version again from https://www.cs.toronto.edu/~kriz/cifar.html") from e
+            obj = load_plain(f, encoding="bytes")
+    except ForbiddenGlobal as e:
+        raise DataError(f"{path} is refused unread: it names the Python object {e.name!r}, and a CIFAR batch holds "
+                        f"only dicts, lists, strings, bytes, numbers and numpy arrays ({download})") from None
+    except Exception as e:  # a broken or foreign file: pickle, numpy and the file system raise many kinds
+        detail = " ".join(str(e).split())[:200]
+        raise DataError(f"{path} is not a readable CIFAR pickle ({type(e).__name__}: {detail}): {download}") from e
     if not isinstance(obj, dict):
         raise DataError(f"{path} holds a {type(obj).__name__}, not a CIFAR batch dict")
     return obj
+
+
+def _labels(value: Any, path: Path, key: bytes) -> np.ndarray:
+    """A batch's labels (a list of ints, or an integer array) -> (N,) int64."""
+    ints = isinstance(value, list) and all(isinstance(v, int) for v in value)
+    if not ints and not (isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu"):
+        raise DataError(f"{path}: {key!r} is a {type(value).__name__}, not a list of integer labels")
+    try:
+        return np.asarray(value, dtype=np.int64)
+    except OverflowError:
+        raise DataError(f"{path}: {key!r} holds labels beyond int64") from None
 
 
 def _batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     """One batch file -> images (N, 3, 32, 32) uint8 and labels (N,) int64."""
     batch = _unpickle(path)
     if b"data" not in batch or label_key not in batch:
-        raise DataError(f"{path} lacks the keys b'data' and {label_key!r} (has {sorted(batch)[:6]})")
-    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[label_key], dtype=np.int64)
+        keys = [k[:40] for k in batch if isinstance(k, (bytes, str))][:6]
+        raise DataError(f"{path} lacks the keys b'data' and {label_key!r} (has {keys})")
+    data, labels = batch[b"data"], _labels(batch[label_key], path, label_key)
+    if not isinstance(data, np.ndarray):  # a nest of lists could expand far beyond the file's size
+        raise DataError(f"{path}: b'data' is a {type(data).__name__}, not a numpy array")
+    data = np.asarray(data)  # a plain ndarray, not load_plain's PlainArray
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise DataError(f"{path}: b'data' is {data.dtype} {data.shape} with {len(labels)} labels; expected "
                         "uint8 (N, 3072) with N labels")
@@ -98,7 +119,10 @@ def load_cifar(path: str | Path) -> Splits:
     meta = _unpickle(folder / variant["meta"])
     if variant["names"] not in meta:
         raise DataError(f"{folder / variant['meta']} lacks {variant['names']!r}")
-    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[variant["names"]]]
+    names = meta[variant["names"]]
+    if not isinstance(names, list) or not all(isinstance(n, (bytes, str)) for n in names):
+        raise DataError(f"{folder / variant['meta']}: {variant['names']!r} is not a list of class names")
+    classes = [n.decode(errors="replace") if isinstance(n, bytes) else n for n in names]
     name = "cifar10" if variant is CIFAR10 else "cifar100"
     return Splits(name, _split(folder, variant["train"], variant["labels"], classes),
                   _split(folder, variant["test"], variant["labels"], classes))

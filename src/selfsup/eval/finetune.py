@@ -84,7 +84,8 @@ class FinetuneConfig:
                                "from scratch learns faster with timm's 0.02 (the supervised baseline uses it).",
                                paper=2e-5, low=0)
     precise_bn: bool = opt(True, "Recompute BatchNorm statistics (ResNets) from up to 4096 un-augmented training "
-                           "images after training; short runs otherwise evaluate with stale running averages.")
+                           "images after training, in batches of --batch-size; short runs otherwise evaluate with "
+                           "stale running averages.")
     eval_batch_size: int = opt(512, "Batch size of the (un-augmented) test predictions; memory only.", low=1)
 
 
@@ -233,8 +234,8 @@ def train_classifier(backbone: nn.Module, prepare: Prepare, images: torch.Tensor
         torch.manual_seed(seed)
         model = Classifier(copy.deepcopy(backbone), num_classes, cfg.head_init_std).to(device)
         res = _fit(model, prepare, images, labels, cfg, device, torch.Generator().manual_seed(seed))
-    if cfg.precise_bn:
-        recompute_bn_stats(res.model, prepare, images, cfg.eval_batch_size, device=device)
+    if cfg.precise_bn:  # in batches of training's size: the statistics must not depend on --eval-batch-size
+        recompute_bn_stats(res.model, prepare, images, Plan.make(len(images), cfg).batch_size, device=device)
     return res
 
 

@@ -79,7 +79,7 @@ def segmentation_protocol(ctx: EvalContext) -> dict[str, Any]:
     per_head = torch.zeros(model.num_heads)
     model.eval()
     for start in range(0, n, opts.batch_size):
-        x = ctx.prepare(test.images[start:start + opts.batch_size].to(ctx.device))
+        x = ctx.prepare(test.images[start:min(start + opts.batch_size, n)].to(ctx.device))  # never past image n
         masks = {k: v.cpu() for k, v in image_masks(model, x, opts.threshold, opts.rollout).items()}
         for b, objects in enumerate(test.masks[start:start + len(x)]):
             best, heads = best_head_jaccard(masks["heads"][b], objects)

@@ -153,11 +153,15 @@ def contour_accuracy(pred: torch.Tensor, truth: torch.Tensor) -> float:
 
 
 def score_video(pred: torch.Tensor, truth: torch.Tensor) -> list[tuple[float, float]]:
-    """(J, F) of each object of the first frame, averaged over frames 1..T-2 (DAVIS drops the first and the
-    last): pred and truth (T, H, W) ids."""
-    ids = [i for i in truth[0].unique().tolist() if i != 0]
+    """(J, F) of objects 1..(the first frame's largest id), each averaged over frames 1..T-2 (DAVIS drops the
+    first and the last): pred and truth (T, H, W) ids.
+
+    As DAVIS 2017 (davisvideochallenge/davis2017-evaluation, davis2017/davis.py `get_all_masks`: one mask per
+    id in 1..max of frame 0; evaluation.py drops the frames): an id under that maximum but absent from frame 0
+    still counts (J and F are 0 where it appears unpredicted), an id that never appears counts 1 in each frame
+    that also predicts none of it (metrics.py: both masks empty), and ids above the maximum are not scored."""
     out = []
-    for i in ids:
+    for i in range(1, int(truth[0].max()) + 1):
         frames = range(1, len(truth) - 1)
         j = [region_similarity(pred[t] == i, truth[t] == i).item() for t in frames]
         f = [contour_accuracy(pred[t] == i, truth[t] == i) for t in frames]
@@ -175,13 +179,16 @@ def video_protocol(ctx: EvalContext) -> dict[str, Any]:
         raise EvalError(f"--data {ctx.data} is not a video dataset: use --data moving")
     videos, masks = as_videos(ctx.split("test", labelled=False))
     ctx.backbone.eval()
-    scores = []
-    for v in range(min(opts.max_sequences, len(videos))):
+    scores, n = [], min(opts.max_sequences, len(videos))
+    for v in range(n):
         pred = segment_video(ctx.backbone, ctx.prepare(videos[v].to(ctx.device)), masks[v, 0].to(ctx.device), opts)
         scores += score_video(pred.cpu(), masks[v])
+    if not scores:
+        raise EvalError(f"--data {ctx.data}: no object in the first frame of any of the {n} test sequences scored, "
+                        "so there is nothing to propagate")
     j = 100 * sum(s[0] for s in scores) / len(scores)
     f = 100 * sum(s[1] for s in scores) / len(scores)
-    settings = {"sequences": min(opts.max_sequences, len(videos)), "objects": len(scores),
+    settings = {"sequences": n, "objects": len(scores),
                 "frames": videos.shape[1], "image_size": list(videos.shape[-2:])}
     return {"jf": round((j + f) / 2, 2), "j": round(j, 2), "f": round(f, 2), "settings": settings}
 
