@@ -7,8 +7,6 @@ import torch
 
 from selfsup.models.io import BackboneSpec, save_backbone
 
-from .conftest import load_script
-
 
 @pytest.fixture
 def teacher(tmp_path):
@@ -19,8 +17,8 @@ def teacher(tmp_path):
     return tmp_path / "teacher"
 
 
-def test_distill_benchmark_smoke_writes_the_three_rows(teacher, tmp_path):
-    module = next(load_script("distill"))
+def test_distill_benchmark_smoke_writes_the_three_rows(distill_bench, teacher, tmp_path):
+    module = distill_bench
     doc = tmp_path / "distill.md"
     rows = module.main(["--smoke", "--teacher", str(teacher), "--out", str(tmp_path / "runs"), "--doc", str(doc)])
     assert [r["row"] for r in rows] == ["teacher (the demo)", "student, distilled",
@@ -33,8 +31,8 @@ def test_distill_benchmark_smoke_writes_the_three_rows(teacher, tmp_path):
     assert json.loads(doc.with_suffix(".json").read_text()) == rows
 
 
-def test_continue_screen_smoke_writes_its_table(teacher, tmp_path):
-    module = next(load_script("continue_screen"))
+def test_continue_screen_smoke_writes_its_table(continue_screen, teacher, tmp_path):
+    module = continue_screen
     doc = tmp_path / "continue.md"
     rows = module.main(["--smoke", "--init", str(teacher), "--out", str(tmp_path / "runs"), "--doc", str(doc)])
     assert [r["variant"] for r in rows] == ["source (backbone frozen)", "base: lr x0.1, warm-up 1, frozen 1 epoch"]
