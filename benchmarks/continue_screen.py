@@ -71,7 +71,7 @@ def run(name: str, sections: dict[str, Any], out: Path) -> dict[str, Any]:
     if done.exists():
         return json.loads(done.read_text())
     resume = (out / "checkpoints" / "last.pt").exists()
-    summary = selfsup.pretrain(**sections, run={**sections.get("run", {}), "out": str(out)}, resume=resume)
+    summary = selfsup.pretrain(**{**sections, "run": {**sections.get("run", {}), "out": str(out)}}, resume=resume)
     summary["variant"] = name
     done.write_text(json.dumps(summary))
     return summary
