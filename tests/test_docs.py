@@ -17,3 +17,16 @@ def test_readme_opens_with_the_two_commands_ci_runs():
     commands = [line for line in block if line.strip() and not line.startswith("#")]
     assert len(commands) == 2 and commands[0].endswith("selfsup demo")
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_python_block_runs_as_written(tmp_path, monkeypatch):
+    """The README's Python section, executed as it is written (digits, a few steps each) in a fresh folder."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Python\n", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert 0 <= scope["record"]["numbers"]["top1"] <= 100
+    assert scope["features"].shape[0] == 4 and (tmp_path / "runs" / "py-small" / "backbone.safetensors").exists()
+    assert scope["cfg"].optim.lr == 1e-4

@@ -1,5 +1,5 @@
-"""Command line: `selfsup demo | pretrain | eval PROTOCOL | knn | report | embed | attention | serve | ablate |
-convert | export`. Every command's last line is JSON with --json."""
+"""Command line: `selfsup demo | pretrain | distill | eval PROTOCOL | knn | report | embed | attention | serve |
+ablate | convert | export`. Every command's last line is JSON with --json."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from selfsup.validate import check_sections
 SHORTCUTS = {"data": ("data", "name"), "backbone": ("backbone", "name"), "patch_size": ("backbone", "patch_size"),
              "epochs": ("optim", "epochs"), "minutes": ("optim", "minutes"), "batch_size": ("optim", "batch_size"),
              "lr": ("optim", "lr"), "seed": ("run", "seed"), "devices": ("run", "devices"),
-             "num_nodes": ("run", "num_nodes"), "out": ("run", "out")}
+             "num_nodes": ("run", "num_nodes"), "out": ("run", "out"), "init": ("backbone", "init"),
+             "init_from": ("backbone", "init_from")}
 
 
 class Parser(argparse.ArgumentParser):
@@ -71,10 +72,12 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
                                help=_help(text, default, paper))
 
 
-def add_pretrain_options(p: argparse.ArgumentParser) -> None:
+def add_pretrain_options(p: argparse.ArgumentParser, shortcuts: dict[str, tuple[str, str]] = SHORTCUTS,
+                         method: bool = True) -> None:
     p.add_argument("--config", help="YAML recipe; command-line options override it (see src/selfsup/configs/)")
-    p.add_argument("--method", default=argparse.SUPPRESS, choices=sorted(METHODS), help="pre-training method")
-    for flag, (section, name) in SHORTCUTS.items():
+    if method:
+        p.add_argument("--method", default=argparse.SUPPRESS, choices=sorted(METHODS), help="pre-training method")
+    for flag, (section, name) in shortcuts.items():
         p.add_argument(f"--{flag.replace('_', '-')}", dest=f"{section}.{name}", type=_value, action=Given,
                        default=argparse.SUPPRESS, metavar="V", help=f"same as --{section}.{name.replace('_', '-')}")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
@@ -120,24 +123,43 @@ def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None)
     return build_config(merge(raw, overrides), where=args.config or "command line")
 
 
-def cmd_pretrain(args: argparse.Namespace) -> dict[str, Any] | None:
-    from selfsup.engine.pretrain import pretrain
-
-    cfg = resolve_config(args)
-    result = pretrain(cfg, resume=args.resume, progress=not args.no_progress)
-    if not result.is_main:
+def report_run(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The lines a pre-training command prints after its run; its JSON summary."""
+    if summary is None:
         return None
-    summary = {"out": str(result.out), "steps": result.steps, "total_steps": result.total_steps,
-               "minutes": round(result.minutes, 2), "images_per_s": round(result.images_per_s, 1),
-               "interrupted": result.interrupted}
-    if result.interrupted:
-        print(f"stopped at step {result.steps}/{result.total_steps}; continue with the same command and --resume",
-              file=sys.stderr)
-    if result.knn:
-        summary["knn_top1"] = result.knn["top1"]
-        print(f"k-NN top-1 on the test split: {result.knn['top1']:.2f}% (k={result.knn['k']}, "
-              f"T={result.knn['temperature']})")
+    if summary["interrupted"]:
+        print(f"stopped at step {summary['steps']}/{summary['total_steps']}; continue with the same command and "
+              "--resume", file=sys.stderr)
+    knn = summary.pop("knn", None)
+    if knn:
+        print(f"k-NN top-1 on the test split: {knn['top1']:.2f}% (k={knn['k']}, T={knn['temperature']})")
     return summary
+
+
+def cmd_pretrain(args: argparse.Namespace) -> dict[str, Any] | None:
+    from selfsup.api import pretrain
+
+    return report_run(pretrain(resolve_config(args), resume=args.resume, progress=not args.no_progress))
+
+
+def add_distill_parser(sub: argparse._SubParsersAction) -> None:
+    dis = sub.add_parser("distill", help="train a student backbone (any --backbone flags: a narrower ViT, a small "
+                         "ResNet) to reproduce a frozen teacher's features on unlabeled images; the output is a run "
+                         "directory like pretrain's")
+    dis.add_argument("--teacher", dest="distill.teacher", type=str, action=Given, required=True, metavar="RUN|FILE",
+                     help="the frozen teacher: a run directory, a backbone.safetensors or an official checkpoint "
+                     "(its own input size, channels and normalisation are used)")
+    dis.add_argument("--teacher-from", dest="distill.teacher_from", type=str, action=Given,
+                     default=argparse.SUPPRESS, metavar="SOURCE", help="layout of an official teacher checkpoint, "
+                     "as convert --from (default: guessed)")
+    add_pretrain_options(dis, method=False)
+
+
+def cmd_distill(args: argparse.Namespace) -> dict[str, Any] | None:
+    from selfsup.api import distill
+
+    return report_run(distill(config=resolve_config(args, base={"method": "distill"}), resume=args.resume,
+                              progress=not args.no_progress))
 
 
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -228,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pretrain_options(demo)
     pre = sub.add_parser("pretrain", help="pre-train a backbone without labels")
     add_pretrain_options(pre)
+    add_distill_parser(sub)
     commands.add_eval_parser(sub)
     commands.add_knn_parser(sub)
     commands.add_report_parser(sub)
@@ -240,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "eval": commands.cmd_eval, "knn": commands.cmd_knn,
-            "report": commands.cmd_report, "embed": commands.cmd_embed,
+COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "distill": cmd_distill, "eval": commands.cmd_eval,
+            "knn": commands.cmd_knn, "report": commands.cmd_report, "embed": commands.cmd_embed,
             "attention": cmd_attention, "serve": cmd_serve, "ablate": cmd_ablate, "convert": weights.cmd_convert,
             "export": weights.cmd_export}
 

@@ -16,7 +16,7 @@ import yaml
 from selfsup.data.views import ViewsConfig
 from selfsup.methods import METHODS
 from selfsup.models import BACKBONES
-from selfsup.models.vit import FFNS, POOLS, STEMS
+from selfsup.models.vit import FFNS, POOLS, POS_INTERPS, STEMS
 from selfsup.options import opt
 from selfsup.validate import ConfigError, check_sections
 
@@ -110,6 +110,30 @@ class BackboneConfig:
                     "heads always read the CLS token. On 28-px images with 16 tokens, patches is worth 2 k-NN "
                     "points over cls+mean, and cls+mean 1-2 over cls (docs/demo_sweep.md). ResNets always "
                     "average-pool.", paper="cls", choices=POOLS)
+    num_heads: int | None = opt(None, "ViT attention heads (default: the width over the preset's channels per head). "
+                                "Taken from a --backbone.init file (MoCo v3's ViT-S has 12 where DINO's has 6).",
+                                low=1)
+    pos_interp: str = opt("size", "How a ViT resizes its position embeddings to another token grid (local crops, "
+                          "other image sizes): size (bicubic to the grid) or dino (DINO's scale factors, which "
+                          "its weights were trained with). Taken from a --backbone.init file.", paper="size",
+                          choices=POS_INTERPS)
+    init: str | None = opt(None, "Start the backbone, and the method's teacher or momentum copies, from these weights: "
+                           "a run directory, a backbone.safetensors or an official checkpoint (--backbone.init-from "
+                           "names its layout); the method's heads start fresh, and --resume continues from the "
+                           "run's own checkpoint, never from this file. The architecture is taken from the file: "
+                           "leave --backbone.name, patch-size, width, depth, num-heads, stem, layerscale, "
+                           "registers, ffn and pos-interp unset (a value other than the file's is refused). The "
+                           "stored position grid is resampled once to the global crop's grid, as the network "
+                           "computes it at that size. The data must have the file's channels. Continue with a "
+                           "gentler recipe than from scratch: about a tenth of the learning rate, a teacher "
+                           "momentum near 1 and the backbone frozen while the fresh heads warm up "
+                           "(--optim.freeze-backbone-epochs); benchmarks/continue_screen.py picks them on a "
+                           "validation split.")
+    init_from: str | None = opt(None, "Layout of an official --backbone.init checkpoint, as `selfsup convert --from` "
+                                "(dino, mae, moco-v3, timm, ...); default: guessed from the file.")
+    init_sha256: str | None = opt(None, "sha256 of the --backbone.init file, recorded in config.yaml by the run; "
+                                  "given, a file with another hash is refused (rerunning a run's config.yaml "
+                                  "checks that the weights are the same).")
 
 
 @dataclass
@@ -162,6 +186,16 @@ class OptimConfig:
                           "evaluate theirs); 0.99-0.999, the longer the run the closer to 1. Costs one "
                           "weight update per step and the backbone's memory once more.", paper=0.0,
                           low=0, below=1)
+    freeze_patch_embed: bool = opt(False, "Never train a ViT's patch embedding (MoCo v3's stability trick; the "
+                                   "first layer of a --backbone.init model keeps its pixel filters, which a "
+                                   "small domain set cannot improve much). DINOv2 instead trains it at 0.2x the "
+                                   "learning rate.", paper=False)
+    freeze_backbone_epochs: float = opt(0.0, "Epochs at the start during which the backbone gets no update and "
+                                        "only the method's fresh heads train: with --backbone.init, random heads "
+                                        "otherwise send large gradients into good weights and undo them in the "
+                                        "first steps (dinov2 issue 204, dino issue 207; LightlyTrain's "
+                                        "student_freeze_backbone_epochs). 0 from scratch; about 1 when "
+                                        "continuing.", paper=0.0, low=0)
 
 
 @dataclass

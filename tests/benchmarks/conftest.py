@@ -61,3 +61,13 @@ def segmentation_screen() -> Iterator[ModuleType]:
 @pytest.fixture(scope="module")
 def ablation_screen() -> Iterator[ModuleType]:
     yield from load_script("ablation_screen")
+
+
+@pytest.fixture(scope="module")
+def distill_bench() -> Iterator[ModuleType]:
+    yield from load_script("distill")
+
+
+@pytest.fixture(scope="module")
+def continue_screen() -> Iterator[ModuleType]:
+    yield from load_script("continue_screen")

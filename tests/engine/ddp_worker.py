@@ -4,7 +4,10 @@ batch; rank 0 saves the state after the step to OUT.
     python -m torch.distributed.run --nproc_per_node=2 ddp_worker.py METHOD OUT [vit|resnet]
 """
 
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 from lightning.fabric import Fabric
@@ -15,6 +18,20 @@ from selfsup.engine.pretrain import optimization_step
 from selfsup.methods import METHODS, Method
 from selfsup.models.resnet import resnet18
 from selfsup.models.vit import VisionTransformer
+
+
+def tiny_teacher() -> str:
+    """A 2-block ViT on 12-px 1-channel images (another size than the students' 16 px), seeded, saved as a
+    backbone.safetensors: the frozen teacher of `distill` in these tests; one file per process."""
+    from selfsup.models.io import BackboneSpec, save_backbone
+
+    path = Path(tempfile.gettempdir()) / f"selfsup-tiny-teacher-{os.getpid()}.safetensors"
+    if not path.exists():
+        torch.manual_seed(1)
+        spec = BackboneSpec("vit-cpu", 12, 1, 4, [0.4], [0.3], width=32, depth=2)
+        save_backbone(spec.build(), spec, path)
+    return str(path)
+
 
 # Small heads, and no BatchNorm in them: on CPU, BatchNorm statistics are per process (gloo has no
 # SyncBatchNorm), which would differ from the concatenated batch by design.
@@ -36,6 +53,7 @@ TINY = {
     "relative-position": {"hidden_dim": 16},
     "colorization": {},
     "inpainting": {"disc_width": 8},
+    "distill": {"teacher": tiny_teacher(), "mixup": False},
 }
 
 

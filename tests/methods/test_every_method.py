@@ -154,7 +154,9 @@ MEASURED = {"dino": ("backbone", slice(0, 1)), "moco-v2": ("head", slice(None)),
             "relative-position": ("backbone", slice(None)),
             # dense pretext tasks: the mean of the patch tokens of their input (lightness, masked view)
             "colorization": ("backbone.norm", slice(None), lambda t: t[:, 1:].mean(dim=1)),
-            "inpainting": ("backbone.norm", slice(None), lambda t: t[:, 1:].mean(dim=1))}
+            "inpainting": ("backbone.norm", slice(None), lambda t: t[:, 1:].mean(dim=1)),
+            # distillation: the student's pooled feature (its CLS token)
+            "distill": ("backbone.norm", slice(None), lambda t: t[:, 0])}
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

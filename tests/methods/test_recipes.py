@@ -238,9 +238,24 @@ def test_inpainting():
     assert r["mask"] == "center" and r["overlap"] == 4 / 128 and r["overlap_weight"] == 10
 
 
+def test_distill():
+    """lightly-train distillationv2.py: LARS lr 1.5, weight decay 1e-6, gradient clip 1.0 (ResNets); ViTs: DINOv2's
+    AdamW (ssl_default_config.yaml: 0.004 at batch 1024 = 1e-3 at 256, weight decay 0.04 -> 0.4, clip 3.0); the
+    CPU preset warms up for 0.3 epochs. distillationv2_transform.py: one view, crops 0.14-1, jitter p 0.8,
+    grayscale 0.2, no solarisation; 2 teacher blocks, MSE, mixup."""
+    assert optim_of("distill") == dict(optimizer="adamw", lr=1e-3, lr_bias=None, min_lr=1e-6, warmup_epochs=0.3,
+                                       weight_decay=0.04, weight_decay_end=0.4, decay_norm_bias=False, clip_grad=3.0)
+    assert optim_of("distill", "resnet18") == dict(optimizer="lars", lr=1.5, lr_bias=None, min_lr=0.0,
+                                                   warmup_epochs=0.3, weight_decay=1e-6, weight_decay_end=1e-6,
+                                                   decay_norm_bias=False, clip_grad=1.0)
+    assert pretext_views("distill") == (1, 0, [0.14, 1.0], 0.8, 0.2, False, 0.0)
+    r = resolved("distill")["distill"]
+    assert (r["loss"], r["teacher_blocks"], r["mixup"]) == ("mse", 2, True)
+
+
 def test_every_method_has_a_recipe_test():
     tested = {"dino", "moco-v3", "moco-v2", "simsiam", "simclr", "byol", "barlow-twins", "vicreg", "swav", "mae",
-              "simmim", "rotation", "jigsaw", "relative-position", "colorization", "inpainting"}
+              "simmim", "rotation", "jigsaw", "relative-position", "colorization", "inpainting", "distill"}
     assert set(METHODS) == tested
 
 

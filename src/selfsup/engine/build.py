@@ -6,13 +6,14 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from torch import nn
 
 from selfsup.config import ConfigError, PretrainConfig
 from selfsup.data.channels import to_channels
 from selfsup.data.views import VIEW_RECIPES, channel_stats
 from selfsup.methods import METHODS, Method
 from selfsup.methods.recipe import family
-from selfsup.models import BACKBONES, build_backbone
+from selfsup.models import BACKBONES, VisionTransformer, build_backbone
 from selfsup.models.io import BackboneSpec
 from selfsup.models.vit import VIT_PRESETS, pick_patch_size
 
@@ -30,8 +31,9 @@ def resolve_sizes(cfg: PretrainConfig, image_size: int) -> PretrainConfig:
                                backbone=dataclasses.replace(b, patch_size=patch))
 
 
-def build_method(cfg: PretrainConfig, channels: int) -> Method:
-    """The configured method around a fresh backbone; sizes must be resolved (see resolve_sizes)."""
+def build_method(cfg: PretrainConfig, channels: int, init: nn.Module | None = None) -> Method:
+    """The configured method around a fresh backbone, or one holding `init`'s weights (engine/init.py; the
+    method's copies of the backbone then start from them too); sizes must be resolved (see resolve_sizes)."""
     v, b = cfg.views, cfg.backbone
     for name, size in (("views.global_size", v.global_size), ("views.local_size", v.local_size)):
         if b.patch_size and size % b.patch_size and (name.endswith("global_size") or v.n_local):
@@ -47,9 +49,19 @@ def build_method(cfg: PretrainConfig, channels: int) -> Method:
     try:
         backbone = build_backbone(b.name, v.global_size, method.input_channels(channels), b.patch_size,
                                   b.drop_path, width=b.width, depth=b.depth, stem=b.stem, layerscale=b.layerscale,
-                                  registers=b.registers, ffn=b.ffn)
+                                  registers=b.registers, ffn=b.ffn, num_heads=b.num_heads,
+                                  pos_interp=b.pos_interp)
     except ValueError as e:  # a width that does not split into the preset's attention heads
         raise ConfigError(str(e)) from e
+    if init is not None:
+        from selfsup.engine.init import load_init
+
+        load_init(backbone, init)
+    if cfg.optim.freeze_patch_embed:
+        if not isinstance(backbone, VisionTransformer):
+            raise ConfigError(f"--optim.freeze-patch-embed freezes a ViT's patch embedding, but {b.name} is a "
+                              "ResNet: drop it")
+        backbone.patch_embed.requires_grad_(False)
     if b.patch_dropout:
         check_patch_dropout(cfg.method, method, b.name)
         backbone.patch_dropout = b.patch_dropout
@@ -101,4 +113,5 @@ def backbone_spec(cfg: PretrainConfig, images: torch.Tensor, channels: int, mean
         mean, std = channel_stats(to_channels(images, backbone_channels))
     b = cfg.backbone
     return BackboneSpec(b.name, cfg.views.global_size, backbone_channels, b.patch_size, mean, std, b.pool, b.width,
-                        b.depth, stem=b.stem, layerscale=b.layerscale, registers=b.registers, ffn=b.ffn)
+                        b.depth, num_heads=b.num_heads, pos_interp=b.pos_interp, stem=b.stem, layerscale=b.layerscale,
+                        registers=b.registers, ffn=b.ffn)

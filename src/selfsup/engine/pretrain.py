@@ -26,6 +26,7 @@ from selfsup.engine.checkpoint import CheckpointError, atomic_save, check_compat
 from selfsup.engine.collapse_watch import CollapseWatch
 from selfsup.engine.data import open_data, skipped_files
 from selfsup.engine.fabric import make_fabric
+from selfsup.engine.init import resolve_init
 from selfsup.engine.logging import RunLogger
 from selfsup.engine.meter import IntervalMeter
 from selfsup.engine.optim import apply_schedules, clip_gradients, optim_schedules, optimizer_for
@@ -34,7 +35,7 @@ from selfsup.engine.running_stats import RunningStats
 from selfsup.engine.stop import StopRequest
 from selfsup.eval.knn_protocol import knn_of_weights
 from selfsup.insight.reconstruction import save_reconstructions
-from selfsup.methods import Method
+from selfsup.methods import METHODS, Method
 from selfsup.models.io import BackboneSpec, save_backbone
 
 
@@ -63,7 +64,7 @@ def _length_option(optim: dict[str, Any]) -> tuple[str, Any]:
 
 def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
                       views: list[torch.Tensor], step: int, lr: float, wd: float, clip: float,
-                      diagnostics: bool = True, stats: RunningStats | None = None
+                      diagnostics: bool = True, stats: RunningStats | None = None, freeze_backbone: bool = False
                       ) -> tuple[float, bool, dict[str, float]]:
     """Forward, backward, clip, step and the method's hooks; `model` is the Fabric-wrapped `method`.
 
@@ -71,7 +72,9 @@ def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, op
     trace and returns (nan, False, {}): the optimiser does not step, `on_after_step` (where the methods
     apply their centre, queue and momentum updates) is not called, and the running statistics that the
     forward updated are put back from `stats` (a RunningStats of `method`; one is made here if None).
-    The dict holds the method's diagnostics for this step, computed only if `diagnostics`.
+    The dict holds the method's diagnostics for this step, computed only if `diagnostics`. With
+    `freeze_backbone` the backbone's gradients are dropped, so that only the heads step (the optimiser skips a
+    parameter without a gradient, weight decay included; --optim.freeze-backbone-epochs).
     """
     stats = stats if stats is not None else RunningStats(method)
     stats.save()
@@ -84,6 +87,9 @@ def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, op
         return float("nan"), False, {}
     fabric.backward(loss)
     method.on_after_backward(step)
+    if freeze_backbone:
+        for p in method.backbone.parameters():
+            p.grad = None
     clip_gradients(method, clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -108,6 +114,9 @@ class Trainer:
         f, cfg = self.fabric, self.cfg
         f.launch()
         self.data = open_data(cfg.data, cfg.run.seed)  # in memory, or streamed (--data.stream)
+        ckpt = self._read_resume()
+        saved = ckpt["config"].get("backbone", {}) if ckpt is not None else None
+        cfg, init = resolve_init(cfg, METHODS[cfg.method].input_channels(self.data.channels), saved)
         self.cfg = cfg = resolve_sizes(cfg, self.data.size)
         self.splits: Splits = self.data.eval_splits(cfg.views.global_size, labelled=cfg.run.eval_knn)
         self.images = self.data.sample(cfg.views.global_size)  # all training images, or a stream's sample
@@ -115,7 +124,7 @@ class Trainer:
         mean, std = channel_stats(self.images)
         self.spec = backbone_spec(cfg, self.images, channels, mean, std)
         torch.manual_seed(cfg.run.seed)  # identical initialisation on every process
-        self.method = build_method(cfg, channels)
+        self.method = build_method(cfg, channels, init)  # a resumed run's weights come from its checkpoint
         self.method.prepare_data(self.images, mean, std)
         self.views = MultiCropViews(cfg.views, channels, mean, std).to(f.device)
         self.world_batch = cfg.optim.batch_size
@@ -134,7 +143,7 @@ class Trainer:
         self.optimizer = optimizer_for(self.method, cfg.optim, self.world_batch)
         self.start_step, self.nonfinite, self.total_steps, self.replanned = 0, 0, 0, None
         self.prior_seconds = 0.0
-        ckpt = self._load_resume()
+        self._load_resume(ckpt)
         self.model, self.optimizer = f.setup(self.method, self.optimizer)
         if ckpt is not None:  # after setup, so that the optimiser's state lands on its parameters' device
             self._load_optimizer(ckpt)
@@ -149,20 +158,26 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, self.out / "config.yaml")
 
-    def _load_resume(self) -> dict[str, Any] | None:
+    def _read_resume(self) -> dict[str, Any] | None:
+        """The checkpoint to resume (None for a fresh run, whose --out must not hold one)."""
         path = self.out / "checkpoints" / "last.pt"
         if not self.resume:
             if path.exists():
                 raise ConfigError(f"{path} exists: pass --resume to continue that run, or a new --out")
             return None
-        ckpt = load_checkpoint(path)
+        return load_checkpoint(path)
+
+    def _load_resume(self, ckpt: dict[str, Any] | None) -> None:
+        """The checkpoint's model state, step, counters and training time (nothing for a fresh run)."""
+        if ckpt is None:
+            return
+        path = self.out / "checkpoints" / "last.pt"
         check_compatible(ckpt, self.cfg.method, self.cfg.backbone.name, path)
         with self._unfit(path):
             self.method.load_state_dict(ckpt["model"])
         self.start_step = ckpt["step"]
         self.nonfinite = ckpt.get("nonfinite", 0)
         self.prior_seconds = ckpt.get("train_seconds", 0.0)  # trained before this process (absent: older run)
-        return ckpt
 
     def _load_optimizer(self, ckpt: dict[str, Any]) -> None:
         """The optimiser's state, once Fabric has moved the model: torch casts it to each parameter's device."""
@@ -229,7 +244,8 @@ class Trainer:
         views = self.views(self.fabric.to_device(images))
         return optimization_step(self.fabric, self.model, self.method, self.optimizer, views, step,
                                  float(self.sched["lr"][step]), float(self.sched["wd"][step]),
-                                 self.cfg.optim.clip_grad, self._is_log_step(step), self.running_stats)
+                                 self.cfg.optim.clip_grad, self._is_log_step(step), self.running_stats,
+                                 step < self.cfg.optim.freeze_backbone_epochs * self.steps_per_epoch)
 
     def _train_seconds(self) -> float:
         """Training time of the whole run so far: earlier processes' (from the checkpoint) and this one's."""

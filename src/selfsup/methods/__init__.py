@@ -5,6 +5,7 @@ from selfsup.methods.base import Method
 from selfsup.methods.byol import BYOL
 from selfsup.methods.colorization import Colorization
 from selfsup.methods.dino import DINO
+from selfsup.methods.distill import Distill
 from selfsup.methods.inpainting import Inpainting
 from selfsup.methods.jigsaw import Jigsaw
 from selfsup.methods.mae import MAE
@@ -20,6 +21,6 @@ from selfsup.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (DINO, SimCLR, BYOL, SimSiam, BarlowTwins, VICReg, SwAV, MoCoV2,
                                                             MoCoV3, MAE, SimMIM, Rotation, Jigsaw,
-                                                            RelativePosition, Colorization, Inpainting)}
+                                                            RelativePosition, Colorization, Inpainting, Distill)}
 
 __all__ = ["METHODS", "Method"]

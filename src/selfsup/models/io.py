@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -79,6 +80,15 @@ def load_backbone(path: Path) -> tuple[nn.Module, BackboneSpec]:
         raise BackboneFileError(f"{path} does not fit backbone {spec.name} (missing {missing[:3]}, "
                                 f"unexpected {unexpected[:3]})")
     return model, spec
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (read in 1 MiB chunks): how a run names the weights it started from or distilled."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def normalizer(spec: BackboneSpec):

@@ -1,0 +1,125 @@
+"""Choose a recipe for continuing pre-training from existing weights (`selfsup pretrain --init`) on a validation
+split: the training images' held-out share (--data.holdout), never the test split.
+
+What the official repositories' users report (dino issues 1, 85, 184, 207; dinov2 issues 204, 243, 507): restarting
+DINO from released weights with the from-scratch recipe destroys the features within a few thousand images,
+because the heads start random (the releases carry no heads) and the first updates through them undo the
+backbone; the advice is to train the fresh heads first with the backbone frozen (LightlyTrain's
+student_freeze_backbone_epochs), a lower learning rate, and a teacher momentum close to 1. DINOv2 trains the patch
+embedding at 0.2x the learning rate (ssl_default_config.yaml patch_embed_lr_mult); MoCo v3 freezes it.
+
+The screen changes one factor at a time from a base recipe and reports each variant's k-NN on the validation
+split, beside the source's own (the backbone frozen throughout):
+    learning rate (x the method's from-scratch recipe), warm-up epochs, teacher momentum (methods with a momentum
+    teacher), frozen patch embedding, epochs with the backbone frozen at the start.
+
+    .venv/bin/python benchmarks/continue_screen.py --init runs/demo --method dino --minutes 3
+    .venv/bin/python benchmarks/continue_screen.py --smoke --init FILE --out DIR --doc FILE   # seconds
+
+Finished variants are reused (OUT/NAME/summary.json); docs/continue_screen.md and .json are written each time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import selfsup
+from selfsup.config import build_config
+from selfsup.machine import machine_words
+
+ROOT = Path(__file__).resolve().parents[1]
+MOMENTUM = {"dino": "momentum_teacher", "byol": "momentum", "moco-v3": "momentum"}  # the teacher's EMA option
+
+
+def base(method: str, lr_scale: float) -> dict[str, Any]:
+    """The base continuing recipe: the method's lr x `lr_scale`, 1 warm-up epoch, the backbone frozen for the
+    first epoch, the teacher's momentum at 0.9995 (where it has one)."""
+    lr = build_config({"method": method}).optim.lr
+    recipe: dict[str, Any] = {"optim": {"lr": lr * lr_scale, "warmup_epochs": 1.0, "freeze_backbone_epochs": 1.0,
+                                        "freeze_patch_embed": False}}
+    if method in MOMENTUM:
+        recipe[method] = {MOMENTUM[method]: 0.9995}
+    return recipe
+
+
+def variants(method: str, smoke: bool = False) -> dict[str, dict[str, Any]]:
+    """Name -> option overrides of the base; one factor changed per variant."""
+    b = base(method, 0.1)
+    lr = b["optim"]["lr"]
+    out = {"source (backbone frozen)": {"optim": {"freeze_backbone_epochs": 1e6}},
+           "base: lr x0.1, warm-up 1, frozen 1 epoch": {},
+           "lr x1 (from scratch)": {"optim": {"lr": lr * 10}},
+           "lr x0.01": {"optim": {"lr": lr / 10}},
+           "no warm-up": {"optim": {"warmup_epochs": 0.0}},
+           "backbone never frozen": {"optim": {"freeze_backbone_epochs": 0.0}},
+           "patch embedding frozen": {"optim": {"freeze_patch_embed": True}}}
+    if method in MOMENTUM:
+        out["teacher momentum 0.996 (from scratch)"] = {method: {MOMENTUM[method]: 0.996}}
+    return dict(list(out.items())[:2]) if smoke else out
+
+
+def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {**a, **{k: merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+                    for k, v in b.items()}}
+
+
+def run(name: str, sections: dict[str, Any], out: Path) -> dict[str, Any]:
+    done = out / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    resume = (out / "checkpoints" / "last.pt").exists()
+    summary = selfsup.pretrain(**{**sections, "run": {**sections.get("run", {}), "out": str(out)}}, resume=resume)
+    summary["variant"] = name
+    done.write_text(json.dumps(summary))
+    return summary
+
+
+def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    length = "two steps (smoke)" if args.smoke else f"{args.minutes} minutes each"
+    lines = [f"# Continuing pre-training from {args.init}: {args.method} on {args.data}, {length}", "",
+             f"Written by benchmarks/continue_screen.py on {machine_words()}. k-NN (k=20, T=0.07) on the validation "
+             f"split: {args.holdout:.4g} of the training images held out (--data.holdout), never the test split.", "",
+             "| variant | k-NN top-1 (validation) | steps | images/s |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r.get('knn_top1', float('nan')):.2f} | {r['steps']} | "
+                     f"{r['images_per_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--init", required=True, help="the weights to continue from (as --init)")
+    p.add_argument("--init-from", help="their layout, for an official checkpoint (as --init-from)")
+    p.add_argument("--method", default="dino")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--holdout", type=float, default=0.1667, help="share of the training images held out")
+    p.add_argument("--minutes", type=float, default=3.0, help="training minutes per variant")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "continue-screen")
+    p.add_argument("--doc", type=Path, default=ROOT / "docs" / "continue_screen.md")
+    p.add_argument("--smoke", action="store_true", help="two variants of two steps on digits, for the test")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.data = "digits"
+    length = {"epochs": 2 / 40, "batch_size": 32, "minutes": None} if args.smoke else {"minutes": args.minutes}
+    common = merge(base(args.method, 0.1), {
+        "method": args.method, "data": {"name": args.data, "holdout": args.holdout},
+        "backbone": {"init": args.init, "init_from": args.init_from}, "optim": length,
+        "run": {"eval_knn": True, "checkpoint_every": 200}})
+    if args.smoke and args.method == "dino":  # a small head: seconds, not minutes
+        common["dino"] = {**common.get("dino", {}), "out_dim": 256, "hidden_dim": 64, "bottleneck_dim": 32}
+        common["views"] = {"n_local": 0}
+    rows = [run(name, merge(common, change), args.out / f"v{i}")
+            for i, (name, change) in enumerate(variants(args.method, args.smoke).items())]
+    text = table(rows, args)
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text(text)
+    args.doc.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    print(text)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

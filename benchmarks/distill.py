@@ -1,0 +1,126 @@
+"""Distil the demo's network into a half-width student, beside the same student pre-trained from scratch with the
+demo recipe for the same minutes, and write docs/distill.md: k-NN (k=20, T=0.07, each network's own feature: the
+demo's `patches`), training images/s, FLOPs per image (one forward), the date, the CPU and its threads.
+
+    .venv/bin/python benchmarks/distill.py --teacher runs/demo --minutes 5      # `selfsup demo` wrote runs/demo
+    .venv/bin/python benchmarks/distill.py --smoke --teacher T --out DIR --doc FILE   # seconds: the test's run
+
+The goal (issue 31): the student within 2 k-NN points of its teacher, and above scratch, in 5 minutes on CPU.
+Both students take the demo's backbone options with --backbone.width 64; distillation runs without patch
+dropout (it regresses the whole token grid). Finished runs are reused: rerun with the same --out to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import selfsup
+from selfsup.config import recipe
+from selfsup.machine import cpu_name
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flop_count import count_flops  # noqa: E402  (a sibling script, not a package)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def student_backbone(width: int) -> dict[str, Any]:
+    """The demo's backbone options at another width."""
+    return {**recipe("demo")["backbone"], "width": width}
+
+
+def plans(teacher: str, data: str, minutes: float | None, width: int, out: Path, smoke: bool
+          ) -> dict[str, dict[str, Any]]:
+    """The two runs: (api function, its keyword arguments)."""
+    length = {"epochs": 2 / 44, "batch_size": 32, "minutes": None} if smoke else {"minutes": minutes}
+    run = {"eval_knn": False, "checkpoint_every": 200}
+    distill = {"teacher": teacher, "data": {"name": data},
+               "backbone": {**student_backbone(width), "patch_dropout": 0.0}, "optim": length,
+               "run": {**run, "out": str(out / "student")}}
+    scratch = {"config": recipe("demo"), "data": {"name": data}, "backbone": student_backbone(width),
+               "optim": length, "run": {**run, "out": str(out / "scratch")}}
+    return {"student": distill, "scratch": scratch}
+
+
+def train(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Run (or resume, or reuse) one training run; its summary is kept as OUT/summary.json."""
+    out = Path(kwargs["run"]["out"])
+    done = out / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    resume = (out / "checkpoints" / "last.pt").exists()
+    fn = selfsup.distill if name == "student" else selfsup.pretrain
+    summary = fn(**kwargs, resume=resume, progress=False)
+    done.write_text(json.dumps(summary))
+    return summary
+
+
+def forward_flops(run: Path) -> int:
+    """FLOPs of one image through the run's backbone at its own size (FlopCounterMode's count)."""
+    model, spec = selfsup.load_backbone(run, return_spec=True)
+    x = torch.zeros(1, spec.in_chans, spec.img_size, spec.img_size)
+    with torch.no_grad():
+        return count_flops(lambda: model(x))
+
+
+def row(name: str, run: Path, data: str, images_per_s: float | None) -> dict[str, Any]:
+    knn = selfsup.evaluate(run, "knn", data, device="cpu", write=False, k=[20], temperature=0.07)
+    spec = selfsup.load_backbone(run, return_spec=True)[1]
+    return {"row": name, "run": str(run), "knn_top1": round(knn["numbers"]["top1"], 2),
+            "width": spec.width, "feature": spec.feature, "images_per_s": images_per_s,
+            "gflops_per_image": round(forward_flops(run) / 1e9, 4)}
+
+
+def table(rows: list[dict[str, Any]], minutes: float | None, data: str) -> str:
+    when = dt.date.today().isoformat()
+    lines = [f"# Distillation into a half-width student ({data}, {minutes} minutes of training each)", "",
+             f"Written by benchmarks/distill.py on {when}; {cpu_name()}, {torch.get_num_threads()} threads. k-NN: "
+             "k=20, T=0.07 on the test split, each network's own feature. images/s: training images per second "
+             "(the teacher's: those of its own run). FLOPs: one forward of one image (matmuls and convolutions, "
+             "torch's FlopCounterMode).", "",
+             "| network | k-NN top-1 | width | feature | training images/s | GFLOPs / image |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        ips = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.0f}"
+        lines.append(f"| {r['row']} | {r['knn_top1']:.2f} | {r['width'] or 'preset'} | {r['feature']} | {ips} | "
+                     f"{r['gflops_per_image']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", default="runs/demo", help="the teacher's run directory (the demo's)")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--minutes", type=float, default=5.0, help="training minutes of each student")
+    p.add_argument("--width", type=int, default=64, help="the students' ViT width (the demo's is 128)")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "distill-bench")
+    p.add_argument("--doc", type=Path, default=ROOT / "docs" / "distill.md")
+    p.add_argument("--smoke", action="store_true", help="two steps of batch 32 each, for the test (seconds)")
+    args = p.parse_args(argv)
+    data = "digits" if args.smoke else args.data
+    runs = plans(args.teacher, data, args.minutes, args.width, args.out, args.smoke)
+    summaries = {name: train(name, kwargs) for name, kwargs in runs.items()}
+    teacher_ips = None
+    metrics = Path(args.teacher) / "demo.json"
+    if metrics.exists():
+        teacher_ips = json.loads(metrics.read_text()).get("images_per_s")
+    rows = [row("teacher (the demo)", Path(args.teacher), data, teacher_ips)]
+    rows += [row(label, args.out / name, data, summaries[name]["images_per_s"])
+             for name, label in (("student", "student, distilled"), ("scratch", "student, from scratch (demo recipe)"))]
+    text = table(rows, None if args.smoke else args.minutes, data)
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text(text)
+    (args.doc.with_suffix(".json")).write_text(json.dumps(rows, indent=1))
+    print(text)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The Python API: what the commands do, as functions returning what their JSON lines hold.
+
+    import selfsup
+    run = selfsup.pretrain(data={"name": "digits"}, optim={"minutes": 1}, run={"out": "runs/mine"})
+    small = selfsup.distill("runs/mine", data={"name": "digits"}, backbone={"width": 64}, run={"out": "runs/small"})
+    record = selfsup.evaluate("runs/small", "knn")            # the dict `selfsup eval knn --json` prints
+    model = selfsup.load_backbone("runs/small")
+    features = selfsup.embed(model, "my_images/")              # (N, D)
+
+A configuration is given as a `PretrainConfig`, a YAML file, or nested sections (the YAML's and the flags':
+`optim={"lr": 1e-3}` is `--optim.lr 1e-3`), the later overriding the earlier; `selfsup pretrain` and
+`selfsup distill` call `pretrain` and `distill` with the configuration their flags make.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from selfsup.config import (
+    BackboneConfig,
+    ConfigError,
+    DataConfig,
+    OptimConfig,
+    PretrainConfig,
+    RunConfig,
+    build_config,
+    load_yaml,
+    merge,
+)
+from selfsup.data.views import ViewsConfig
+from selfsup.methods.distill import DistillConfig
+from selfsup.models.io import BackboneSpec, normalizer
+
+Config = PretrainConfig | dict[str, Any] | str | Path | None
+
+
+def load_backbone(path: str | Path, source: str | None = None, *, return_spec: bool = False, **options: Any):
+    """The backbone at `path` in eval mode, mapping normalised images (B, C, H, W) to features (B, feature_dim).
+
+    `path` is a run directory, a backbone.safetensors (selfsup's, with its spec) or an official checkpoint:
+    `source` names its layout, one of "dino", "mae", "moco-v3", "timm" (None: guessed from the file; a bare
+    state_dict without a classifier head is taken for DINO's). For official files `options` are those of
+    `selfsup.models.convert.convert_checkpoint`: backbone ("vit-small", ...), patch_size, width, depth, num_heads
+    (checked against or read off the tensors), pos_interp ("dino" or "size") and student (DINO's student instead
+    of its teacher). Inputs are normalised with the spec's mean and std (ImageNet's for official weights),
+    which `embed` does; the spec is the model's `spec` attribute, and `return_spec=True` returns (backbone, spec).
+    """
+    from selfsup.models.convert import load_pretrained
+
+    model, spec = load_pretrained(path, source, **options)
+    model.spec = spec
+    return (model, spec) if return_spec else model
+
+
+def images_of(images_or_folder: Any, channels: int, size: int) -> torch.Tensor:
+    """Images as uint8 (N, channels, H, W): a folder's image files (sorted by path, each resized and centre-cropped
+    to `size`), or an array/tensor (N, C, H, W) / (N, H, W) of uint8, or of floats in [0, 1]."""
+    from selfsup.data.channels import to_channels
+    from selfsup.data.image_folder import decode_image, image_extensions
+
+    if isinstance(images_or_folder, (str, Path)):
+        folder, exts = Path(images_or_folder), image_extensions()
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts) if folder.is_dir() else []
+        if not files:
+            raise ConfigError(f"{folder} holds no image files: pass a folder of images, or an array (N, C, H, W)")
+        decoded = [decode_image(p, channels, size) for p in files]
+        bad = [(p, d) for p, d in zip(files, decoded, strict=True) if isinstance(d, str)]
+        if bad:
+            raise ConfigError(f"{bad[0][0]} cannot be read ({bad[0][1]}): remove it or pass another folder")
+        return torch.from_numpy(np.stack(decoded))
+    x = torch.as_tensor(images_or_folder)
+    x = x.unsqueeze(1) if x.ndim == 3 else x
+    if x.ndim != 4:
+        raise ConfigError(f"images must be (N, C, H, W) or (N, H, W), got shape {tuple(x.shape)}")
+    if x.dtype != torch.uint8:
+        x = (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return to_channels(x, channels)
+
+
+def embed(model: nn.Module | str | Path, images_or_folder: Any, *, spec: BackboneSpec | None = None,
+          batch_size: int = 256, device: str = "cpu") -> torch.Tensor:
+    """Features (N, D) float32 of images through a backbone of `load_backbone` (or the path of one): the images
+    of a folder, or an array (N, C, H, W) of uint8 or [0, 1] floats, brought to the backbone's channels and
+    side and normalised with its spec (the model's `spec` unless `spec` is given)."""
+    from selfsup.eval.features import extract_features
+
+    if isinstance(model, (str, Path)):
+        model = load_backbone(model)
+    spec = spec or getattr(model, "spec", None)
+    if spec is None:
+        raise ConfigError("embed needs the backbone's spec: load it with selfsup.load_backbone, or pass spec=")
+    images = images_of(images_or_folder, spec.in_chans, spec.img_size)
+    return extract_features(model.to(device), images, batch_size, device, normalizer(spec))
+
+
+def make_config(config: Config = None, **sections: Any) -> PretrainConfig:
+    """A PretrainConfig from a config object, a YAML file or a dict of sections, with `sections` on top."""
+    if isinstance(config, PretrainConfig):
+        if not sections:
+            return config
+        config = config.to_dict()
+    raw = load_yaml(config) if isinstance(config, (str, Path)) else dict(config or {})
+    return build_config(merge(raw, sections), where=str(config) if isinstance(config, (str, Path)) else "api")
+
+
+def summary(result: Any) -> dict[str, Any]:
+    """What `selfsup pretrain --json` prints of a run's result."""
+    out = {"out": str(result.out), "steps": result.steps, "total_steps": result.total_steps,
+           "minutes": round(result.minutes, 2), "images_per_s": round(result.images_per_s, 1),
+           "interrupted": result.interrupted}
+    if result.knn:
+        out["knn_top1"] = result.knn["top1"]
+        out["knn"] = result.knn
+    return out
+
+
+def pretrain(config: Config = None, *, resume: bool = False, progress: bool = False, **sections: Any
+             ) -> dict[str, Any] | None:
+    """Pre-train (`selfsup pretrain`): returns its JSON summary (out, steps, minutes, images_per_s, knn_top1, ...),
+    None on the non-main processes of a distributed run. `resume` continues the run in run.out."""
+    from selfsup.engine.pretrain import pretrain as run
+
+    result = run(make_config(config, **sections), resume=resume, progress=progress)
+    return summary(result) if result.is_main else None
+
+
+def distill(teacher: str | Path | None = None, config: Config = None, *, resume: bool = False,
+            progress: bool = False, **sections: Any) -> dict[str, Any] | None:
+    """Distil the frozen `teacher` (a run directory, a backbone.safetensors or an official checkpoint) into the
+    configured student backbone (`selfsup distill`); returns the summary `pretrain` returns."""
+    cfg = make_config(config, **{"method": "distill", **sections})
+    if cfg.method != "distill":
+        raise ConfigError(f"distill runs the distill method, but the configuration asks for {cfg.method}: drop method")
+    if teacher is not None:
+        cfg = dataclasses.replace(cfg, method_cfg=dataclasses.replace(cfg.method_cfg, teacher=str(teacher)))
+    if not cfg.method_cfg.teacher:
+        raise ConfigError("distill needs a teacher: pass --teacher RUN|FILE (a run directory, a backbone.safetensors "
+                          "or an official checkpoint)")
+    return pretrain(cfg, resume=resume, progress=progress)
+
+
+def evaluate(run: str | Path, protocol: str = "knn", data: str | None = None, *, feature: str | None = None,
+             device: str = "auto", seed: int = 0, write: bool = True, **options: Any) -> dict[str, Any]:
+    """Evaluate a run's backbone with `protocol` (knn, linear, fewshot, finetune, ...: `selfsup eval --help`) on
+    `data` (default: its pre-training data); `options` are the protocol's (`k=20`, `temperature=0.07`, ...).
+    Returns the record `selfsup eval PROTOCOL --json` prints, and writes it to RUN/eval/PROTOCOL.json."""
+    from selfsup.eval.context import build_context
+    from selfsup.eval.protocols import get_protocol, run_protocol
+    from selfsup.validate import check_options
+
+    cls = get_protocol(protocol).options
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(f"{protocol} has no option {unknown[0]}: choose among "
+                          f"{', '.join(f.name for f in dataclasses.fields(cls))}")
+    opts = cls(**check_options(cls, options, lambda name: name))
+    ctx = build_context(run, data, opts, device, seed, feature=feature)
+    return run_protocol(protocol, ctx, write=write, echo=False)
+
+
+__all__ = ["BackboneConfig", "DataConfig", "DistillConfig", "OptimConfig", "PretrainConfig", "RunConfig",
+           "ViewsConfig", "distill", "embed", "evaluate", "load_backbone", "make_config", "pretrain"]

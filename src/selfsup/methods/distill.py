@@ -1,0 +1,221 @@
+"""Distillation: a student backbone learns to reproduce a frozen teacher's features on unlabeled images.
+
+What the official codes do, and what is taken here:
+- LightlyTrain's `distillation` (v2; lightly-ai/lightly-train _methods/distillationv2): one augmented view per
+  image, mixed up with a shuffled copy of the batch (lambda ~ U(0, 1)); the teacher's normalised patch tokens of
+  its last `n_teacher_blocks` = 2 blocks concatenated; the student's feature map through a learned linear
+  projection (truncated-normal init, std 0.02) to that width, bilinearly resized to the teacher's token grid;
+  the mean squared error, features not normalised; LARS at lr 1.5, weight decay 1e-6, gradient clip 1.0; crops
+  of 0.14-1 of the area with DINO's colour jitter. The teacher is dropped from the checkpoints.
+- DINOv2's distillation (Oquab et al. 2023, Sec. 5: a frozen large teacher, the same training loop) matches the
+  teacher's DINO and iBOT head outputs; a backbone file carries no heads, so here the student regresses the
+  teacher's features themselves, which is the loss above.
+Beside the token grid, the pooled feature (the CLS tokens of the same blocks; a ResNet's average pool) goes
+through its own projection: the feature k-NN, linear probes and retrieval read.
+
+The teacher is a run directory, a backbone.safetensors or an official checkpoint (models/convert.py). It runs
+in eval mode without gradients on the same augmented view as the student, brought to its own channels, side
+and normalisation (its spec's), and is kept outside the module tree: no optimiser, clip or DDP sees it and the
+state dict holds only its file's sha256 (`teacher_digest`), which a resume checks against the file it loads
+again. The student is any selfsup backbone; the run exports it like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfsup.data.channels import LUMA
+from selfsup.diagnostics import collapse_logs
+from selfsup.methods.base import Method, one_view
+from selfsup.methods.recipe import optim, paper
+from selfsup.models.io import BackboneSpec, file_sha256
+from selfsup.models.vit import VisionTransformer
+from selfsup.options import opt
+
+LOSSES = ("mse", "cosine")
+
+
+@dataclass
+class DistillConfig:
+    teacher: str | None = opt(None, "The frozen teacher (required; `selfsup distill --teacher`): a run directory, a "
+                              "backbone.safetensors or an official checkpoint (--distill.teacher-from). It may read "
+                              "other channels, image sizes and normalisation than the student: each gets its own.")
+    teacher_from: str | None = opt(None, "Layout of an official teacher checkpoint, as `selfsup convert --from` "
+                                   "(default: guessed from the file).")
+    teacher_sha256: str | None = opt(None, "sha256 of the teacher file, recorded in config.yaml by the run; given, "
+                                     "a teacher file with another hash is refused (a resume checks it too).")
+    loss: str = opt("mse", "Distance between the projected student features and the teacher's: mse (LightlyTrain's: "
+                    "features not normalised, so their scale is learned too) or cosine (1 - cosine similarity per "
+                    "token: only directions, what a cosine k-NN reads; try it when the teacher's feature norms vary "
+                    "a lot).", paper="mse", choices=LOSSES)
+    teacher_blocks: int = opt(2, "Last teacher blocks whose normalised tokens are concatenated as the target "
+                              "(LightlyTrain: 2). 1 targets the final feature only, cheaper to project; more carry "
+                              "more of the teacher's intermediate features. ResNet teachers: their last stage.",
+                              paper=2, low=1)
+    pooled_weight: float = opt(1.0, "Weight of the pooled-feature term (the CLS tokens, a ResNet's average pool): "
+                               "what k-NN and linear probes read. 0 leaves only the token grid (LightlyTrain's).",
+                               paper=0.0, low=0)
+    patch_weight: float = opt(1.0, "Weight of the token-grid term (patch tokens, a ResNet's last feature map, the "
+                              "student's resized to the teacher's grid): dense features for segmentation and "
+                              "attention maps, and the 'patches' feature. 0 distils the pooled feature only.",
+                              paper=1.0, low=0)
+    mixup: bool = opt(True, "Mix each image with another of the batch (lambda ~ U(0, 1)) before both networks see "
+                      "it: more distinct inputs per image for the teacher to label (LightlyTrain's).", paper=True)
+
+
+# lightly-train distillationv2.py DistillationV2LARSArgs (lr 1.5, weight decay 1e-6, clip 1.0) for ResNets; ViTs
+# take DINOv2's AdamW (ssl_default_config.yaml: base_lr 0.004 at batch 1024, i.e. 1e-3 at 256 linearly; weight
+# decay 0.04 -> 0.4; 10 warm-up epochs; clip 3.0). Views: distillationv2_transform.py (crop 0.14-1, flip, colour
+# jitter p 0.8 of DINO's strengths, grayscale 0.2, no solarisation, blur sigma <= 0.1, i.e. none).
+SHORT = "runs of minutes last a few epochs: 10 warm-up epochs would take most of the run"
+VIEWS = one_view((0.14, 1.0), recipe="dino", color_jitter=0.8, grayscale=0.2)
+RECIPES = {
+    "vit": {"optim": optim("adamw", 1e-3, 0.04, paper(10, cpu=0.3, why=SHORT), weight_decay_end=0.4, min_lr=1e-6,
+                           clip_grad=3.0), "views": VIEWS},
+    "resnet": {"optim": optim("lars", 1.5, 1e-6, paper(10, cpu=0.3, why=SHORT), clip_grad=1.0), "views": VIEWS},
+}
+
+
+def features(net: nn.Module, x: torch.Tensor, blocks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """A backbone's pooled feature (B, n*D) and feature grid (B, n*D, h, w): a ViT's normalised CLS and patch
+    tokens of its last n = min(blocks, depth) blocks concatenated; a ResNet's average pool and last feature map."""
+    if isinstance(net, VisionTransformer):
+        h, w = net.grid_size(*x.shape[-2:])
+        layers = net.get_intermediate_layers(x, min(blocks, len(net.blocks)))  # n x (B, P + h*w, D)
+        pooled = torch.cat([t[:, 0] for t in layers], dim=-1)
+        grid = torch.cat([t[:, net.n_prefix:] for t in layers], dim=-1)  # (B, h*w, n*D)
+        return pooled, grid.transpose(1, 2).unflatten(2, (h, w))
+    fmap = net.forward_features(x)  # (B, D, h, w)
+    return fmap.mean(dim=(2, 3)), fmap
+
+
+def feature_dim(net: nn.Module, blocks: int = 1) -> int:
+    """Width of `features`' outputs."""
+    n = min(blocks, len(net.blocks)) if isinstance(net, VisionTransformer) else 1
+    return n * net.embed_dim
+
+
+def feature_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """pred, target (..., D) -> mean squared error over all elements, or mean of 1 - cosine over the vectors."""
+    if kind == "mse":
+        return F.mse_loss(pred.float(), target.float())
+    return (1 - F.cosine_similarity(pred.float(), target.float(), dim=-1)).mean()
+
+
+def mixup(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> lambda x + (1 - lambda) x[perm], one lambda ~ U(0, 1) per batch (LightlyTrain)."""
+    lam = float(torch.rand(()))
+    return lam * x + (1 - lam) * x[torch.randperm(len(x), device=x.device)]
+
+
+def projection(d_in: int, d_out: int) -> nn.Linear:
+    layer = nn.Linear(d_in, d_out)
+    nn.init.trunc_normal_(layer.weight, std=0.02)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def digest_tensor(hexdigest: str) -> torch.Tensor:
+    return torch.tensor(list(bytes.fromhex(hexdigest)), dtype=torch.uint8)  # (32,)
+
+
+class Distill(Method):
+    name = "distill"
+    config_class = DistillConfig
+    recipes = RECIPES
+    n_views = 1
+    pooled_only = False  # reads the token grid
+
+    def __init__(self, backbone: nn.Module, cfg: DistillConfig, n_global: int = 1) -> None:
+        super().__init__(backbone, cfg, n_global)
+        teacher, self.teacher_spec, digest = load_teacher(cfg)
+        object.__setattr__(self, "teacher", teacher)  # outside the module tree: not trained, not saved
+        self.register_buffer("teacher_digest", digest_tensor(digest))
+        cfg.teacher_sha256 = digest  # recorded in config.yaml, with the file's absolute path
+        cfg.teacher = str(Path(cfg.teacher).resolve())
+        t_dim, s_dim = feature_dim(teacher, cfg.teacher_blocks), feature_dim(backbone)
+        self.pooled_proj = projection(s_dim, t_dim) if cfg.pooled_weight else None
+        self.patch_proj = projection(s_dim, t_dim) if cfg.patch_weight else None
+        spec = self.teacher_spec
+        self.register_buffer("teacher_mean", torch.tensor(spec.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("teacher_std", torch.tensor(spec.std).view(1, -1, 1, 1), persistent=False)
+
+    def _apply(self, fn, recurse: bool = True):  # .to(device), .half(), ...: the teacher moves along
+        super()._apply(fn, recurse)
+        self.teacher._apply(fn, recurse)
+        return self
+
+    def train(self, mode: bool = True) -> Distill:
+        super().train(mode)
+        self.teacher.eval()  # always: no dropout, no BatchNorm statistics of its own
+        return self
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        theirs = state_dict.get("teacher_digest")
+        if theirs is not None and not torch.equal(theirs.cpu(), self.teacher_digest.cpu()):
+            was = bytes(theirs.tolist()).hex()[:16]
+            raise ValueError(f"the checkpoint was distilled from a teacher file with sha256 {was}..., but "
+                             f"--distill.teacher {self.cfg.teacher} has {self.cfg.teacher_sha256[:16]}...: "
+                             "pass the original teacher")
+        return super().load_state_dict(state_dict, strict, assign)
+
+    def teacher_input(self, view: torch.Tensor) -> torch.Tensor:
+        """A view normalised for the student (B, C, h, w) -> the same pixels at the teacher's channels, side
+        and normalisation (B, C_t, H_t, W_t)."""
+        x, spec = self.pixels(view), self.teacher_spec
+        if x.shape[1] == 1 and spec.in_chans == 3:
+            x = x.expand(-1, 3, -1, -1)
+        elif x.shape[1] == 3 and spec.in_chans == 1:
+            x = (x * torch.tensor(LUMA, device=x.device).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+        if x.shape[-1] != spec.img_size or x.shape[-2] != spec.img_size:
+            x = F.interpolate(x, size=(spec.img_size, spec.img_size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        return (x - self.teacher_mean) / self.teacher_std
+
+    def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        c = self.cfg
+        x = mixup(views[0]) if c.mixup else views[0]
+        with torch.no_grad():
+            t_pooled, t_grid = features(self.teacher, self.teacher_input(x), c.teacher_blocks)
+        s_pooled, s_grid = features(self.backbone, x)  # (B, D), (B, D, h, w)
+        terms = {}
+        if self.pooled_proj is not None:
+            terms["pooled"] = (c.pooled_weight, self.pooled_proj(s_pooled), t_pooled)  # (B, D_t) each
+        if self.patch_proj is not None:
+            grid = self.patch_proj(s_grid.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, D_t, h, w)
+            if grid.shape[-2:] != t_grid.shape[-2:]:
+                grid = F.interpolate(grid, size=t_grid.shape[-2:], mode="bilinear", align_corners=False)
+            terms["patch"] = (c.patch_weight, grid.flatten(2).transpose(1, 2), t_grid.flatten(2).transpose(1, 2))
+        loss = sum(w * feature_loss(p, t, c.loss) for w, p, t in terms.values())
+        if not diagnostics:
+            return loss, {}
+        logs = {f"{k}_cos": float(F.cosine_similarity(p.detach().float(), t.float(), dim=-1).mean())
+                for k, (_, p, t) in terms.items()}
+        return loss, {**logs, **collapse_logs(s_pooled.detach())}
+
+
+def load_teacher(cfg: DistillConfig) -> tuple[nn.Module, BackboneSpec, str]:
+    """The teacher backbone (frozen, eval mode), its spec, and its file's sha256 (checked against a recorded one)."""
+    from selfsup.models.convert import load_pretrained  # official layouts; a heavier import
+
+    if not cfg.teacher:
+        raise ValueError("distill needs a teacher: pass --teacher RUN|FILE (a run directory, a backbone.safetensors "
+                         "or an official checkpoint)")
+    path = Path(cfg.teacher)
+    file = path / "backbone.safetensors" if path.is_dir() else path
+    if not file.is_file():
+        raise ValueError(f"--teacher {cfg.teacher}: no such file (pass a run directory, a backbone.safetensors or an "
+                         "official checkpoint)")
+    digest = file_sha256(file)
+    if cfg.teacher_sha256 and cfg.teacher_sha256 != digest:
+        raise ValueError(f"--teacher {file} has sha256 {digest[:16]}..., not the recorded {cfg.teacher_sha256[:16]}"
+                         "...: pass the original teacher file, or drop --distill.teacher-sha256")
+    model, spec = load_pretrained(file, cfg.teacher_from)
+    model.requires_grad_(False)
+    return model.eval(), spec, digest

@@ -1,0 +1,116 @@
+"""Distillation: the loss by hand, the teacher's own input, a falling loss with the teacher untouched, resume."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from selfsup.config import build_config
+from selfsup.engine.checkpoint import CheckpointError
+from selfsup.engine.pretrain import Trainer, pretrain
+from selfsup.methods.distill import Distill, DistillConfig, feature_loss
+from selfsup.models.io import BackboneSpec, file_sha256, save_backbone
+from selfsup.models.resnet import resnet18
+from selfsup.models.vit import VisionTransformer
+
+
+@pytest.fixture
+def teacher_file(tmp_path):
+    """A 2-block ViT teacher on 12-px 1-channel images with its own normalisation (mean 0.2, std 0.5)."""
+    torch.manual_seed(3)
+    spec = BackboneSpec("vit-cpu", 12, 1, 4, [0.2], [0.5], width=32, depth=2)
+    path = tmp_path / "teacher.safetensors"
+    save_backbone(spec.build(), spec, path)
+    return path
+
+
+def student_method(teacher_file, student=None, **options) -> Distill:
+    torch.manual_seed(0)
+    student = student or VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=16, depth=2, num_heads=2)
+    method = Distill(student, DistillConfig(teacher=str(teacher_file), **options))
+    method.prepare_data(torch.zeros(2, 1, 16, 16, dtype=torch.uint8), [0.5], [0.25])
+    return method
+
+
+def test_feature_loss_by_hand():
+    pred = torch.tensor([[1.0, 0.0], [3.0, 4.0]])
+    target = torch.tensor([[0.0, 1.0], [3.0, 0.0]])
+    assert feature_loss(pred, target, "mse").item() == pytest.approx((1 + 1 + 0 + 16) / 4)
+    assert feature_loss(pred, target, "cosine").item() == pytest.approx(((1 - 0.0) + (1 - 3 / 5)) / 2)
+
+
+def test_the_teacher_sees_the_same_pixels_at_its_own_size_and_normalisation(teacher_file):
+    method = student_method(teacher_file)
+    pixels = torch.rand(2, 1, 16, 16)
+    got = method.teacher_input((pixels - 0.5) / 0.25)
+    want = (F.interpolate(pixels, size=(12, 12), mode="bilinear", antialias=True, align_corners=False) - 0.2) / 0.5
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    rgb = student_method(teacher_file, VisionTransformer(img_size=16, patch_size=4, in_chans=3, embed_dim=16, depth=1,
+                                                          num_heads=2))
+    rgb.prepare_data(torch.zeros(2, 3, 16, 16, dtype=torch.uint8), [0.5] * 3, [0.25] * 3)
+    color = torch.rand(2, 3, 16, 16)
+    luma = (0.299 * color[:, 0] + 0.587 * color[:, 1] + 0.114 * color[:, 2]).unsqueeze(1)
+    want = (F.interpolate(luma, size=(12, 12), mode="bilinear", antialias=True, align_corners=False) - 0.2) / 0.5
+    torch.testing.assert_close(rgb.teacher_input((color - 0.5) / 0.25), want, atol=1e-5, rtol=1e-5)
+
+
+def test_the_loss_is_the_hand_computed_sum_of_its_two_terms(teacher_file):
+    method = student_method(teacher_file, mixup=False, pooled_weight=0.5, patch_weight=2.0)
+    x = torch.randn(3, 1, 16, 16)
+    loss, logs = method([x], 0)
+    teacher, student = method.teacher, method.backbone
+    t = teacher.get_intermediate_layers(method.teacher_input(x), 2)  # 2 x (3, 1 + 9, 32): a 3x3 grid at 12 px
+    t_cls, t_patch = torch.cat([t[0][:, 0], t[1][:, 0]], -1), torch.cat([t[0][:, 1:], t[1][:, 1:]], -1)  # 64 wide
+    s = student.get_intermediate_layers(x, 1)[0]  # (3, 1 + 16, 16): a 4x4 grid at 16 px
+    pooled = ((method.pooled_proj(s[:, 0]) - t_cls) ** 2).mean()
+    grid = method.patch_proj(s[:, 1:]).transpose(1, 2).reshape(3, 64, 4, 4)
+    grid = F.interpolate(grid, size=(3, 3), mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
+    patch = ((grid - t_patch) ** 2).mean()
+    assert loss.item() == pytest.approx((0.5 * pooled + 2.0 * patch).item(), rel=1e-5)
+    assert {"pooled_cos", "patch_cos", "emb_std"} <= set(logs)
+
+
+def test_distillation_lowers_its_loss_and_leaves_the_teacher_untouched(teacher_file):
+    digest = file_sha256(teacher_file)
+    for student in (None, resnet18(in_chans=1, small_stem=True, width=8)):
+        method = student_method(teacher_file, student)
+        before = {k: v.clone() for k, v in method.teacher.state_dict().items()}
+        assert all(not p.requires_grad for p in method.teacher.parameters())
+        assert not any(k.startswith("teacher.") for k in method.state_dict())  # a reference only: its digest
+        opt = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=3e-3)
+        x, losses = torch.randn(16, 1, 16, 16), []
+        method.train()
+        for step in range(30):
+            loss, _ = method([x], step)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert sum(losses[-3:]) < 0.7 * sum(losses[:3]), losses
+        assert not method.teacher.training
+        assert all(torch.equal(v, method.teacher.state_dict()[k]) for k, v in before.items())
+    assert file_sha256(teacher_file) == digest
+
+
+def run_cfg(teacher, out, **optim):
+    return build_config({"method": "distill", "data": {"name": "digits"},
+                         "backbone": {"name": "vit-cpu", "patch_size": 7, "width": 64},
+                         "optim": {"epochs": 2 / 44, "batch_size": 32, **optim},
+                         "run": {"out": str(out), "eval_knn": False, "log_every": 1}, "distill": {"teacher": teacher}})
+
+
+def test_resume_finds_the_teacher_again_and_refuses_another(teacher_file, tmp_path):
+    straight = pretrain(run_cfg(str(teacher_file), tmp_path / "a"), progress=False)
+    cfg = run_cfg(str(teacher_file), tmp_path / "b")
+    assert Trainer(cfg, progress=False, stop_at_step=1).fit().interrupted
+    second = pretrain(cfg, resume=True, progress=False)
+    a = torch.load(straight.out / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(second.out / "checkpoints" / "last.pt", weights_only=True)
+    assert not any(k.startswith("teacher.") for k in a["model"])
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert f"teacher_sha256: {file_sha256(teacher_file)}" in (tmp_path / "b" / "config.yaml").read_text()
+    other = tmp_path / "other.safetensors"
+    spec = BackboneSpec("vit-cpu", 12, 1, 4, [0.2], [0.5], width=32, depth=2)
+    save_backbone(spec.build(), spec, other)
+    with pytest.raises(CheckpointError, match="distilled from a teacher file with sha256"):
+        pretrain(run_cfg(str(other), tmp_path / "b"), resume=True, progress=False)
