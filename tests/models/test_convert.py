@@ -239,7 +239,8 @@ def test_a_fine_tuned_mae_model_is_refused(nets, tmp_path):
     state = {k: v for k, v in nets[0].state_dict().items() if not k.startswith("norm.")}
     state |= {"fc_norm.weight": torch.ones(48), "fc_norm.bias": torch.zeros(48), "head.weight": torch.zeros(10, 48)}
     torch.save({"model": state}, tmp_path / "mae_finetuned_vit_base.pth")
-    with pytest.raises(ConvertError, match="fc_norm.*convert the pre-trained checkpoint"):
+    with pytest.raises(ConvertError, match="fc_norm.*nothing is converted: convert the pre-trained checkpoint .* "
+                       "fine-tuned with --cls_token, whose encoder is kept and head dropped"):
         convert_checkpoint(tmp_path / "mae_finetuned_vit_base.pth", "mae", **TINY)
 
 
@@ -358,3 +359,37 @@ def test_convert_command_errors_are_one_line(nets, tmp_path, capsys):
     assert main(["convert", str(tmp_path / "trojan.pth"), "--from", "dino", "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "trojan.pth holds a pickled" in err[0] and CALLS == []
+
+
+def test_convert_prints_the_defaults_it_took_and_flags_override_them(nets, tmp_path, capsys):
+    path = write_layout("timm", *nets, tmp_path / "vit.pth")
+    assert main(["convert", str(path), "--from", "timm", *TINY_FLAGS, "--out", str(tmp_path / "a"), "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(out[-1])
+    assert (summary["mean"], summary["std"], summary["pos_interp"], summary["pool"]) == ([0.5] * 3, [0.5] * 3,
+                                                                                        "size-antialias", "cls")
+    assert out[1] == ("feature cls, input mean 0.5 0.5 0.5 std 0.5 0.5 0.5, position embeddings resized the "
+                      "size-antialias way (timm's defaults: --mean, --std, --pos-interp, --pool)")
+    assert out[2].startswith("note: mean/std 0.5 are timm's default ViTs' (augreg); its .dino, .mae and _dinov2")
+    assert main(["convert", str(path), "--from", "timm", *TINY_FLAGS, "--mean", "0.485", "0.456", "0.406", "--std",
+                 "0.229", "0.224", "0.225", "--pool", "cls+mean", "--pos-interp", "size", "--out",
+                 str(tmp_path / "b"), "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert not any(line.startswith("note:") for line in out)
+    model, spec = selfsup.load_backbone(tmp_path / "b", return_spec=True)
+    assert (spec.mean, spec.std, spec.pool, spec.pos_interp) == (*IMAGENET, "cls+mean", "size")
+    assert model(images(64, 64)).shape == (2, 96)
+    assert main(["convert", str(path), "--from", "timm", *TINY_FLAGS, "--mean", "0.5", "0.5", "--out",
+                 str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--mean 0.5 0.5 does not fit the file's 3-channel input: pass 3 values" in err[0]
+
+
+def test_convert_help_names_each_sources_resizing(capsys):
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "as MAE and timm do" not in text
+    assert "size-antialias (bicubic to the grid, antialiased when shrinking, as DINOv2's register models and timm " \
+           "do)" in text
+    assert "dinov2 (a release dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth" in text and "--mean" in text
