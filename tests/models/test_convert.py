@@ -393,3 +393,14 @@ def test_convert_help_names_each_sources_resizing(capsys):
     assert "size-antialias (bicubic to the grid, antialiased when shrinking, as DINOv2's register models and timm " \
            "do)" in text
     assert "dinov2 (a release dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth" in text and "--mean" in text
+
+
+def test_the_guess_refuses_dinov2_look_alikes(tmp_path):
+    ref = dinov2_reference()
+    backbone = {k: v for k, v in ref.state_dict().items() if k != "mask_token"}
+    torch.save({"teacher": {"backbone." + k: v for k, v in backbone.items()}}, tmp_path / "teacher.pth")
+    with pytest.raises(ConvertError, match="dino and dinov2 share .*pass --from dino or --from dinov2"):
+        _guess(tmp_path / "teacher.pth")
+    torch.save(backbone, tmp_path / "layerscale.pth")  # LayerScale without DINOv2's mask_token: timm's names too
+    with pytest.raises(ConvertError, match="dinov2 and timm share .*pass --from dinov2 or --from timm"):
+        _guess(tmp_path / "layerscale.pth")
