@@ -44,12 +44,13 @@ def load_backbone(path: str | Path, source: str | None = None, *, return_spec: b
     """The backbone at `path` in eval mode, mapping normalised images (B, C, H, W) to features (B, feature_dim).
 
     `path` is a run directory, a backbone.safetensors (selfsup's, with its spec) or an official checkpoint:
-    `source` names its layout, one of "dino", "mae", "moco-v3", "timm" (None: guessed from the file; a bare
-    state_dict without a classifier head is taken for DINO's). For official files `options` are those of
-    `selfsup.models.convert.convert_checkpoint`: backbone ("vit-small", ...), patch_size, width, depth, num_heads
-    (checked against or read off the tensors), pos_interp ("dino" or "size") and student (DINO's student instead
-    of its teacher). Inputs are normalised with the spec's mean and std (ImageNet's for official weights),
-    which `embed` does; the spec is the model's `spec` attribute, and `return_spec=True` returns (backbone, spec).
+    `source` names its layout, one of "dino", "dinov2", "mae", "moco-v3", "timm" (None: guessed from the file's
+    keys; a layout two sources share, e.g. {'model': ...} of MAE and MoCo v3, is refused naming them). For
+    official files `options` are those of `selfsup.models.convert.convert_checkpoint`: backbone ("vit-small",
+    ...), patch_size, width, depth (checked against or read off the tensors, as are registers, LayerScale and
+    SwiGLU), num_heads, pos_interp, mean, std and pool (default: the source's, models/sources.py) and student
+    (DINO's student instead of its teacher). Inputs are normalised with the spec's mean and std, which `embed`
+    does; the spec is the model's `spec` attribute, and `return_spec=True` returns (backbone, spec).
     """
     from selfsup.models.convert import load_pretrained
 

@@ -8,15 +8,24 @@ from safetensors.torch import save_file
 
 import selfsup
 from selfsup.cli import main
+from selfsup.models import convert as conv
 from selfsup.models.convert import ConvertError, Geometry, convert_checkpoint, resolve_spec, suggest_flags
 from selfsup.models.io import BackboneSpec, load_backbone
 
 sys.path.insert(0, str(Path(__file__).parent))
-from official_vit import LAYOUTS, reference, write_layout  # noqa: E402
+import official_vit  # noqa: E402
+from official_vit import LAYOUTS, dinov2_reference, reference, write_layout  # noqa: E402
 
 TINY = {"backbone": "vit-tiny", "width": 48, "depth": 2, "num_heads": 3}  # the reference's size (patch 8, 64 px)
 TINY_FLAGS = ["--backbone", "vit-tiny", "--width", "48", "--depth", "2", "--num-heads", "3"]
 CALLS = []
+IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+# What each project's own code says, written out here (not read from selfsup) so that a wrong default fails:
+# ViT-S heads (dino vision_transformer.py 6, moco-v3 vits.py 12, timm 6; MAE releases no ViT-S: 64 channels per
+# head), input normalisation (timm's _cfg default 0.5) and the feature its linear evaluation reads.
+OFFICIAL_S = {"dino": (6, IMAGENET, "cls-last4"), "mae": (6, IMAGENET, "cls"), "moco-v3": (12, IMAGENET, "cls"),
+              "timm": (6, ([0.5] * 3, [0.5] * 3), "cls"), "dinov2": (6, IMAGENET, "cls+mean")}
+SMALL = {"backbone": "vit-small", "depth": 2}  # an official width (384), 2 blocks
 
 
 @pytest.fixture(scope="module")
@@ -29,27 +38,145 @@ def images(h, w, seed=0):
     return torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(seed))
 
 
-def same_outputs(a, b, sizes, atol=1e-5):
+def official_tokens(ref, x):
+    """The official model's normalised [CLS] (B, D) and patch tokens (B, h*w, D)."""
+    if hasattr(ref, "forward_features"):  # DINOv2's DinoVisionTransformer
+        out = ref.forward_features(x)
+        return out["x_norm_clstoken"], out["x_norm_patchtokens"]
+    tokens = ref.tokens(x)
+    return tokens[:, 0], tokens[:, 1:]
+
+
+def same_outputs(model, ref, sizes, atol=1e-5):
+    """Whether the converted model's normalised [CLS] and patch tokens are the official model's at each size."""
     with torch.no_grad():
-        return all(torch.allclose(a(images(h, w)), b(images(h, w)), atol=atol) for h, w in sizes)
+        for h, w in sizes:
+            got, (cls, patches) = model.forward_features(images(h, w)), official_tokens(ref, images(h, w))
+            if got["x_norm_patchtokens"].shape != patches.shape or not (
+                    torch.allclose(got["x_norm_clstoken"], cls, atol=atol)
+                    and torch.allclose(got["x_norm_patchtokens"], patches, atol=atol)):
+                return False
+    return True
+
+
+def small_nets(source: str, resize: str):
+    """Teacher and student ViT-S (384 wide, 2 blocks) with the source's official heads and resizing."""
+    heads = OFFICIAL_S[source][0]
+    return tuple(reference(seed, embed_dim=384, num_heads=heads, resize=resize) for seed in (0, 1))
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_each_official_layout_converts_to_the_official_network(layout, nets, tmp_path, one_thread):
-    source = LAYOUTS[layout][0]
-    path = write_layout(layout, *nets, tmp_path / "ckpt.pth")
-    converted = convert_checkpoint(path, source, pos_interp="dino", **TINY)
-    # at the training size (8x8 patches) and another, non-square one, with DINO's interpolation
-    assert same_outputs(converted.model, nets[0], [(64, 64), (96, 80)])
-    assert not same_outputs(converted.model, nets[1], [(64, 64)])  # the teacher / base encoder, not the other
+def test_each_official_layout_converts_to_the_official_network(layout, tmp_path, one_thread):
+    source, _, resize, _ = LAYOUTS[layout]
+    teacher, student = small_nets(source, resize)
+    path = write_layout(layout, teacher, student, tmp_path / "ckpt.pth")
+    converted = convert_checkpoint(path, source, **SMALL)  # heads, resizing, mean/std and feature: the defaults
+    # the stored 8x8 grid, and a non-square one that shrinks the height and grows the width
+    assert same_outputs(converted.model, teacher, [(64, 64), (48, 80)])
+    assert not same_outputs(converted.model, student, [(64, 64)])  # the teacher / base encoder, not the other
     spec = converted.spec
-    assert (spec.img_size, spec.patch_size, spec.in_chans) == (64, 8, 3)
-    assert spec.mean == [0.485, 0.456, 0.406] and spec.std == [0.229, 0.224, 0.225]
-    expected_dropped = {"dino-release": [], "dino-training": ["head"], "timm": ["head"],
+    heads, (mean, std), pool = OFFICIAL_S[source]
+    assert (spec.img_size, spec.patch_size, spec.in_chans, converted.model.num_heads) == (64, 8, 3, heads)
+    assert (spec.mean, spec.std, spec.pool) == (mean, std, pool)
+    expected_dropped = {"dino-release": [], "dino-training": ["head"], "timm": ["head"], "timm-headless": [],
+                        "timm-train": ["head"], "mae-release": [], "mae-finetuned": ["head"], "mae-linprobe": ["head"],
                         "mae": ["decoder_blocks", "decoder_embed", "decoder_norm", "decoder_pos_embed",
                                 "decoder_pred", "mask_token"],
-                        "moco-v3": ["head", "momentum_encoder", "predictor"]}[layout]
+                        "moco-v3": ["head", "momentum_encoder", "predictor"], "moco-v3-deit": [],
+                        "moco-v3-lincls": ["head"]}[layout]
     assert converted.dropped == expected_dropped
+
+
+def test_moco_v3_vit_s_with_dino_s_heads_would_be_off(tmp_path, one_thread):
+    """The head count is not in the weights: MoCo v3's ViT-S read as a 6-head ViT gives other outputs."""
+    teacher, student = small_nets("moco-v3", "size")
+    path = write_layout("moco-v3-deit", teacher, student, tmp_path / "linear-vit-s-300ep.pth.tar")
+    assert not same_outputs(convert_checkpoint(path, "moco-v3", num_heads=6, **SMALL).model, teacher, [(64, 64)],
+                            atol=1e-2)
+
+
+DINOV2_CASES = {  # name -> (registers, ffn, block_chunks, writer, source)
+    "release": (False, "mlp", 0, official_vit.dinov2_release, "dinov2"),
+    "release-reg4": (True, "mlp", 0, official_vit.dinov2_release, "dinov2"),
+    "release-swiglu": (False, "swiglu", 0, official_vit.dinov2_release, "dinov2"),
+    "teacher-chunked": (False, "mlp", 2, official_vit.dinov2_teacher, "dinov2"),
+    "teacher-chunked-reg4": (True, "swiglu", 2, official_vit.dinov2_teacher, "dinov2"),
+    "timm-reg4": (True, "mlp", 0, official_vit.timm_dinov2, "timm"),
+    "timm-swiglu": (False, "swiglu", 0, official_vit.timm_dinov2, "timm"),
+}
+
+
+@pytest.mark.parametrize("case", list(DINOV2_CASES))
+def test_dinov2_files_give_the_official_tokens(case, tmp_path, one_thread):
+    registers, ffn, chunks, writer, source = DINOV2_CASES[case]
+    ref = dinov2_reference(registers, ffn, chunks)
+    path = tmp_path / ("model.safetensors" if source == "timm" else "dinov2_vits14_pretrain.pth")
+    if source == "timm":
+        save_file({k: v.contiguous() for k, v in writer(ref).items()}, str(path))
+    else:
+        torch.save(writer(ref), path)
+    # timm's _dinov2 entries take ImageNet's mean/std; its non-register ones resize antialiased where DINOv2's own
+    # code resizes the "dino" way, which the reference computes
+    norm = {"mean": IMAGENET[0], "std": IMAGENET[1]} | ({} if registers else {"pos_interp": "dino"})
+    converted = convert_checkpoint(path, source, **SMALL, **(norm if source == "timm" else {}))
+    spec = converted.spec
+    assert (spec.registers, spec.layerscale, spec.ffn, spec.img_size, spec.patch_size) == (4 * registers, 1.0, ffn,
+                                                                                           56, 14)
+    assert converted.model.num_heads == 6 and (spec.mean, spec.std) == IMAGENET
+    # the stored 4x4 grid and a 3x6 one (antialiased resizing differs from plain when it shrinks)
+    assert same_outputs(converted.model, ref, [(56, 56), (42, 84)])
+    if source == "dinov2":
+        assert spec.pool == "cls+mean" and "mask_token" in converted.dropped
+        assert converted.part == ("teacher" if writer is official_vit.dinov2_teacher else "file")
+        if writer is official_vit.dinov2_teacher:
+            assert {"dino_head", "ibot_head"} <= set(converted.dropped)
+        with torch.no_grad():  # the hub's linear heads read [CLS] and the mean patch token (hub/classifiers.py)
+            out, x = ref.forward_features(images(56, 56)), images(56, 56)
+            want = torch.cat([out["x_norm_clstoken"], out["x_norm_patchtokens"].mean(dim=1)], dim=1)
+            assert torch.allclose(converted.model(x), want, atol=1e-5)
+
+
+def _guess(path):
+    return conv.detect_source(conv.read_checkpoint(path), path)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_the_guess_from_the_keys_is_the_source_or_a_refusal(layout, nets, tmp_path, one_thread):
+    source, _, _, guess = LAYOUTS[layout]
+    path = write_layout(layout, *nets, tmp_path / "ckpt.pth")
+    if guess is None:
+        with pytest.raises(ConvertError) as e:
+            _guess(path)
+        message = str(e.value)
+        assert "\n" not in message and str(path) in message and f"--from {source}" in message
+        assert message.count("--from ") == 2 and "source=" in message
+        with pytest.raises(ConvertError, match="share and whose defaults differ"):
+            selfsup.load_backbone(path, **TINY)
+    else:
+        assert _guess(path) == guess == source
+        assert same_outputs(selfsup.load_backbone(path, **TINY), nets[0], [(64, 64)])
+
+
+@pytest.mark.parametrize("case", list(DINOV2_CASES))
+def test_the_guess_recognises_dinov2_files(case, tmp_path):
+    registers, ffn, chunks, writer, source = DINOV2_CASES[case]
+    path = tmp_path / ("model.safetensors" if source == "timm" else "model.pth")
+    state = writer(dinov2_reference(registers, ffn, chunks))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path)) if source == "timm" else torch.save(state, path)
+    assert _guess(path) == source
+
+
+def test_dinov2_training_shards_and_student_are_refused(tmp_path):
+    torch.save({"model": {"student.backbone._flat_param": torch.zeros(10)}, "iteration": 5},
+               tmp_path / "model_final.rank_0.pth")
+    with pytest.raises(ConvertError, match="FSDP training checkpoint .*teacher_checkpoint.pth.*--eval-only"):
+        convert_checkpoint(tmp_path / "model_final.rank_0.pth", "dinov2")
+    # the real files hold ShardedTensors, which weights_only refuses before any key is read
+    error = "Unsupported global: GLOBAL torch.distributed._shard.sharded_tensor.api.ShardedTensor"
+    assert "FSDP training checkpoint" in conv._unpickling_message(tmp_path / "model_final.rank_0.pth", error)
+    torch.save(official_vit.dinov2_teacher(dinov2_reference()), tmp_path / "teacher_checkpoint.pth")
+    with pytest.raises(ConvertError, match="holds the teacher only.*drop --student"):
+        convert_checkpoint(tmp_path / "teacher_checkpoint.pth", "dinov2", student=True)
 
 
 @pytest.mark.parametrize("size,patch,other", [(64, 8, [(96, 96), (80, 112)]), (224, 16, [(320, 320), (288, 224)])])
@@ -112,14 +239,18 @@ def test_a_fine_tuned_mae_model_is_refused(nets, tmp_path):
     state = {k: v for k, v in nets[0].state_dict().items() if not k.startswith("norm.")}
     state |= {"fc_norm.weight": torch.ones(48), "fc_norm.bias": torch.zeros(48), "head.weight": torch.zeros(10, 48)}
     torch.save({"model": state}, tmp_path / "mae_finetuned_vit_base.pth")
-    with pytest.raises(ConvertError, match="fc_norm.*convert the pre-trained checkpoint"):
+    with pytest.raises(ConvertError, match="fc_norm.*nothing is converted: convert the pre-trained checkpoint .* "
+                       "fine-tuned with --cls_token, whose encoder is kept and head dropped"):
         convert_checkpoint(tmp_path / "mae_finetuned_vit_base.pth", "mae", **TINY)
 
 
 def test_other_architectures_and_layouts_are_named(nets, tmp_path):
-    state = nets[0].state_dict() | {"blocks.0.ls1.gamma": torch.ones(48)}
-    torch.save(state, tmp_path / "layerscale.pth")
-    with pytest.raises(ConvertError, match="no place for .*ls1.gamma.*layer scale"):
+    state = nets[0].state_dict() | {"blocks.0.attn.q_norm.weight": torch.ones(16)}
+    torch.save(state, tmp_path / "qknorm.pth")
+    with pytest.raises(ConvertError, match="no place for .*q_norm.weight.*query/key norms"):
+        convert_checkpoint(tmp_path / "qknorm.pth", "timm", **TINY)
+    torch.save(nets[0].state_dict() | {"blocks.1.ls1.gamma": torch.ones(48)}, tmp_path / "layerscale.pth")
+    with pytest.raises(ConvertError, match="no place for .*ls1.gamma.*layer scale on some blocks only"):
         convert_checkpoint(tmp_path / "layerscale.pth", "timm", **TINY)
     torch.save({"state_dict": {"conv1.weight": torch.zeros(64, 3, 7, 7)}}, tmp_path / "resnet.pth")
     with pytest.raises(ConvertError, match="no ViT patch embedding.*check --from"):
@@ -228,3 +359,48 @@ def test_convert_command_errors_are_one_line(nets, tmp_path, capsys):
     assert main(["convert", str(tmp_path / "trojan.pth"), "--from", "dino", "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "trojan.pth holds a pickled" in err[0] and CALLS == []
+
+
+def test_convert_prints_the_defaults_it_took_and_flags_override_them(nets, tmp_path, capsys):
+    path = write_layout("timm", *nets, tmp_path / "vit.pth")
+    assert main(["convert", str(path), "--from", "timm", *TINY_FLAGS, "--out", str(tmp_path / "a"), "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(out[-1])
+    assert (summary["mean"], summary["std"], summary["pos_interp"], summary["pool"]) == ([0.5] * 3, [0.5] * 3,
+                                                                                        "size-antialias", "cls")
+    assert out[1] == ("feature cls, input mean 0.5 0.5 0.5 std 0.5 0.5 0.5, position embeddings resized the "
+                      "size-antialias way (timm's defaults: --mean, --std, --pos-interp, --pool)")
+    assert out[2].startswith("note: mean/std 0.5 are timm's default ViTs' (augreg); its .dino, .mae and _dinov2")
+    assert main(["convert", str(path), "--from", "timm", *TINY_FLAGS, "--mean", "0.485", "0.456", "0.406", "--std",
+                 "0.229", "0.224", "0.225", "--pool", "cls+mean", "--pos-interp", "size", "--out",
+                 str(tmp_path / "b"), "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert not any(line.startswith("note:") for line in out)
+    model, spec = selfsup.load_backbone(tmp_path / "b", return_spec=True)
+    assert (spec.mean, spec.std, spec.pool, spec.pos_interp) == (*IMAGENET, "cls+mean", "size")
+    assert model(images(64, 64)).shape == (2, 96)
+    assert main(["convert", str(path), "--from", "timm", *TINY_FLAGS, "--mean", "0.5", "0.5", "--out",
+                 str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--mean 0.5 0.5 does not fit the file's 3-channel input: pass 3 values" in err[0]
+
+
+def test_convert_help_names_each_sources_resizing(capsys):
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "as MAE and timm do" not in text
+    assert "size-antialias (bicubic to the grid, antialiased when shrinking, as DINOv2's register models and timm " \
+           "do)" in text
+    assert "dinov2 (a release dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth" in text and "--mean" in text
+
+
+def test_the_guess_refuses_dinov2_look_alikes(tmp_path):
+    ref = dinov2_reference()
+    backbone = {k: v for k, v in ref.state_dict().items() if k != "mask_token"}
+    torch.save({"teacher": {"backbone." + k: v for k, v in backbone.items()}}, tmp_path / "teacher.pth")
+    with pytest.raises(ConvertError, match="dino and dinov2 share .*pass --from dino or --from dinov2"):
+        _guess(tmp_path / "teacher.pth")
+    torch.save(backbone, tmp_path / "layerscale.pth")  # LayerScale without DINOv2's mask_token: timm's names too
+    with pytest.raises(ConvertError, match="dinov2 and timm share .*pass --from dinov2 or --from timm"):
+        _guess(tmp_path / "layerscale.pth")

@@ -2,9 +2,9 @@
 
 The ONNX graph maps normalised images "images" (B, C, H, W) float32 to "features" (B, feature_dim), with the
 batch, H and W dynamic (H and W multiples of a ViT's patch size). A ViT's position embeddings are resized in the
-graph by explicit bicubic weight matrices (`bicubic_matrix`) instead of torch's shape-dependent branches, which
-the exporter would freeze at the example's size; the check after export compares onnxruntime with torch at two
-image sizes, the backbone's own and a larger non-square one.
+graph by explicit bicubic weight matrices (`bicubic_matrix`, `antialiased_bicubic_matrix`) instead of torch's
+shape-dependent branches, which the exporter would freeze at the example's size; the check after export compares
+onnxruntime with torch at two image sizes, the backbone's own and a non-square one taller and narrower.
 """
 
 from __future__ import annotations
@@ -67,11 +67,32 @@ def bicubic_matrix(dst: torch.Tensor, n_in: int, step: torch.Tensor) -> torch.Te
     return (cubic_weights(src - first).unsqueeze(-1) * onehot.to(dst.dtype)).sum(1)
 
 
+def cubic_kernel(x: torch.Tensor, a: float) -> torch.Tensor:
+    """Keys' cubic convolution kernel with coefficient `a` at offsets x (any shape); 0 where |x| >= 2."""
+    x = x.abs()
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def antialiased_bicubic_matrix(dst: torch.Tensor, n_in: int, step: torch.Tensor) -> torch.Tensor:
+    """(n_out,) output indices as floats -> (n_out, n_in) weights of torch's antialiased bicubic resampling
+    (`F.interpolate(..., antialias=True)`: aten's upsample_bicubic2d_aa, `_compute_weights_aa`, as PIL): output i
+    is centred on input coordinate (i + 0.5) * step; when shrinking (step > 1) the kernel is widened by step, so
+    every input cell within 2 * step contributes; the coefficient is -0.5 (PIL's, not the -0.75 of plain bicubic);
+    taps past the edges are left out and each row renormalised, instead of clamped."""
+    center = (dst + 0.5) * step  # (n_out,)
+    src = torch.arange(n_in, dtype=dst.dtype, device=dst.device) + 0.5  # (n_in,) input cell centres
+    weights = cubic_kernel((src - center.unsqueeze(1)) / step.clamp(min=1.0), -0.5)  # (n_out, n_in)
+    return weights / weights.sum(1, keepdim=True)
+
+
 def traceable_pos_encoding(vit: VisionTransformer, h: int, w: int) -> torch.Tensor:
     """`VisionTransformer.interpolate_pos_encoding` without Python branches on h and w: (1, 1 + h*w, D).
 
-    At the stored grid, "size" resizing is the identity and DINO's keeps the stored embeddings (a flag computed
-    in the graph); elsewhere both are bicubic, with a step of side/h ("size") or side/(h + 0.1) ("dino")."""
+    At the stored grid, "size" and "size-antialias" resizing are the identity and DINO's keeps the stored
+    embeddings (a flag computed in the graph); elsewhere all are bicubic, with a step of side/h ("size",
+    "size-antialias": antialiased, `antialiased_bicubic_matrix`) or side/(h + 0.1) ("dino")."""
     side = math.isqrt(vit.pos_embed.shape[1] - 1)
     rows = torch.arange(h, dtype=vit.pos_embed.dtype, device=vit.pos_embed.device)  # (h,)
     cols = torch.arange(w, dtype=vit.pos_embed.dtype, device=vit.pos_embed.device)  # (w,)
@@ -83,7 +104,8 @@ def traceable_pos_encoding(vit: VisionTransformer, h: int, w: int) -> torch.Tens
     else:
         step_h, step_w = side / n_h, side / n_w
     grid = vit.pos_embed[0, 1:].reshape(side, side, -1).permute(2, 0, 1)  # (D, side, side)
-    out = bicubic_matrix(rows, side, step_h) @ grid @ bicubic_matrix(cols, side, step_w).T  # (D, h, w)
+    resample = antialiased_bicubic_matrix if vit.pos_interp == "size-antialias" else bicubic_matrix
+    out = resample(rows, side, step_h) @ grid @ resample(cols, side, step_w).T  # (D, h, w)
     return torch.cat([vit.pos_embed[:, :1], out.flatten(1).T.unsqueeze(0)], dim=1)
 
 
@@ -100,9 +122,10 @@ def exportable(model: nn.Module) -> nn.Module:
 
 
 def check_sizes(spec: BackboneSpec) -> list[tuple[int, int]]:
-    """The backbone's own square size and a larger non-square one, both multiples of the patch size."""
+    """The backbone's own square size and a non-square one, taller by two patches and narrower by one (when it is
+    wider than a patch), both multiples of the patch size: position embeddings are resized up and down."""
     step = spec.patch_size or 16
-    return [(spec.img_size, spec.img_size), (spec.img_size + 2 * step, spec.img_size + step)]
+    return [(spec.img_size, spec.img_size), (spec.img_size + 2 * step, max(step, spec.img_size - step))]
 
 
 def _require_onnx() -> None:
@@ -217,5 +240,6 @@ def export_backbone(checkpoint: str | Path, fmt: str, out: str | Path, opset: in
             "feature_dim": getattr(model, "feature_dim", getattr(model, "embed_dim", None))}
 
 
-__all__ = ["FORMATS", "ExportError", "bicubic_matrix", "check_sizes", "compare_onnx", "export_backbone",
-           "export_onnx", "exportable", "load_run_backbone", "traceable_pos_encoding", "verify_onnx", "write_onnx"]
+__all__ = ["FORMATS", "ExportError", "antialiased_bicubic_matrix", "bicubic_matrix", "check_sizes", "compare_onnx",
+           "export_backbone", "export_onnx", "exportable", "load_run_backbone", "traceable_pos_encoding",
+           "verify_onnx", "write_onnx"]

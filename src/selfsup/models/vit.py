@@ -36,6 +36,8 @@ VIT_PRESETS: dict[str, ViTPreset] = {
     "vit-tiny": ViTPreset(192, 12, 3, 16),
     "vit-small": ViTPreset(384, 12, 6, 16),
     "vit-base": ViTPreset(768, 12, 12, 16),
+    "vit-large": ViTPreset(1024, 24, 16, 16),  # MAE's, MoCo v3's, DINOv2's ViT-L (patch 16 or 14)
+    "vit-giant": ViTPreset(1536, 40, 24, 14),  # DINOv2's vit_giant2 (models/vision_transformer.py), SwiGLU
     # CPU presets for 28-32 px images: few tokens, shallow, so a 2-core CPU trains them in minutes.
     "vit-cpu": ViTPreset(128, 4, 4, 7),
     "vit-cpu-p4": ViTPreset(128, 4, 4, 4),
