@@ -46,14 +46,14 @@ def config_changes(**switch) -> set[tuple[str, str]]:
     return {(s, k) for s in a for k in (a[s] if isinstance(a[s], dict) else {}) if a[s][k] != b[s][k]}
 
 
-@pytest.mark.parametrize("switch", [{"centering": False}, {"sharpening": False}, {"loss": "mse"},
+@pytest.mark.parametrize("switch", [{"centering": "none"}, {"sharpening": False}, {"loss": "mse"},
                                     {"predictor": True}, {"teacher": "copy"}])
 def test_a_switch_changes_only_its_own_option_in_the_resolved_config(switch):
     assert config_changes(**switch) == {("dino", next(iter(switch)))}
 
 
-def test_centering_off_keeps_the_centre_at_zero_and_changes_nothing_else():
-    on, off = tiny(), tiny(centering=False)
+def test_centering_none_keeps_the_centre_at_zero_and_changes_nothing_else():
+    on, off = tiny(), tiny(centering="none")
     loss_on, _ = one_step(on)
     loss_off, _ = one_step(off)
     assert loss_on == loss_off  # step 0: both centres start at 0

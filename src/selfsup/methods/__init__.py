@@ -5,6 +5,8 @@ from selfsup.methods.base import Method
 from selfsup.methods.byol import BYOL
 from selfsup.methods.colorization import Colorization
 from selfsup.methods.dino import DINO
+from selfsup.methods.dinov2 import DINOv2
+from selfsup.methods.ibot import IBOT
 from selfsup.methods.inpainting import Inpainting
 from selfsup.methods.jigsaw import Jigsaw
 from selfsup.methods.mae import MAE
@@ -20,6 +22,7 @@ from selfsup.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (DINO, SimCLR, BYOL, SimSiam, BarlowTwins, VICReg, SwAV, MoCoV2,
                                                             MoCoV3, MAE, SimMIM, Rotation, Jigsaw,
-                                                            RelativePosition, Colorization, Inpainting)}
+                                                            RelativePosition, Colorization, Inpainting, IBOT,
+                                                            DINOv2)}
 
 __all__ = ["METHODS", "Method"]
