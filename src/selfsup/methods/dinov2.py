@@ -13,7 +13,8 @@ recipes (train/vitl14.yaml, vitg14.yaml; with --backbone.ffn swiglu for ViT-g), 
 Not reproduced: the layer-wise learning-rate decay (0.9) and the patch embedding's learning rate x 0.2
 (optim.layerwise_decay, patch_embed_lr_mult), DINOv2's square-root learning-rate scaling (0.004 at batch 1024:
 here 0.001 per 256 scaled linearly, the same at 1024), and drop path equal in every block (drop_path_uniform; here
-it grows to the rate with depth).
+it grows to the rate with depth). Without local crops the [CLS] loss stays the mean over the pairs of views
+(ssl_meta_arch.py's max(n_local * 2, 1) would count a missing local term and scale it by 2/3).
 """
 
 from __future__ import annotations
