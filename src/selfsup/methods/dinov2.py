@@ -6,15 +6,17 @@ The losses, masks and heads are iBOT's as DINOv2 computes them; what DINOv2 chan
 (dinov2/configs/ssl_default_config.yaml, the ViT-L/16 of train/vitl16_short.yaml): KoLeo at weight 0.1 per global
 crop, 65536 prototypes with a trainable last-layer norm (layers/dino_head.py: weight_g filled with 1, not frozen),
 teacher momentum 0.992 -> 1, teacher temperature 0.04 -> 0.07 over 30 epochs, LayerScale 1e-5 and drop path 0.3 in
-the ViT (0.1 and 0.1 in the CPU preset), crops of 0.32-1 and 8 of 0.05-0.32; the patch centre averages the masked tokens only (its teacher head sees
-no other). `--dinov2.centering sinkhorn_knopp` and `--dinov2.separate-head` give its ViT-L/14 and ViT-g/14
-recipes (train/vitl14.yaml, vitg14.yaml; with --backbone.ffn swiglu for ViT-g), `--backbone.registers 4` the
-"_reg" models (Darcet et al., 2024).
+the ViT (0.1 and 0.1 in the CPU preset), crops of 0.32-1 and 8 of 0.05-0.32; the patch centre averages the masked
+tokens only (its teacher head sees no other). `--dinov2.centering sinkhorn_knopp` and `--dinov2.separate-head` give
+its ViT-L/14 and ViT-g/14 recipes (train/vitl14.yaml, vitg14.yaml; with --backbone.ffn swiglu for ViT-g),
+`--backbone.registers 4` the "_reg" models (Darcet et al., 2024).
 Not reproduced: the layer-wise learning-rate decay (0.9) and the patch embedding's learning rate x 0.2
 (optim.layerwise_decay, patch_embed_lr_mult), DINOv2's square-root learning-rate scaling (0.004 at batch 1024:
 here 0.001 per 256 scaled linearly, the same at 1024), and drop path equal in every block (drop_path_uniform; here
-it grows to the rate with depth). Without local crops the [CLS] loss stays the mean over the pairs of views
-(ssl_meta_arch.py's max(n_local * 2, 1) would count a missing local term and scale it by 2/3).
+it grows to the rate with depth). Two quirks of ssl_meta_arch.py are not copied: without local crops its
+max(n_local * 2, 1) counts a missing local term and scales the [CLS] loss by 2/3 (here it stays the mean over the
+pairs of views), and its patch centre also averages the head's outputs for the zero rows that pad its buffer to
+`upperbound` (here the mean over the masked tokens of all processes).
 """
 
 from __future__ import annotations
