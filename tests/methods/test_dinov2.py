@@ -1,6 +1,6 @@
 """`--method dinov2` against DINOv2's own loss code on random tensors (official_dinov2_losses.py: verbatim copies of
 dinov2/loss/{dino_clstoken_loss,ibot_patch_loss,koleo_loss}.py) combined as dinov2/train/ssl_meta_arch.py
-forward_backward does; its recipe against dinov2/configs/ssl_default_config.yaml; an exact resume."""
+forward_backward does; an exact resume (its recipe: test_recipes.py)."""
 
 import sys
 from pathlib import Path
@@ -10,7 +10,6 @@ import torch
 
 from selfsup.config import build_config
 from selfsup.engine.pretrain import Trainer, pretrain
-from selfsup.methods import METHODS
 from selfsup.methods.dino import DINOLoss as OurDINOLoss
 from selfsup.methods.dinov2 import DINOv2, DINOv2Config
 from selfsup.methods.koleo import koleo_loss
@@ -132,53 +131,6 @@ def test_cls_sinkhorn_knopp_matches_dinov2():
     ours = OurDINOLoss(10, centering="sinkhorn_knopp")
     q, _, _ = ours.distributions(torch.randn(24, 10), t, n_views=2, teacher_temp=0.05)
     torch.testing.assert_close(q.flatten(0, 1), DINOLoss(10).sinkhorn_knopp_teacher(t, 0.05), rtol=1e-5, atol=1e-7)
-
-
-def resolved(**sections) -> dict:
-    return build_config({"method": "dinov2", "backbone": {"name": "vit-cpu"}, **sections}).to_dict()
-
-
-def test_recipe_is_ssl_default_config():
-    """dinov2/configs/ssl_default_config.yaml: dino head 65536 / 256 / 2048 / 3 layers, koleo_loss_weight 0.1; ibot
-    loss_weight 1.0, mask_sample_probability 0.5, mask_ratio_min_max [0.1, 0.5], separate_head false;
-    train.centering "centering"; student layerscale 1e-5, drop_path_rate 0.3; teacher momentum_teacher 0.992,
-    warmup_teacher_temp 0.04, teacher_temp 0.07, warmup_teacher_temp_epochs 30; optim weight_decay 0.04 -> 0.4,
-    base_lr 0.004 at batch 1024, warmup_epochs 10, min_lr 1e-6, clip_grad 3.0, freeze_last_layer_epochs 1; crops
-    0.32-1 and 8 x 0.05-0.32. The CPU preset differs in K, LayerScale, drop path and local crops (docs/options.md)."""
-    papers = {name: paper for name, _, _, paper in
-              __import__("selfsup.options", fromlist=["describe"]).describe(DINOv2Config)}
-    assert {k: papers[k] for k in ("out_dim", "hidden_dim", "bottleneck_dim", "koleo_loss_weight",
-                                   "patch_loss_weight", "mask_sample_probability", "mask_ratio_min_max",
-                                   "separate_head", "centering", "momentum_teacher", "warmup_teacher_temp",
-                                   "teacher_temp", "warmup_teacher_temp_epochs", "freeze_last_layer",
-                                   "patch_out_dim")} == dict(
-        out_dim=65536, hidden_dim=2048, bottleneck_dim=256, koleo_loss_weight=0.1, patch_loss_weight=1.0,
-        mask_sample_probability=0.5, mask_ratio_min_max=(0.1, 0.5), separate_head=False, centering="centering",
-        momentum_teacher=0.992, warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_epochs=30,
-        freeze_last_layer=1, patch_out_dim=65536)
-    recipe = DINOv2.recipes["vit"]
-    assert recipe["backbone"]["layerscale"].paper == 1e-5 and recipe["backbone"]["drop_path"].paper == 0.3
-    assert {k: recipe["optim"][k].paper for k in ("optimizer", "lr", "weight_decay", "weight_decay_end",
-                                                 "warmup_epochs", "min_lr", "clip_grad")} == dict(
-        optimizer="adamw", lr=0.004 * 256 / 1024, weight_decay=0.04, weight_decay_end=0.4, warmup_epochs=10,
-        min_lr=1e-6, clip_grad=3.0)
-    assert recipe["views"]["n_local"].paper == 8 and recipe["views"]["global_scale"].paper == (0.32, 1.0)
-    r = resolved()
-    assert r["dinov2"]["koleo_loss_weight"] == 0.1 and r["dinov2"]["mask_ratio_min_max"] == [0.1, 0.5]
-    assert r["backbone"]["layerscale"] == 0.1 and r["views"]["local_scale"] == [0.05, 0.32]
-    assert resolved(backbone={"name": "vit-cpu", "layerscale": 1e-5})["backbone"]["layerscale"] == 1e-5
-
-
-def test_ibot_recipe_is_main_ibot_vit_small():
-    """bytedance/ibot README (ViT-S/16): --teacher_temp 0.07 --warmup_teacher_temp_epochs 30 --norm_last_layer
-    false --shared_head true --out_dim 8192 --local_crops_number 10 --global_crops_scale 0.25 1
-    --local_crops_scale 0.05 0.25; main_ibot.py: lr 5e-4 per 256, weight decay 0.04 -> 0.4, no KoLeo, no LayerScale."""
-    r = build_config({"method": "ibot", "backbone": {"name": "vit-cpu"}}).to_dict()
-    assert r["ibot"]["teacher_temp"] == 0.07 and r["ibot"]["warmup_teacher_temp_epochs"] == 30
-    assert not r["ibot"]["norm_last_layer"] and not r["ibot"]["separate_head"] and r["ibot"]["koleo_loss_weight"] == 0
-    assert r["backbone"]["layerscale"] is None and r["optim"]["lr"] == 5e-4 and r["optim"]["weight_decay_end"] == 0.4
-    assert r["views"]["global_scale"] == [0.25, 1.0] and r["views"]["local_scale"] == [0.05, 0.25]
-    assert METHODS["ibot"].recipes["vit"]["views"]["n_local"].paper == 10
 
 
 def run_cfg(out: Path, **sections):
