@@ -1,6 +1,7 @@
-"""DINOv2 (Oquab et al., 2024), as facebookresearch/dinov2 dinov2/train/ssl_meta_arch.py: DINO's [CLS] loss, iBOT's
-masked patch loss (methods/ibot.py) and KoLeo on the student's [CLS] embeddings (methods/koleo.py), with a ViT with
-LayerScale.
+"""DINOv2 (Oquab et al., 2024): DINO, iBOT and KoLeo, as facebookresearch/dinov2 dinov2/train/ssl_meta_arch.py.
+
+DINO's [CLS] loss, iBOT's masked patch loss (methods/ibot.py) and KoLeo on the student's [CLS] embeddings
+(methods/koleo.py), with a ViT with LayerScale.
 
 The losses, masks and heads are iBOT's as DINOv2 computes them; what DINOv2 changes is its recipe
 (dinov2/configs/ssl_default_config.yaml, the ViT-L/16 of train/vitl16_short.yaml): KoLeo at weight 0.1 per global
