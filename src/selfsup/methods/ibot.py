@@ -1,7 +1,6 @@
 """iBOT: image BERT pre-training with an online tokenizer (Zhou et al., 2022), as bytedance/ibot main_ibot.py.
 
 In the form DINOv2 gives it (facebookresearch/dinov2 dinov2/train/ssl_meta_arch.py, dinov2/loss/ibot_patch_loss.py):
-
 DINO's self-distillation on the [CLS] token (methods/dino.py), plus masked image modelling with the EMA teacher as
 the online tokenizer: in a share of the student's global crops, BEiT-style blocks of patches are replaced by a
 learned mask token (before the position embeddings), and each masked patch token's head output is trained to match
