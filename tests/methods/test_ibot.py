@@ -177,3 +177,20 @@ def test_unmasked_views_give_no_patch_loss_and_leave_the_mask_token_untrained():
     assert logs["ibot_loss"] == 0 and logs["masked"] == 0 and "patch_cross_entropy" not in logs
     loss.backward()
     assert m.mask_token.grad is None or not m.mask_token.grad.any()
+
+
+def test_the_student_sees_the_mask_token_where_masked_and_the_teacher_the_whole_crops():
+    """iBOT's input (prepare_tokens_with_masks): the student's masked patch embeddings are the method's mask token;
+    the teacher reads the unmasked global crops."""
+    m = tiny_ibot()
+    with torch.no_grad():
+        m.mask_token.normal_()
+    views = views_of()
+    _, _, seen = recorded_step(m, views)
+    glob, masks, s = torch.cat(views[:2]), seen["masks"], seen["student"][0]
+    assert s["masks"] is masks and masks.any() and seen["teacher"][0]["masks"] is None
+    with torch.no_grad():
+        again = m.backbone.forward_features(glob, masks, m.mask_token)["x_norm_patchtokens"]
+        plain = m.backbone.forward_features(glob)["x_norm_patchtokens"]
+    torch.testing.assert_close(s["x_norm_patchtokens"], again)
+    assert not torch.allclose(s["x_norm_patchtokens"][masks], plain[masks], atol=1e-3)
