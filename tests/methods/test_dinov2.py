@@ -161,3 +161,19 @@ def test_the_engine_builds_a_layerscale_vit_and_resumes_exactly(tmp_path):
     assert a.keys() == b.keys()
     for k, v in a.items():
         assert torch.equal(v, b[k]), k
+
+
+def test_registers_are_neither_masked_nor_read_by_the_losses():
+    """With register tokens ([CLS], registers, patches) the masks, the patch loss and KoLeo see the same patch and
+    [CLS] tokens: the loss is that of the network's own token kinds, and the registers get a gradient through
+    attention only."""
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=2,
+                            init_values=0.1, num_register_tokens=2)
+    m = DINOv2(vit, DINOv2Config(**TINY))
+    m.setup(total_steps=10, steps_per_epoch=5)
+    loss, logs, seen = recorded_step(m, views_of())
+    s = seen["student"][0]
+    assert s["x_norm_regtokens"].shape[1] == 2 and s["x_norm_patchtokens"].shape[1] == seen["masks"].shape[1] == 16
+    loss.backward()
+    assert torch.isfinite(loss) and m.backbone.register_tokens.grad.abs().sum() > 0
