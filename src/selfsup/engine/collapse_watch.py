@@ -20,6 +20,10 @@ EMBEDDING = {
     "simsiam": "keep --simsiam.stop-gradient and --simsiam.predictor on, and --simsiam.head-bn",
     "byol": "keep --byol.head-bn on, raise --byol.momentum or lower --optim.lr",
     "dino": "keep --dino.teacher momentum, --dino.centering centering and --dino.sharpening on",
+    "ibot": "keep --ibot.teacher momentum, --ibot.centering centering and --ibot.sharpening on",
+    "dinov2": "in the first steps this is LayerScale's start (--backbone.layerscale: blocks near the identity give "
+              "every image nearly one [CLS] until their scales grow); later, keep --dinov2.teacher momentum, "
+              "--dinov2.centering centering and --dinov2.sharpening on",
 }
 EMBEDDING_DEFAULT = "lower --optim.lr or lengthen --optim.warmup-epochs"
 

@@ -10,6 +10,8 @@ image; images without a mask count as 0, as main_ibot.py's per-image mean). The 
 (`separate_head` off: iBOT's ViT-S/B recipes and DINOv2's default) or a head of its own (DINOv2's ViT-L/g). The
 teacher's patch outputs are centred with an EMA centre of their own, or turned into Sinkhorn-Knopp assignments over
 the masked tokens (`centering`, shared with the [CLS] loss).
+DINO's ablation switches stay options: `teacher`, `centering` and `sharpening` act on both losses, `loss` (mse)
+and `predictor` on the [CLS] loss only.
 Logged besides DINO's diagnostics: the loss parts and the patch loss's split into h(P_t) + KL(P_t || P_s) over the
 masked tokens, weighted as the loss (`patch_teacher_entropy`, `patch_teacher_student_kl`, `patch_cross_entropy`,
 `patch_teacher_batch_entropy`), and the share of patches masked.
