@@ -54,6 +54,8 @@ TINY = {
     "colorization": {},
     "inpainting": {"disc_width": 8},
     "distill": {"teacher": tiny_teacher(), "mixup": False},
+    "ibot": {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16, "freeze_last_layer": 0},
+    "dinov2": {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16, "freeze_last_layer": 0},
 }
 
 
@@ -86,7 +88,7 @@ def pixel_drawn_masks(method: Method) -> None:
 
     if method.name == "mae":
         method.draw_mask = lambda x: (lambda m: (m, *shuffle_of(m)))(masks(x))
-    elif method.name == "simmim":
+    elif method.name in ("simmim", "ibot", "dinov2"):
         method.draw_mask = masks
 
 

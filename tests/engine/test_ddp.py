@@ -42,8 +42,15 @@ def ddp_state(tmp_path_factory):
     return get
 
 
+# Methods whose loss is per process by design, as their official code computes it.
+PER_PROCESS = {"dinov2": "KoLeo's nearest neighbours are searched within each process's batch (dinov2 koleo_loss.py, "
+                         "on each GPU's [CLS] tokens); the rest of its loss is iBOT's, checked here"}
+
+
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_two_process_ddp_step_equals_single_process_on_concatenated_batch(name, ddp_state):
+    if name in PER_PROCESS:
+        pytest.skip(PER_PROCESS[name])
     ddp = ddp_state(name)
     single = one_step(Fabric(accelerator="cpu", devices=1), name)
     start = initial_state(name)

@@ -46,19 +46,32 @@ def config_changes(**switch) -> set[tuple[str, str]]:
     return {(s, k) for s in a for k in (a[s] if isinstance(a[s], dict) else {}) if a[s][k] != b[s][k]}
 
 
-@pytest.mark.parametrize("switch", [{"centering": False}, {"sharpening": False}, {"loss": "mse"},
+@pytest.mark.parametrize("switch", [{"centering": "none"}, {"centering": "sinkhorn_knopp"}, {"sharpening": False},
+                                    {"loss": "mse"},
                                     {"predictor": True}, {"teacher": "copy"}])
 def test_a_switch_changes_only_its_own_option_in_the_resolved_config(switch):
     assert config_changes(**switch) == {("dino", next(iter(switch)))}
 
 
-def test_centering_off_keeps_the_centre_at_zero_and_changes_nothing_else():
-    on, off = tiny(), tiny(centering=False)
+def test_centering_none_keeps_the_centre_at_zero_and_changes_nothing_else():
+    on, off = tiny(), tiny(centering="none")
     loss_on, _ = one_step(on)
     loss_off, _ = one_step(off)
     assert loss_on == loss_off  # step 0: both centres start at 0
     assert torch.count_nonzero(on.loss_fn.center) > 0 and torch.count_nonzero(off.loss_fn.center) == 0
     for (name, a), b in zip(on.named_parameters(), off.parameters(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_sinkhorn_knopp_keeps_no_centre_and_gives_every_prototype_its_share_of_the_batch():
+    """DINOv2's sinkhorn_knopp_teacher in place of the centre: the teacher's batch-mean distribution is nearly
+    uniform over the K prototypes (each gets about 1/K of the batch), unlike the softmax of the centred outputs."""
+    centred, sk = tiny(), tiny(centering="sinkhorn_knopp")
+    _, logs_c = one_step(centred)
+    _, logs_sk = one_step(sk)
+    assert torch.count_nonzero(sk.loss_fn.center) == 0 and torch.count_nonzero(centred.loss_fn.center) > 0
+    assert logs_sk["teacher_batch_entropy"] > 0.99 * logs_sk["log_K"] > logs_c["teacher_batch_entropy"]
+    for (name, a), b in zip(tiny().named_parameters(), tiny(centering="sinkhorn_knopp").parameters(), strict=True):
         assert torch.equal(a, b), name
 
 

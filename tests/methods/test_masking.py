@@ -7,6 +7,7 @@ from selfsup.methods.masking import (
     block_boxes,
     block_mask,
     cell_mask,
+    dinov2_masks,
     random_mask,
     shuffle_of,
     subset_mask,
@@ -95,3 +96,39 @@ def test_block_mask_blocks_have_beit_aspect_ratios():
     big = [(bh, bw) for bh, bw in shapes if bh * bw >= 16]
     assert len(big) > 50 and all(1 / 4.2 <= bh / bw <= 4.2 for bh, bw in big)
     assert sum(bh != bw for bh, bw in big) > len(big) / 2
+
+
+def test_block_boxes_add_at_most_max_patches_each():
+    """DINOv2's MaskingGenerator(max_num_patches=0.5 * h * w): each block adds at most that many new patches."""
+    torch.manual_seed(3)
+    taken, added = torch.zeros(14, 14, dtype=torch.bool), []
+    for top, left, bh, bw in block_boxes(14, 14, 150, 4, max_patches=12):
+        added.append(int((~taken[top:top + bh, left:left + bw]).sum()))
+        taken[top:top + bh, left:left + bw] = True
+    assert len(added) > 5 and max(added) <= 12 and sum(added) == int(taken.sum()) <= 150
+
+
+def test_dinov2_masks_mask_half_the_images_with_ratios_spread_over_the_range():
+    """collate.py: int(B x 0.5) images masked, the k-th smallest target int(N x U(r_k, r_k+1)) of the strata of
+    linspace(0.1, 0.5, n + 1), the masked images shuffled over the batch; masking.py: no more than the target."""
+    torch.manual_seed(4)
+    B, h = 64, 14
+    n = h * h
+    masks = dinov2_masks(B, h, h, (0.1, 0.5), 0.5)
+    assert masks.shape == (B, n) and masks.dtype == torch.bool
+    counts = masks.sum(-1)
+    masked = counts[counts > 0].sort().values
+    assert len(masked) == B // 2
+    bounds = torch.linspace(0.1, 0.5, B // 2 + 1)
+    assert all(c <= int(n * bounds[k + 1]) for k, c in enumerate(masked.tolist()))  # each within its stratum's top
+    assert masked[-1] > 0.4 * n and masked[0] < 0.15 * n  # the ratios cover the range
+    assert (counts[: B // 2] > 0).sum() not in (0, B // 2)  # shuffled: the masked ones are not all first
+    torch.manual_seed(4)
+    assert torch.equal(dinov2_masks(B, h, h, (0.1, 0.5), 0.5), masks)  # from torch's RNG: a resume redraws them
+
+
+def test_dinov2_masks_on_a_small_grid_and_without_masking():
+    torch.manual_seed(5)
+    masks = dinov2_masks(8, 4, 4, (0.1, 0.5), 0.5)
+    assert (masks.sum(-1) > 0).sum() <= 4 and masks.sum(-1).max() <= 8
+    assert not dinov2_masks(8, 4, 4, (0.1, 0.5), 0.0).any()

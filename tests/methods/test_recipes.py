@@ -1,12 +1,13 @@
 """Each method's resolved defaults are its paper's recipe, checked against the official code cited in each
-docstring (files at: dino 7c446df, moco 7397dfe, moco-v3 c349e6e, simsiam a7bc177, barlowtwins 8e8d284,
-vicreg 4e12602, swav 06b1b7c, simclr 383d414; BYOL: deepmind-research byol/configs/byol.py)."""
+docstring (files at: dino 7c446df, moco 7397dfe, moco-v3 c349e6e, simsiam a7bc177, barlowtwins 8e8d284, dinov2 b8931f7,
+ibot da316d8, vicreg 4e12602, swav 06b1b7c, simclr 383d414; BYOL: deepmind-research byol/configs/byol.py)."""
 
 import pytest
 
 from selfsup.config import ConfigError, build_config, merge, recipe
 from selfsup.methods import METHODS
 from selfsup.methods.recipe import paper, resolve
+from selfsup.options import describe
 
 
 def resolved(method: str, backbone: str = "vit-cpu", **sections) -> dict:
@@ -253,9 +254,53 @@ def test_distill():
     assert (r["loss"], r["teacher_blocks"], r["mixup"]) == ("mse", 2, True)
 
 
+def test_dinov2_vit():
+    """dinov2/configs/ssl_default_config.yaml: dino head 65536 / 256 / 2048 / 3 layers, koleo_loss_weight 0.1; ibot
+    loss_weight 1.0, mask_sample_probability 0.5, mask_ratio_min_max [0.1, 0.5], separate_head false;
+    train.centering "centering"; student layerscale 1e-5, drop_path_rate 0.3; teacher momentum_teacher 0.992,
+    warmup_teacher_temp 0.04, teacher_temp 0.07, warmup_teacher_temp_epochs 30; optim weight_decay 0.04 -> 0.4,
+    base_lr 0.004 at batch 1024, warmup_epochs 10, min_lr 1e-6, clip_grad 3.0, freeze_last_layer_epochs 1; crops
+    0.32-1 and 8 x 0.05-0.32. The CPU preset differs in K, LayerScale, drop path and local crops (docs/options.md)."""
+    papers = {name: value for name, _, _, value in describe(METHODS["dinov2"].config_class)}
+    assert {k: papers[k] for k in ("out_dim", "hidden_dim", "bottleneck_dim", "koleo_loss_weight",
+                                   "patch_loss_weight", "mask_sample_probability", "mask_ratio_min_max",
+                                   "separate_head", "centering", "momentum_teacher", "warmup_teacher_temp",
+                                   "teacher_temp", "warmup_teacher_temp_epochs", "freeze_last_layer",
+                                   "patch_out_dim")} == dict(
+        out_dim=65536, hidden_dim=2048, bottleneck_dim=256, koleo_loss_weight=0.1, patch_loss_weight=1.0,
+        mask_sample_probability=0.5, mask_ratio_min_max=(0.1, 0.5), separate_head=False, centering="centering",
+        momentum_teacher=0.992, warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_epochs=30,
+        freeze_last_layer=1, patch_out_dim=65536)
+    recipe = METHODS["dinov2"].recipes["vit"]
+    assert recipe["backbone"]["layerscale"].paper == 1e-5 and recipe["backbone"]["drop_path"].paper == 0.3
+    assert {k: recipe["optim"][k].paper for k in ("optimizer", "lr", "weight_decay", "weight_decay_end",
+                                                 "warmup_epochs", "min_lr", "clip_grad")} == dict(
+        optimizer="adamw", lr=0.004 * 256 / 1024, weight_decay=0.04, weight_decay_end=0.4, warmup_epochs=10,
+        min_lr=1e-6, clip_grad=3.0)
+    assert recipe["views"]["n_local"].paper == 8 and recipe["views"]["global_scale"].paper == (0.32, 1.0)
+    r = resolved("dinov2")
+    assert r["dinov2"]["koleo_loss_weight"] == 0.1 and r["dinov2"]["mask_ratio_min_max"] == [0.1, 0.5]
+    assert r["backbone"]["layerscale"] == 0.1 and r["views"]["local_scale"] == [0.05, 0.32]
+    explicit = build_config({"method": "dinov2", "backbone": {"name": "vit-cpu", "layerscale": 1e-5}})
+    assert explicit.backbone.layerscale == 1e-5  # a flag or YAML recipe above the CPU preset
+
+
+def test_ibot_vit():
+    """bytedance/ibot README (ViT-S/16): --teacher_temp 0.07 --warmup_teacher_temp_epochs 30 --norm_last_layer
+    false --shared_head true --out_dim 8192 --local_crops_number 10 --global_crops_scale 0.25 1
+    --local_crops_scale 0.05 0.25; main_ibot.py: lr 5e-4 per 256, weight decay 0.04 -> 0.4, no KoLeo, no LayerScale."""
+    r = resolved("ibot")
+    assert r["ibot"]["teacher_temp"] == 0.07 and r["ibot"]["warmup_teacher_temp_epochs"] == 30
+    assert not r["ibot"]["norm_last_layer"] and not r["ibot"]["separate_head"] and r["ibot"]["koleo_loss_weight"] == 0
+    assert r["backbone"]["layerscale"] is None and r["optim"]["lr"] == 5e-4 and r["optim"]["weight_decay_end"] == 0.4
+    assert r["views"]["global_scale"] == [0.25, 1.0] and r["views"]["local_scale"] == [0.05, 0.25]
+    assert METHODS["ibot"].recipes["vit"]["views"]["n_local"].paper == 10
+
+
 def test_every_method_has_a_recipe_test():
     tested = {"dino", "moco-v3", "moco-v2", "simsiam", "simclr", "byol", "barlow-twins", "vicreg", "swav", "mae",
-              "simmim", "rotation", "jigsaw", "relative-position", "colorization", "inpainting", "distill"}
+              "simmim", "rotation", "jigsaw", "relative-position", "colorization", "inpainting", "distill",
+              "ibot", "dinov2"}
     assert set(METHODS) == tested
 
 

@@ -35,3 +35,21 @@ def batch_entropy(q: torch.Tensor) -> float:
     """Entropy of the batch-mean distribution of q (..., K): near 0 when every image goes to one prototype."""
     pm = q.float().reshape(-1, q.shape[-1]).mean(0)  # (K,)
     return float(-torch.xlogy(pm, pm).sum())
+
+
+@torch.no_grad()
+def weighted_entropy_split(q: torch.Tensor, logp: torch.Tensor, weights: torch.Tensor, prefix: str = "patch_"
+                           ) -> dict[str, float]:
+    """The split for a loss on tokens (iBOT's patch loss): teacher probabilities q (M, K) and student
+    log-probabilities logp (M, K) of M tokens, averaged with `weights` (M,) (normalised to sum 1; the loss's
+    own, so that `{prefix}cross_entropy` is the loss per weighted token) -> `{prefix}teacher_entropy`,
+    `{prefix}teacher_student_kl`, `{prefix}cross_entropy` (nats) and `{prefix}teacher_batch_entropy` (of the
+    tokens' mean distribution); {} without tokens."""
+    if not len(q):
+        return {}
+    q, logp = q.float(), logp.float()
+    w = weights.float() / weights.float().sum()  # (M,)
+    qlogq = torch.xlogy(q, q)  # (M, K)
+    h, kl, cross = -qlogq.sum(-1), (qlogq - q * logp).sum(-1), -(q * logp).sum(-1)  # (M,) each
+    return {f"{prefix}teacher_entropy": float(w @ h), f"{prefix}teacher_student_kl": float(w @ kl),
+            f"{prefix}cross_entropy": float(w @ cross), f"{prefix}teacher_batch_entropy": batch_entropy(q)}

@@ -11,7 +11,7 @@ from selfsup.diagnostics.modes import RANK_FLOOR, STD_SHARE, low_std
 # Per mode: what it means, then the options to change; per method where the advice differs.
 CAUSES = {
     "one-prototype": "DINO's KL(P_t || P_s) near 0 with teacher entropy near 0: one prototype takes every image, "
-                     "sharpening dominates centring: keep --dino.centering on, lower --dino.center-momentum, or "
+                     "sharpening dominates centring: keep --dino.centering centering, lower --dino.center-momentum, or "
                      "raise --dino.teacher-temp",
     "uniform": "DINO's KL(P_t || P_s) near 0 with teacher entropy near log K: outputs uniform, centring dominates "
                "sharpening: lower --dino.teacher-temp (and --dino.warmup-teacher-temp) or keep --dino.sharpening on",
@@ -19,7 +19,11 @@ CAUSES = {
 EMBEDDING = {
     "simsiam": "keep --simsiam.stop-gradient and --simsiam.predictor on, and --simsiam.head-bn",
     "byol": "keep --byol.head-bn on, raise --byol.momentum or lower --optim.lr",
-    "dino": "keep --dino.teacher momentum, --dino.centering and --dino.sharpening on",
+    "dino": "keep --dino.teacher momentum, --dino.centering centering and --dino.sharpening on",
+    "ibot": "keep --ibot.teacher momentum, --ibot.centering centering and --ibot.sharpening on",
+    "dinov2": "in the first steps this is LayerScale's start (--backbone.layerscale: blocks near the identity give "
+              "every image nearly one [CLS] until their scales grow); later, keep --dinov2.teacher momentum, "
+              "--dinov2.centering centering and --dinov2.sharpening on",
 }
 EMBEDDING_DEFAULT = "lower --optim.lr or lengthen --optim.warmup-epochs"
 

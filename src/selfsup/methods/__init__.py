@@ -5,7 +5,9 @@ from selfsup.methods.base import Method
 from selfsup.methods.byol import BYOL
 from selfsup.methods.colorization import Colorization
 from selfsup.methods.dino import DINO
+from selfsup.methods.dinov2 import DINOv2
 from selfsup.methods.distill import Distill
+from selfsup.methods.ibot import IBOT
 from selfsup.methods.inpainting import Inpainting
 from selfsup.methods.jigsaw import Jigsaw
 from selfsup.methods.mae import MAE
@@ -21,6 +23,7 @@ from selfsup.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (DINO, SimCLR, BYOL, SimSiam, BarlowTwins, VICReg, SwAV, MoCoV2,
                                                             MoCoV3, MAE, SimMIM, Rotation, Jigsaw,
-                                                            RelativePosition, Colorization, Inpainting, Distill)}
+                                                            RelativePosition, Colorization, Inpainting, Distill, IBOT,
+                                                            DINOv2)}
 
 __all__ = ["METHODS", "Method"]

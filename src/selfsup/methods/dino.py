@@ -1,11 +1,12 @@
 """DINO: self-distillation with no labels (Caron et al., 2021), as in facebookresearch/dino main_dino.py.
 
 The student sees all views (global + local); the teacher, an EMA of the student, sees the global views.
-Teacher outputs are centred (EMA centre) and sharpened (low temperature); the loss is the cross-entropy
-between teacher and student distributions over all (teacher global view, student view) pairs except a
-view with itself.
+Teacher outputs are centred (EMA centre; or Sinkhorn-Knopp, DINOv2's option) and sharpened (low temperature);
+the loss is the cross-entropy between teacher and student distributions over all (teacher global view, student
+view) pairs except a view with itself.
 The ablations of the paper's Sec. 5 and the thesis's Sec. 5.4 are options: the teacher rule (`teacher`,
-methods/teachers.py), `centering`, `sharpening`, the loss (`loss`: ce or mse) and a student `predictor`.
+methods/teachers.py), `centering` (EMA centre, Sinkhorn-Knopp or none), `sharpening`, the loss (`loss`: ce or
+mse) and a student `predictor`.
 Logged per logging step: h(P_t), KL(P_t || P_s) and H = h + KL (diagnostics/distillation.py).
 """
 
@@ -23,10 +24,16 @@ from selfsup.methods.distributed import all_reduce_mean
 from selfsup.methods.momentum import momentum_copy
 from selfsup.methods.precision import fp32
 from selfsup.methods.recipe import optim, section
+from selfsup.methods.swav import sinkhorn
 from selfsup.methods.teachers import TEACHERS, TeacherUpdate
 from selfsup.models.heads import DINOHead, mlp
 from selfsup.options import opt
 from selfsup.schedules import cosine_schedule, linear_warmup_constant
+
+# How the teacher's outputs are centred: EMA centre (DINO), Sinkhorn-Knopp (DINOv2's train.centering
+# "sinkhorn_knopp", dinov2/loss/dino_clstoken_loss.py sinkhorn_knopp_teacher) or not at all (the collapse ablation).
+CENTERINGS = ("centering", "sinkhorn_knopp", "none")
+SINKHORN_ITERATIONS = 3  # dino_clstoken_loss.py and ibot_patch_loss.py: n_iterations=3
 
 
 @dataclass
@@ -56,9 +63,13 @@ class DinoConfig:
                        "previous-iteration (the student one step behind: collapses too) or previous-epoch (the "
                        "student of the last epoch boundary: works, 66.5% against momentum's 72.7%). Keep "
                        "momentum except to study the teacher.", paper="momentum", choices=TEACHERS)
-    centering: bool = opt(True, "Subtract the EMA centre from the teacher's outputs. Off, the centre stays 0 and "
-                          "one prototype takes every image (teacher entropy -> 0, KL -> 0). Only off to study "
-                          "collapse.", paper=True)
+    centering: str = opt("centering", "How the teacher's outputs are kept from collapsing to one prototype: "
+                         "centering (subtract an EMA centre of the teacher's outputs, --dino.center-momentum; "
+                         "DINO's), sinkhorn_knopp (3 Sinkhorn-Knopp iterations turn the teacher's outputs over the "
+                         "batch into assignments that use every prototype equally, as SwAV's codes: DINOv2's "
+                         "option, its ViT-L/g and ViT-g recipes; no centre is kept) or none (the centre stays 0 and "
+                         "one prototype takes every image: teacher entropy -> 0, KL -> 0; only to study collapse).",
+                         paper="centering", choices=CENTERINGS)
     sharpening: bool = opt(True, "Sharpen the teacher with its own temperature (--dino.teacher-temp). Off, the "
                            "teacher uses --dino.student-temp and its outputs go uniform (teacher entropy -> "
                            "log K, KL -> 0). Only off to study collapse.", paper=True)
@@ -82,14 +93,29 @@ RECIPES = {
 }
 
 
+def teacher_probabilities(teacher_out: torch.Tensor, center: torch.Tensor, temp: float, centering: str
+                          ) -> torch.Tensor:
+    """Teacher logits (N, K) -> probabilities (N, K), without gradient: softmax((t - centre) / temp) for
+    "centering" and "none" (whose centre stays 0), or the Sinkhorn-Knopp assignment of exp(t / temp) over the
+    N rows of all processes for "sinkhorn_knopp" (DINOv2's sinkhorn_knopp_teacher; swav.py's `sinkhorn`,
+    which leaves out factors that the normalisations cancel)."""
+    t = teacher_out.detach().float()
+    if centering == "sinkhorn_knopp":
+        return sinkhorn(t, temp, SINKHORN_ITERATIONS)
+    return F.softmax((t - center) / temp, dim=-1)
+
+
 class DINOLoss(nn.Module):
     """Cross-entropy (or, with loss="mse", squared distance) between centred+sharpened teacher and student
-    distributions, with an EMA centre."""
+    distributions, with an EMA centre (or Sinkhorn-Knopp in its place: `centering`)."""
 
     def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
-                 loss: str = "ce") -> None:
+                 loss: str = "ce", centering: str = "centering") -> None:
         super().__init__()
+        if centering not in CENTERINGS:
+            raise ValueError(f"--dino.centering {centering!r}: choose one of {', '.join(CENTERINGS)}")
         self.student_temp, self.center_momentum, self.loss = student_temp, center_momentum, loss
+        self.centering = centering
         self.register_buffer("center", torch.zeros(1, out_dim))
 
     @fp32
@@ -105,7 +131,7 @@ class DINOLoss(nn.Module):
         the pairs in the loss (every pair but a view with itself)."""
         n_global = teacher_out.shape[0] * n_views // student_out.shape[0]
         logp = F.log_softmax(student_out.float() / self.student_temp, dim=-1).unflatten(0, (n_views, -1))
-        q = F.softmax((teacher_out.float() - self.center) / teacher_temp, dim=-1).detach()
+        q = teacher_probabilities(teacher_out, self.center, teacher_temp, self.centering)  # (G*B, K)
         pairs = ~torch.eye(n_global, n_views, dtype=torch.bool, device=q.device)
         return q.unflatten(0, (n_global, -1)), logp, pairs
 
@@ -140,7 +166,7 @@ class DINO(Method):
         self.head = head
         self.teacher = momentum_copy(backbone=backbone, head=head)
         self.predictor = mlp(cfg.bottleneck_dim, cfg.hidden_dim, cfg.bottleneck_dim, 2) if cfg.predictor else None
-        self.loss_fn = DINOLoss(cfg.out_dim, cfg.student_temp, cfg.center_momentum, cfg.loss)
+        self.loss_fn = DINOLoss(cfg.out_dim, cfg.student_temp, cfg.center_momentum, cfg.loss, cfg.centering)
         self._batch_center: torch.Tensor | None = None  # set by forward, moves the centre in on_after_step
 
     def setup(self, total_steps: int, steps_per_epoch: int) -> None:
@@ -167,11 +193,17 @@ class DINO(Method):
         self._batch_center = teacher_out.detach().float().mean(dim=0, keepdim=True)  # (1, K), this process's
         if not diagnostics:
             return loss, {}
-        # SimSiam's std on the student's backbone embeddings of the global crops (its 1/sqrt(D) reference
-        # holds for embeddings, not for the K prototype logits); the logits' collapse modes in entropy_split.
-        g = len(teacher_out)
-        return loss, {**entropy_split(q, logp.detach(), pairs), "teacher_batch_entropy": batch_entropy(q),
-                      **collapse_logs(feats[:g].detach())}
+        return loss, self.distillation_logs(q, logp, pairs, feats[:len(teacher_out)])
+
+    @torch.no_grad()
+    def distillation_logs(self, q: torch.Tensor, logp: torch.Tensor, pairs: torch.Tensor,
+                          global_feats: torch.Tensor) -> dict[str, float]:
+        """What DINO logs: the split h + KL of the loss (q (G, B, K), logp (V, B, K), pairs (G, V)), the teacher's
+        batch entropy, and SimSiam's std and the rank of the student's backbone embeddings of the global crops
+        (G*B, D) (the 1/sqrt(D) reference holds for embeddings, not for the K prototype logits, whose collapse
+        modes entropy_split shows)."""
+        return {**entropy_split(q, logp.detach(), pairs), "teacher_batch_entropy": batch_entropy(q),
+                **collapse_logs(global_feats.detach())}
 
     def on_after_backward(self, step: int) -> None:
         if step < self.freeze_steps:  # DINO: keep the last layer fixed during the first epoch(s)
@@ -181,7 +213,7 @@ class DINO(Method):
 
     @torch.no_grad()
     def on_after_step(self, step: int) -> None:
-        if self._batch_center is not None and self.cfg.centering:
+        if self._batch_center is not None and self.cfg.centering == "centering":
             self.loss_fn.update_center(self._batch_center)  # all-reduced mean over processes
         self._batch_center = None
         self.teacher_update.after_step(step, self._pairs())

@@ -11,6 +11,9 @@ from torch's global RNG (so a resumed run draws the same masks) and different fo
                     `cell` patches masked (32-px cells at 192-224 px: 2x2 ViT patches of 16 px).
   - `block_mask`    BEiT (masking_generator.py): rectangles of at least `min_patches` patches with aspect
                     ratio in [0.3, 1/0.3] added until about `ratio` of the grid is masked.
+  - `dinov2_masks`  iBOT/DINOv2 (dinov2/data/collate.py collate_data_and_cast + masking.py MaskingGenerator):
+                    BEiT's blocks on a share `probability` of the images, with ratios spread over `ratio_range`
+                    (stratified over the batch), at most half the grid per block; the other images unmasked.
 """
 
 from __future__ import annotations
@@ -72,19 +75,19 @@ def cell_mask(batch: int, h: int, w: int, cell: int, ratio: float, device: torch
     return grid.reshape(batch, h * w)
 
 
-def block_boxes(h: int, w: int, target: int, min_patches: int, aspect: float = 0.3, attempts: int = 10
-                ) -> list[tuple[int, int, int, int]]:
+def block_boxes(h: int, w: int, target: int, min_patches: int, aspect: float = 0.3, attempts: int = 10,
+                max_patches: float | None = None) -> list[tuple[int, int, int, int]]:
     """BEiT's MaskingGenerator for one image: rectangles (top, left, height, width) whose union masks at most
     `target` patches, each of at least `min_patches` patches and aspect ratio in [aspect, 1/aspect]. A block
-    is kept only if it adds between 1 and the remaining count of new patches; after `attempts` failed tries
-    in a row the image stops short of the target."""
+    is kept only if it adds between 1 and the remaining count of new patches (at most `max_patches`: DINOv2's
+    max_num_patches); after `attempts` failed tries in a row the image stops short of the target."""
     taken = torch.zeros(h, w, dtype=torch.bool)
     boxes: list[tuple[int, int, int, int]] = []
     count, log_aspect = 0, (math.log(aspect), math.log(1 / aspect))
     while count < target:
         added = 0
         for r in torch.rand(attempts, 4).tolist():
-            left_over = target - count
+            left_over = min(target - count, max_patches if max_patches is not None else target)
             area = min_patches + r[0] * (left_over - min_patches)
             ratio = math.exp(log_aspect[0] + r[1] * (log_aspect[1] - log_aspect[0]))
             bh, bw = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
@@ -113,5 +116,28 @@ def block_mask(batch: int, h: int, w: int, ratio: float = 0.4, min_patches: int 
     mask = torch.zeros(batch, h, w, dtype=torch.bool)
     for b in range(batch):
         for top, left, bh, bw in block_boxes(h, w, target, min_patches):
+            mask[b, top:top + bh, left:left + bw] = True
+    return mask.view(batch, n).to(device)
+
+
+def dinov2_masks(batch: int, h: int, w: int, ratio_range: tuple[float, float] = (0.1, 0.5),
+                 probability: float = 0.5, min_patches: int | None = None, max_share: float = 0.5,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """DINOv2's masks for a batch of global crops -> (B, h*w) bool (dinov2/data/collate.py): int(B x
+    `probability`) images are masked, image i of them with int(h*w x U(r_i, r_i+1)) patches as the target of
+    BEiT's blocks, r_0..r_n the n + 1 evenly spaced points of `ratio_range` (so the ratios cover the range over
+    the batch); the others not at all; the masks are shuffled over the batch. Blocks have at least
+    `min_patches` (DINOv2's 4 of a 14x14 or 16x16 grid, scaled to this grid as `block_mask` does) and add at most
+    `max_share` of the grid each (train.py: max_num_patches = 0.5 x h x w). The ratios are drawn at once; the
+    blocks of an image depend on its earlier blocks (rejection sampling), so each image is drawn in turn."""
+    n = h * w
+    n_masked = int(batch * probability)
+    bounds = torch.linspace(*ratio_range, n_masked + 1)
+    ratios = bounds[:-1] + torch.rand(n_masked) * (bounds[1:] - bounds[:-1])  # (n_masked,) one per stratum
+    targets = torch.cat([(n * ratios).int(), torch.zeros(batch - n_masked, dtype=torch.int32)])[torch.randperm(batch)]
+    min_patches = min_patches or max(1, round(4 * n / 196))
+    mask = torch.zeros(batch, h, w, dtype=torch.bool)
+    for b, target in enumerate(targets.tolist()):
+        for top, left, bh, bw in block_boxes(h, w, target, min_patches, max_patches=max_share * n) if target else ():
             mask[b, top:top + bh, left:left + bw] = True
     return mask.view(batch, n).to(device)
