@@ -5,8 +5,8 @@ import yaml
 from photos import wave_photo  # tests/photos.py
 
 from selfsup import sizing
-from selfsup.config import build_config
 from selfsup.cli import main
+from selfsup.config import build_config
 from selfsup.machine import GIB, Resources
 
 

@@ -6,7 +6,7 @@ import torch
 from selfsup.config import build_config
 from selfsup.engine.build import build_method, resolve_sizes
 from selfsup.sizing import DataFacts
-from selfsup.sizing.memory import measure_activations, probe_method
+from selfsup.sizing.memory import ACTIVATION_OVERHEAD, measure_activations, probe_method
 
 
 def tiny(**views):
@@ -36,7 +36,7 @@ def test_activations_are_per_image_and_mostly_the_backbones():
 @pytest.mark.usefixtures("one_thread")
 def test_micro_batches_divide_the_backbones_share_only():
     acts = activations(tiny(), 2)
-    assert acts.at(8, 4) == pytest.approx(8 * (acts.backbone / 4 + acts.rest) * 1.6)
+    assert acts.at(8, 4) == pytest.approx(8 * (acts.backbone / 4 + acts.rest) * ACTIVATION_OVERHEAD)
 
 
 @pytest.mark.usefixtures("one_thread")
