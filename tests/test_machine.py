@@ -22,3 +22,24 @@ def test_cpu_name_without_cpuinfo_still_names_something(tmp_path):
 
 def test_machine_words_count_torch_threads():
     assert machine_words().endswith(f", {torch.get_num_threads()} threads")
+
+
+def test_available_memory_is_the_least_of_the_kernels_and_the_cgroups(tmp_path):
+    from selfsup.machine import available_memory
+
+    meminfo, cgroup = tmp_path / "meminfo", tmp_path / "cg"
+    meminfo.write_text("MemTotal:       24683784 kB\nMemAvailable:   20000000 kB\n")
+    cgroup.mkdir()
+    (cgroup / "memory.max").write_text("max\n")
+    assert available_memory(meminfo, cgroup) == 20000000 * 1024
+    (cgroup / "memory.max").write_text(str(8 * 1024**3))
+    (cgroup / "memory.current").write_text(str(3 * 1024**3))
+    assert available_memory(meminfo, cgroup) == 5 * 1024**3
+
+
+def test_resources_are_said_in_words():
+    from selfsup.machine import GIB, Resources
+
+    assert Resources(2, 24 * GIB).words() == "2 cores, 24.0 GiB available, no GPU"
+    assert Resources(16, 100 * GIB, "NVIDIA H100", 80 * GIB).words() == \
+        "16 cores, 100.0 GiB available, NVIDIA H100 (80.0 GiB)"

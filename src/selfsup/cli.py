@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from selfsup.config import ConfigError, build_config, load_yaml, merge, option_classes, recipe
+from selfsup.config import ConfigError, RunConfig, build_config, load_yaml, merge, option_classes, recipe
 from selfsup.eval import commands
 from selfsup.methods import METHODS
 from selfsup.models import commands as weights
@@ -104,9 +104,9 @@ def flag_name(args: argparse.Namespace) -> Callable[[str], str]:
     return lambda path: flags.get(path) or "--" + path.replace("_", "-")
 
 
-def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
-    """The configuration of `selfsup pretrain | demo`: defaults < `base` < --config YAML < flags. The flags are
-    checked first, so that an error names the flag as written; build_config names the file and key of the rest."""
+def user_values(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The values set for `selfsup pretrain | demo`, nested: `base` < --config YAML < flags (no defaults). The
+    flags are checked here, so that an error names the flag as written; build_config checks the rest."""
     raw = base or {}
     if getattr(args, "config", None):
         raw = merge(raw, load_yaml(args.config))
@@ -119,8 +119,29 @@ def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None)
     if stray:
         raise ConfigError(f"--{stray[0]}.* options were given but the method is {method}: drop them or "
                           f"pass --method {stray[0]}")
-    overrides = check_sections(overrides, option_classes(), flag_name(args))
-    return build_config(merge(raw, overrides), where=args.config or "command line")
+    return merge(raw, check_sections(overrides, option_classes(), flag_name(args)))
+
+
+def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
+    """The configuration of `selfsup pretrain | demo`: defaults < `base` < --config YAML < flags; build_config
+    names the file and key of a bad value."""
+    return build_config(user_values(args, base), where=args.config or "command line")
+
+
+def sized_config(args: argparse.Namespace):
+    """`selfsup pretrain`'s configuration: the values left open sized to the data and the machine (see
+    selfsup.sizing), the lines saying what was chosen printed. A --resume takes the run's own config.yaml as
+    its base, so that nothing is chosen anew."""
+    from selfsup.sizing import sized_config as size
+
+    base = None
+    if args.resume:
+        out = Path(user_values(args).get("run", {}).get("out", RunConfig.out)) / "config.yaml"
+        base = load_yaml(out) if out.is_file() else None
+    cfg, lines = size(user_values(args, base), where=args.config or "command line")
+    for line in lines:
+        print(line, file=sys.stderr if line.startswith("notice:") else sys.stdout)
+    return cfg
 
 
 def report_run(summary: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -139,7 +160,7 @@ def report_run(summary: dict[str, Any] | None) -> dict[str, Any] | None:
 def cmd_pretrain(args: argparse.Namespace) -> dict[str, Any] | None:
     from selfsup.api import pretrain
 
-    return report_run(pretrain(resolve_config(args), resume=args.resume, progress=not args.no_progress))
+    return report_run(pretrain(sized_config(args), resume=args.resume, progress=not args.no_progress))
 
 
 def add_distill_parser(sub: argparse._SubParsersAction) -> None:
