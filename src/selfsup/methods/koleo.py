@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from selfsup.methods.precision import fp32
+
 
 def nearest_neighbours(x: torch.Tensor) -> torch.Tensor:
     """Index of each row's nearest other row (n,) for L2-normalised rows x (n, d): the largest inner product
@@ -20,6 +22,7 @@ def nearest_neighbours(x: torch.Tensor) -> torch.Tensor:
     return dots.argmax(dim=1)
 
 
+@fp32
 def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """KoLeo of embeddings x (n, d) -> scalar, in float32: -mean_i log(|x_i - x_nn(i)| + eps) after
     L2-normalisation (the neighbour is chosen without gradient, as torch.max's index in the official code)."""
