@@ -92,8 +92,7 @@ def segmentation_protocol(ctx: EvalContext) -> dict[str, Any]:
                     masks["rollout"][b], objects)[0]
     numbers = {k: round(100 * v / n, 2) for k, v in sums.items()}
     settings = {"n_images": n, "threshold": opts.threshold, "image_size": list(test.images.shape[-2:]),
-                "patch_size": model.patch_size,
-                "stride": model.stride, "per_head": [round(100 * v, 2) for v in (per_head / n).tolist()]}
+                "patch_size": model.patch_size, "per_head": [round(100 * v, 2) for v in (per_head / n).tolist()]}
     return {**numbers, "settings": settings}
 
 
