@@ -57,3 +57,12 @@ def test_protocol_needs_masks_and_a_vit(tmp_path):
     rn = BackboneSpec("resnet18", 32, 3, None, [0.5] * 3, [0.25] * 3, width=8)
     with pytest.raises(EvalError, match="needs a ViT"):
         segmentation_protocol(context(tmp_path, rn.build(), rn))
+
+
+def test_masks_of_the_conv_stem_cover_the_image_at_any_size():
+    from selfsup.eval.segmentation import image_masks
+
+    torch.manual_seed(0)
+    spec = BackboneSpec("vit-cpu", 28, 3, 7, [0.5] * 3, [0.25] * 3, stem="conv")  # stride 8: 30 px -> 4 cells
+    masks = image_masks(spec.build().eval(), torch.randn(2, 3, 30, 30), 0.6, with_rollout=True)
+    assert masks["heads"].shape == (2, 4, 30, 30) and masks["rollout"].shape == (2, 1, 30, 30)

@@ -111,3 +111,21 @@ def test_video_protocol_end_to_end(tmp_path):
     with pytest.raises(EvalError, match="not a video dataset"):
         video_protocol(EvalContext(backbone=spec.build(), spec=spec, prepare=normalizer(spec), run_dir=tmp_path,
                                    splits=Splits("x", test, test), data="cluttered"))
+
+
+def test_conv_stem_cells_take_the_centre_of_their_part_inside_the_frame():
+    mask = torch.zeros(30, 30, dtype=torch.uint8)
+    mask[26:, 26:] = 1  # only inside the last, partial cells (pixels 24..29 of stride-8 cells)
+    oh = one_hot_patches(mask, 8, 2, (4, 4))  # ceil(30 / 8) = 4 cells a side; centres 4, 12, 20, 27
+    assert oh.shape == (2, 16) and oh.argmax(0).tolist() == [0] * 15 + [1]
+
+
+def test_segment_video_on_the_conv_stem_keeps_the_frame_size():
+    from selfsup.eval.video import segment_video
+
+    torch.manual_seed(0)
+    spec = BackboneSpec("vit-cpu", 28, 3, 7, [0.5] * 3, [0.25] * 3, stem="conv")
+    first = torch.zeros(30, 30, dtype=torch.long)
+    first[5:15, 5:15] = 1
+    pred = segment_video(spec.build().eval(), torch.randn(4, 3, 30, 30), first, VideoOptions(neighborhood=2))
+    assert pred.shape == (4, 30, 30) and set(pred.unique().tolist()) <= {0, 1}

@@ -91,6 +91,6 @@ def test_no_runs_says_what_a_run_is(tmp_path, monkeypatch):
 def test_a_masked_image_modelling_run_shows_its_reconstructions(app, runs_dir, png):
     app.run()
     assert not any("reconstructs" in s.value for s in app.subheader)
-    (runs_dir / "vit" / "reconstructions.png").write_bytes(png((60, 40)))
+    (runs_dir / "demo" / "reconstructions.png").write_bytes(png((60, 40)))  # the run shown first
     app.run()
     assert not app.exception and any("reconstructs" in s.value for s in app.subheader)
