@@ -115,7 +115,7 @@ def test_video_protocol_end_to_end(tmp_path):
 
 def test_conv_stem_cells_take_the_centre_of_their_part_inside_the_frame():
     mask = torch.zeros(30, 30, dtype=torch.uint8)
-    mask[26:, 26:] = 1  # only inside the last, partial cells (pixels 24..29 of stride-8 cells)
+    mask[27, 27] = 1  # the centre of the last cells' part inside the frame (pixels 24..29), not 24 + 8 // 2
     oh = one_hot_patches(mask, 8, 2, (4, 4))  # ceil(30 / 8) = 4 cells a side; centres 4, 12, 20, 27
     assert oh.shape == (2, 16) and oh.argmax(0).tolist() == [0] * 15 + [1]
 
