@@ -151,8 +151,9 @@ def add_attention_parser(sub: argparse._SubParsersAction) -> None:
                          "grid (maps, means, mass-threshold masks) and .npy arrays")
     att.add_argument("--checkpoint", required=True, metavar="RUN", help="ViT run directory (or its "
                      "backbone.safetensors)")
-    att.add_argument("--image", nargs="+", required=True, metavar="PATH", help="image files (any size; cropped "
-                     "to a multiple of the patch size, grayscale or RGB converted to the backbone's channels)")
+    att.add_argument("--image", nargs="+", required=True, metavar="PATH", help="image files of any size (cut to "
+                     "whole patches for a patch stem, taken as they are by the convolutional stem), turned upright by "
+                     "their EXIF orientation, grayscale or RGB converted to the backbone's channels")
     att.add_argument("--out", type=Path, required=True, help="folder for NAME.png and NAME.npy (heads, h, w)")
     att.add_argument("--threshold", type=float, default=0.6, help="share of each head's attention mass its mask "
                      "keeps (DINO: 0.6); lower it for tighter masks around the most attended patches")

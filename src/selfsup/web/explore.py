@@ -1,5 +1,6 @@
-"""What the web page computes, as plain functions a Python user (and the tests) can call: the runs it may
-show, the example and uploaded images, the attention grid of one image and its nearest training images."""
+"""What the web page computes, as plain functions a Python user (and the tests) can call: the runs it may show
+(files under --runs only), the example and uploaded images (checked, upright, shrunk to a bounded token count)
+and the attention grid of one image. Its nearest training images: `neighbours.py`."""
 
 from __future__ import annotations
 
