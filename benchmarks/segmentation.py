@@ -128,7 +128,8 @@ def figures(runs: dict[str, Path]) -> None:
     for name, run in runs.items():
         model, spec = load_vit(run)
         maps = cls_attention(model, ctx.prepare(images)).mean(1)  # (n, h, w)
-        models[name] = (upsample(maps, model.patch_size), upsample(mass_masks(maps, 0.6), model.patch_size))
+        s, size = model.stride, images.shape[-2:]  # each cell over its stride's pixels, cropped to the image
+        models[name] = (upsample(maps, s, size), upsample(mass_masks(maps, 0.6), s, size))
     comparison_figure(images, truth, models, ROOT / "docs" / "segmentation.png",
                       "mean of the heads' [CLS] attention and the mask keeping 60% of its mass")
     from skimage import data as photos
@@ -138,7 +139,7 @@ def figures(runs: dict[str, Path]) -> None:
     cat = torch.nn.functional.interpolate(cat[None].float(), scale_factor=0.5, mode="bilinear",
                                           antialias=True)[0].round().clamp(0, 255).to(torch.uint8)
     result = image_attention(model, spec, cat, 0.6, with_rollout=True)
-    tmp = save_attention(result, model.patch_size, ROOT / "docs", "attention_cat",
+    tmp = save_attention(result, model.stride, ROOT / "docs", "attention_cat",
                          "scikit-image's cat through the DINO model of docs/segmentation.md")
     Path(tmp["npy"]).unlink()
     Path(tmp["rollout_npy"]).unlink()

@@ -194,8 +194,9 @@ def add_attention_parser(sub: argparse._SubParsersAction) -> None:
                          "grid (maps, means, mass-threshold masks) and .npy arrays")
     att.add_argument("--checkpoint", required=True, metavar="RUN", help="ViT run directory (or its "
                      "backbone.safetensors)")
-    att.add_argument("--image", nargs="+", required=True, metavar="PATH", help="image files (any size; cropped "
-                     "to a multiple of the patch size, grayscale or RGB converted to the backbone's channels)")
+    att.add_argument("--image", nargs="+", required=True, metavar="PATH", help="image files of any size (cut to "
+                     "whole patches for a patch stem, taken as they are by the convolutional stem), turned upright by "
+                     "their EXIF orientation, grayscale or RGB converted to the backbone's channels")
     att.add_argument("--out", type=Path, required=True, help="folder for NAME.png and NAME.npy (heads, h, w)")
     att.add_argument("--threshold", type=float, default=0.6, help="share of each head's attention mass its mask "
                      "keeps (DINO: 0.6); lower it for tighter masks around the most attended patches")
@@ -220,8 +221,13 @@ def cmd_attention(args: argparse.Namespace) -> dict[str, Any]:
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     srv = sub.add_parser("serve", help="a web page (Streamlit) to explore the runs under a folder: attention of "
                          "each head on example or uploaded images, and the nearest training images")
-    srv.add_argument("--runs", default="runs", help="folder whose run directories the page offers (it opens "
-                     "nothing else)")
+    srv.add_argument("--runs", default="runs", help="folder whose run directories the page offers. The page "
+                     "reads files under it only (symlinks out are not followed): each run's backbone.safetensors, "
+                     "config.yaml and reconstructions.png, and, for the nearest-images button, a run's training data "
+                     "when it lies under --runs or --data-root or is a named dataset (a sample of at most 2000 "
+                     "images); plus the images visitors upload")
+    srv.add_argument("--data-root", metavar="DIR", help="also let the nearest-images button read training data "
+                     "under DIR (a run's config.yaml names its data; by default only data under --runs is read)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes the page to your "
                      "network, so only do that on a trusted one")
     srv.add_argument("--port", type=int, default=8501, help="port to listen on")
@@ -232,7 +238,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from selfsup.web.serve import serve
 
-    serve(args.runs, args.host, args.port, args.max_upload_mb)
+    serve(args.runs, args.host, args.port, args.max_upload_mb, args.data_root)
 
 
 def add_ablate_parser(sub: argparse._SubParsersAction) -> None:

@@ -113,3 +113,12 @@ def test_protocol_scores_a_constructed_case_exactly_at_any_batch_size(tmp_path, 
     # each head over the objects of each image: head 0 (1/4, 1, 1/4), head 1 (1/4, 0, 1/4)
     assert out["settings"]["per_head"] == [round(100 * 1.5 / 3, 2), round(100 * 0.5 / 3, 2)]
     assert out["settings"]["n_images"] == 3
+
+
+def test_masks_of_the_conv_stem_cover_the_image_at_any_size():
+    from selfsup.eval.segmentation import image_masks
+
+    torch.manual_seed(0)
+    spec = BackboneSpec("vit-cpu", 28, 3, 7, [0.5] * 3, [0.25] * 3, stem="conv")  # stride 8: 30 px -> 4 cells
+    masks = image_masks(spec.build().eval(), torch.randn(2, 3, 30, 30), 0.6, with_rollout=True)
+    assert masks["heads"].shape == (2, 4, 30, 30) and masks["rollout"].shape == (2, 1, 30, 30)

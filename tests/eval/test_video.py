@@ -135,3 +135,21 @@ def test_video_protocol_without_objects_in_any_first_frame_says_so(tmp_path):
                       splits=Splits("moving", test, test), data="moving", options=VideoOptions())
     with pytest.raises(EvalError, match="no object in the first frame of any of the 1 test sequences"):
         video_protocol(ctx)
+
+
+def test_conv_stem_cells_take_the_centre_of_their_part_inside_the_frame():
+    mask = torch.zeros(30, 30, dtype=torch.uint8)
+    mask[27, 27] = 1  # the centre of the last cells' part inside the frame (pixels 24..29), not 24 + 8 // 2
+    oh = one_hot_patches(mask, 8, 2, (4, 4))  # ceil(30 / 8) = 4 cells a side; centres 4, 12, 20, 27
+    assert oh.shape == (2, 16) and oh.argmax(0).tolist() == [0] * 15 + [1]
+
+
+def test_segment_video_on_the_conv_stem_keeps_the_frame_size():
+    from selfsup.eval.video import segment_video
+
+    torch.manual_seed(0)
+    spec = BackboneSpec("vit-cpu", 28, 3, 7, [0.5] * 3, [0.25] * 3, stem="conv")
+    first = torch.zeros(30, 30, dtype=torch.long)
+    first[5:15, 5:15] = 1
+    pred = segment_video(spec.build().eval(), torch.randn(4, 3, 30, 30), first, VideoOptions(neighborhood=2))
+    assert pred.shape == (4, 30, 30) and set(pred.unique().tolist()) <= {0, 1}

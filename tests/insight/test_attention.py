@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 from selfsup.insight.attention import (
     cls_attention,
+    crop_to_grid,
     crop_to_patches,
     mass_masks,
     rollout,
@@ -87,3 +88,27 @@ def test_crop_and_upsample():
         crop_to_patches(img, 11)
     up = upsample(torch.tensor([[1, 2], [3, 4]]), 3)
     assert up.shape == (6, 6) and up[2, 2] == 1 and up[3, 2] == 3 and up[0, 5] == 2
+
+
+def test_upsample_crops_the_conv_stems_last_cells_to_the_image():
+    up = upsample(torch.tensor([[1, 2], [3, 4]]), 8, (12, 9))  # ceil(12 / 8) x ceil(9 / 8) cells
+    assert up.shape == (12, 9) and up[7, 7] == 1 and up[8, 0] == 3 and up[11, 8] == 4
+
+
+@pytest.mark.parametrize("stem, size, grid", [("patch", (30, 45), (4, 6)), ("conv", (30, 45), (4, 6))])
+def test_the_grid_follows_the_stem(stem, size, grid):
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=32, depth=2, num_heads=4,
+                              stem=stem).eval()
+    x = crop_to_grid(model, torch.randn(1, 1, *size))
+    assert x.shape[-2:] == ((28, 42) if stem == "patch" else size)  # the conv stem takes any size
+    assert cls_attention(model, x).shape == (1, 4, *grid) and rollout(model, x).shape == (1, *grid)
+
+
+def test_registers_are_left_out_of_rollout():
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=32, depth=2, num_heads=4,
+                              num_register_tokens=3, init_values=1e-5).eval()
+    x = torch.randn(1, 1, 28, 28)
+    a1, a2 = (rollout_step(a) for a in model.get_selfattentions(x))
+    torch.testing.assert_close(rollout(model, x), (a2 @ a1)[:, 0, 4:].reshape(1, 4, 4))

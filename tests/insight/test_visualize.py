@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from selfsup.cli import main
@@ -62,3 +63,18 @@ def test_cli_attention(tmp_path, vit_run, capsys):
     assert main(["attention", "--checkpoint", str(vit_run), "--image", str(tmp_path / "nope.png"), "--out",
                  str(tmp_path / "o")]) == 2
     assert "nope.png: no such file" in capsys.readouterr().err
+
+
+def test_attention_of_the_demos_conv_stem_and_of_registers_at_any_size(tmp_path):
+    img = write_png(tmp_path / "odd.png", (61, 45))
+    torch.manual_seed(0)
+    for name, spec, grid in (
+            ("demo", BackboneSpec("vit-cpu", 28, 1, 7, [0.5], [0.25], stem="conv"), [6, 8]),  # ceil(45/8), ceil(61/8)
+            ("reg", BackboneSpec("vit-cpu", 28, 3, 14, [0.5] * 3, [0.25] * 3, layerscale=1e-5, registers=4,
+                                 ffn="swiglu"), [3, 4])):  # 45x61 cropped to 42x56
+        save_backbone(spec.build(), spec, tmp_path / name / "backbone.safetensors")
+        [entry] = visualize(tmp_path / name, [img], tmp_path / name / "out", with_rollout=True)
+        assert entry["grid"] == grid
+        maps = np.load(entry["npy"])
+        assert maps.shape == (4, *grid) and np.all(maps.reshape(4, -1).sum(-1) < 1)  # CLS and registers left out
+        assert Image.open(entry["png"]).size[0] > 200

@@ -319,7 +319,8 @@ def test_load_backbone_takes_a_run_a_backbone_file_or_an_official_file(nets, tmp
 def test_convert_command_makes_a_run_every_command_accepts(nets, tmp_path, capsys, one_thread):
     from PIL import Image
 
-    from selfsup.web.explore import find_runs, load_run, nearest_training_images
+    from selfsup.web.explore import find_runs, load_run
+    from selfsup.web.neighbours import nearest, training_bank
 
     path = write_layout("dino-training", *nets, tmp_path / "checkpoint.pth")
     run = tmp_path / "runs" / "dino"
@@ -340,7 +341,8 @@ def test_convert_command_makes_a_run_every_command_accepts(nets, tmp_path, capsy
     assert list(find_runs(tmp_path / "runs")) == ["dino"]  # what selfsup serve offers
     model, spec = load_run(run)
     assert spec.pos_interp == "dino" and same_outputs(model, nets[0], [(64, 64)])
-    near = nearest_training_images(run, torch.full((3, 64, 64), 128, dtype=torch.uint8), k=3)
+    bank = training_bank(run, model, spec, tmp_path / "runs", sample=50)  # its data: digits, a named dataset
+    near = nearest(bank, model, spec, torch.full((3, 64, 64), 128, dtype=torch.uint8), k=3)
     assert len(near.similarity) == 3
 
 

@@ -10,21 +10,30 @@ def _one_thread(one_thread):
     """Small models: one thread each."""
 
 
+# Each kind of run selfsup trains or converts, as (name, spec): the page must show every one.
+RUN_KINDS = {
+    "vit": BackboneSpec("vit-cpu", 32, 3, 8, [0.5] * 3, [0.25] * 3),  # patch stem
+    "demo": BackboneSpec("vit-cpu", 28, 1, 7, [0.5], [0.25], stem="conv"),  # the demo's: conv stem, stride 8
+    "dinov2": BackboneSpec("vit-cpu", 28, 3, 14, [0.5] * 3, [0.25] * 3, layerscale=1e-5, registers=4,
+                           ffn="swiglu"),  # registers, LayerScale, SwiGLU
+    "group/rn": BackboneSpec("resnet18", 32, 3, None, [0.5] * 3, [0.25] * 3, width=8),
+}
+
+
 @pytest.fixture
 def runs_dir(tmp_path):
-    """A folder with two runs: an RGB ViT on a small .npz (for the nearest images) and a ResNet."""
+    """A folder with a run of each kind (RUN_KINDS), trained on a small .npz inside the folder (for the
+    nearest images)."""
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)
     y = np.arange(40) % 4
-    np.savez(tmp_path / "tiny.npz", x_train=x[:30], y_train=y[:30], x_test=x[30:], y_test=y[30:])
     root = tmp_path / "runs"
+    (root / "data").mkdir(parents=True)
+    np.savez(root / "data" / "tiny.npz", x_train=x[:30], y_train=y[:30], x_test=x[30:], y_test=y[30:])
     torch.manual_seed(0)
-    vit = BackboneSpec("vit-cpu", 32, 3, 8, [0.5] * 3, [0.25] * 3)
-    save_backbone(vit.build(), vit, root / "vit" / "backbone.safetensors")
-    (root / "vit" / "config.yaml").write_text(f"method: dino\ndata: {{name: {tmp_path / 'tiny.npz'}}}\n")
-    rn = BackboneSpec("resnet18", 32, 3, None, [0.5] * 3, [0.25] * 3, width=8)
-    save_backbone(rn.build(), rn, root / "group" / "rn" / "backbone.safetensors")
-    (root / "group" / "rn" / "config.yaml").write_text(f"method: simclr\ndata: {{name: {tmp_path / 'tiny.npz'}}}\n")
+    for name, spec in RUN_KINDS.items():
+        save_backbone(spec.build(), spec, root / name / "backbone.safetensors")
+        (root / name / "config.yaml").write_text(f"method: dino\ndata: {{name: {root / 'data' / 'tiny.npz'}}}\n")
     return root
 
 

@@ -88,18 +88,35 @@ def choose_run(driver, name: str) -> None:
     option.click()
 
 
-def test_choose_a_run_upload_images_and_see_the_attention(browser, page, png, tmp_path):
+def assert_no_failure(driver) -> None:
+    """No Streamlit exception box, no last-resort message, no server path on the page."""
+    assert not driver.find_elements("css selector", '[data-testid="stException"]')
+    body = driver.find_element("tag name", "body").text
+    assert "The page failed" not in body and "Traceback" not in body
+
+
+def test_every_kind_of_run_uploads_and_refusals(browser, page, png, tmp_path):
+    """One server, every kind of run chosen in turn (the demo's conv-stem ViT first, as the page opens on it):
+    the attention image for each ViT, the explanation for the ResNet; then uploads, good and bad."""
     from selenium.webdriver.common.by import By
 
     browser.get(page)
-    wait_text(browser, "Attention of each head")
+    wait_text(browser, "vit-cpu, 7-px patches, trained on 28-px crops")  # the demo's run: conv stem, 1 channel
+    wait_text(browser, "Attention of each head (14x21 patches)")  # 112x168 px, stride 8: the issue's failure
     wait_image(browser)
+    assert_no_failure(browser)
     if os.environ.get("SELFSUP_SCREENSHOT"):
         browser.save_screenshot(os.environ["SELFSUP_SCREENSHOT"])
-    choose_run(browser, "group/rn")
-    wait_text(browser, "is a ResNet: it has no attention maps")
-    choose_run(browser, "vit")
-    wait_text(browser, "Attention of each head")
+    for run, caption in (("dinov2", "14-px patches"), ("group/rn", "resnet18"), ("vit", "8-px patches")):
+        choose_run(browser, run)
+        wait_text(browser, caption)
+        if run == "group/rn":
+            wait_text(browser, "is a ResNet: it has no attention maps")
+            wait_text(browser, "no such token, so there is nothing to draw")
+        else:
+            wait_text(browser, "Attention of each head")
+            wait_image(browser)
+        assert_no_failure(browser)
     radio = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stRadio"]')
     next(label for label in radio.find_elements(By.TAG_NAME, "label") if label.text == "upload").click()
     wait_text(browser, "Upload an image")
@@ -115,3 +132,4 @@ def test_choose_a_run_upload_images_and_see_the_attention(browser, page, png, tm
     wait_text(browser, "does not decode as an image")
     browser.find_element(By.CSS_SELECTOR, 'input[type="file"]').send_keys(str(big))
     wait_text(browser, "over this page's limit of 0.05 MB")
+    assert_no_failure(browser)

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from selfsup.data.dataset import DataError, DataNotFound, ImageSet, Splits
 
-__all__ = ["DataError", "DataNotFound", "ImageSet", "Splits", "available_sources", "load_data"]
+__all__ = ["NAMED_SOURCES", "DataError", "DataNotFound", "ImageSet", "Splits", "available_sources", "is_named",
+           "load_data"]
+
+NAMED_SOURCES = ("fashion-mnist", "fashionmnist", "digits", "cluttered", "cluttered-96", "moving")  # not paths
+
+
+def is_named(spec: str) -> bool:
+    """Whether `spec` names one of selfsup's own datasets (read from where selfsup keeps them), not a path."""
+    return spec.strip().lower().replace("_", "-") in NAMED_SOURCES
 
 
 def available_sources() -> list[str]:

@@ -5,9 +5,10 @@ Layouts, tried in order:
   root/<class>/...: one labelled tree, split 80/20 per class (seed 0);
   root/*.png ...: a flat folder, unlabeled (labels None, no test split).
 Class sub-folders are searched recursively; hidden files and folders are ignored, as are files whose
-extension is not an image format. Every image is decoded once, its shorter side resized to `image_size`
-(bilinear) and centre-cropped square. Grayscale images stay 1-channel when all images are grayscale,
-otherwise everything is RGB (alpha dropped). Unreadable images are skipped with one warning.
+extension is not an image format. Every image is decoded once (`decode.py`: upright by its EXIF orientation,
+8-bit), its shorter side resized to `image_size` (bilinear) and centre-cropped square. Grayscale images stay
+1-channel when all images are grayscale, otherwise everything is RGB (alpha dropped). Unreadable images are
+skipped with one warning.
 """
 
 from __future__ import annotations
@@ -22,17 +23,16 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from selfsup.data.dataset import DataError, ImageSet, Splits
+from selfsup.data.decode import decode, is_gray, to_array
 
 LAYOUT = ("class sub-folders of images (root/<class>/*.png), optionally under root/train/ and root/test/ "
           "(or root/val/), or a flat folder of images (unlabeled)")
 MAX_DEFAULT_SIZE = 224
 TEST_FRACTION = 0.2
-_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 _NOT_RASTER = {"EPS", "MPEG", "WMF", "BUFR", "GRIB", "HDF5"}  # need external tools or are stubs
-_EXIF_ORIENTATION = 0x0112
 
 
 def image_extensions() -> set[str]:
@@ -99,15 +99,6 @@ def _split_dirs(root: Path) -> tuple[Path, Path] | None:
     return (root / "train", test) if (root / "train").is_dir() and test is not None else None
 
 
-def _is_gray(im: Image.Image) -> bool:
-    if im.mode in _GRAY_MODES:
-        return True
-    if im.mode == "P":
-        rgb = np.asarray(im.getpalette("RGB") or [], dtype=np.int32).reshape(-1, 3)
-        return bool((rgb == rgb[:, :1]).all())
-    return False
-
-
 def _why(e: Exception, path: Path | BinaryIO) -> str:
     """The error as "Type: message", without the path that Pillow repeats in its messages."""
     message = str(e).replace(f" {str(path)!r}", "").replace(str(path), "the file")
@@ -118,40 +109,23 @@ def probe_image(path: Path) -> tuple[bool, tuple[int, int]] | str:
     """(is grayscale, (width, height)) from the file's header, or the error message."""
     try:
         with Image.open(path) as im:
-            return _is_gray(im), im.size
+            return is_gray(im), im.size
     except Exception as e:  # Pillow raises many types for bad files
         return _why(e, path)
-
-
-def _to_8bit(im: Image.Image) -> Image.Image:
-    """16/32-bit integer and float grayscale -> 8-bit "L" (16-bit values are divided by 257)."""
-    a = np.asarray(im)
-    if im.mode == "F":
-        a = a * 255.0 if a.size and np.nanmax(a) <= 1.0 else a
-    else:
-        a = a.astype(np.float64) / 257.0
-    return Image.fromarray(np.nan_to_num(a).round().clip(0, 255).astype(np.uint8), mode="L")
 
 
 def decode_image(path: Path | BinaryIO, channels: int, size: int) -> np.ndarray | str:
     """One file (or its bytes as a file object) -> (C, size, size) uint8: shorter side resized to `size`,
     centre-cropped; or the error."""
     try:
-        with Image.open(path) as im:
-            im.draft(None, (size, size))  # JPEG: decode at a reduced scale that stays >= size
-            im.load()
-            if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-                im = ImageOps.exif_transpose(im)
-            if im.mode.startswith("I") or im.mode == "F":
-                im = _to_8bit(im)
-            im = im.convert("L" if channels == 1 else "RGB")
-            w, h = im.size
-            side = min(w, h)
-            box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
-            a = np.asarray(im.resize((size, size), Image.Resampling.BILINEAR, box=box), dtype=np.uint8)
+        im = decode(path, channels, draft=size)
+        w, h = im.size
+        side = min(w, h)
+        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+        a = to_array(im.resize((size, size), Image.Resampling.BILINEAR, box=box))
     except Exception as e:  # truncated or corrupt files are skipped and reported
         return _why(e, path)
-    return np.ascontiguousarray(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (C, S, S), stacks C-contiguous
+    return a  # (C, S, S), C-contiguous: stacks without a copy
 
 
 @dataclass

@@ -55,12 +55,12 @@ def image_masks(model: VisionTransformer, x: torch.Tensor, threshold: float, wit
                 ) -> dict[str, torch.Tensor]:
     """Masks at image resolution of a normalised batch (B, C, H, W): "heads" (B, heads, H, W), "mean"
     (B, 1, H, W) and, with rollout, "rollout" (B, 1, H, W)."""
-    p = model.patch_size
+    s, size = model.stride, tuple(x.shape[-2:])  # masks: each cell over its s x s pixels, cropped to the image
     maps = cls_attention(model, x)  # (B, heads, h, w)
-    out = {"heads": upsample(mass_masks(maps, threshold), p),
-           "mean": upsample(mass_masks(maps.mean(1, keepdim=True), threshold), p)}
+    out = {"heads": upsample(mass_masks(maps, threshold), s, size),
+           "mean": upsample(mass_masks(maps.mean(1, keepdim=True), threshold), s, size)}
     if with_rollout:
-        out["rollout"] = upsample(mass_masks(rollout(model, x)[:, None], threshold), p)
+        out["rollout"] = upsample(mass_masks(rollout(model, x)[:, None], threshold), s, size)
     return out
 
 

@@ -70,10 +70,21 @@ def propagate(target: torch.Tensor, sources: torch.Tensor, segs: torch.Tensor, o
     return segs.permute(1, 0, 2).reshape(segs.shape[1], -1) @ aff  # (K, N target)
 
 
-def one_hot_patches(mask: torch.Tensor, patch: int, k: int) -> torch.Tensor:
-    """(H, W) ids -> (K, h*w) one-hot of each patch's centre pixel (DINO: nearest downsampling)."""
-    small = mask[patch // 2::patch, patch // 2::patch].long()  # (h, w)
+def one_hot_patches(mask: torch.Tensor, stride: int, k: int, grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """(H, W) ids -> (K, h*w) one-hot of each token cell's centre pixel (DINO: nearest downsampling); `grid`
+    (h, w) defaults to whole cells of `stride` px. A cell reaching past the image (the convolutional stem's last
+    ones) takes the centre of its part inside."""
+    h, w = grid or (mask.shape[0] // stride, mask.shape[1] // stride)
+    rows, cols = (cell_centres(n, stride, side, mask.device) for n, side in zip((h, w), mask.shape, strict=True))
+    small = mask[rows[:, None], cols[None]].long()  # (h, w)
     return F.one_hot(small.flatten(), k).T.float()
+
+
+def cell_centres(n: int, stride: int, side: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n,) pixel index of each of n cells of `stride` px along a side of `side` px: the centre of the cell's part
+    inside the image (start + stride // 2 for a whole cell)."""
+    start = torch.arange(n, device=device) * stride
+    return (start + ((start + stride).clamp_max(side) - start) // 2).clamp_max(side - 1)
 
 
 def norm_channels(soft: torch.Tensor) -> torch.Tensor:
@@ -102,14 +113,13 @@ def propagate_video(feats: torch.Tensor, seg0: torch.Tensor, opts: VideoOptions,
 def segment_video(model: VisionTransformer, x: torch.Tensor, first: torch.Tensor, opts: VideoOptions
                   ) -> torch.Tensor:
     """Normalised frames (T, C, H, W) and the first frame's ids (H, W) -> predicted ids (T, H, W)."""
-    p = model.patch_size
-    h, w = x.shape[-2] // p, x.shape[-1] // p
+    s, (h, w), (H, W) = model.stride, model.grid_size(*x.shape[-2:]), x.shape[-2:]
     k = int(first.max()) + 1
     near = neighborhood(h, w, opts.neighborhood, x.device) if opts.neighborhood > 0 else None
     preds = [first.long()]
-    for soft in propagate_video(patch_features(model, x), one_hot_patches(first, p, k), opts, near):
-        up = F.interpolate(soft.reshape(1, k, h, w), scale_factor=p, mode="bilinear", align_corners=False)[0]
-        preds.append(norm_channels(up).argmax(0))
+    for soft in propagate_video(patch_features(model, x), one_hot_patches(first, s, k, (h, w)), opts, near):
+        up = F.interpolate(soft.reshape(1, k, h, w), scale_factor=s, mode="bilinear", align_corners=False)[0]
+        preds.append(norm_channels(up[:, :H, :W]).argmax(0))  # cropped back to the frame (conv stem: past it)
     return torch.stack(preds)
 
 

@@ -15,11 +15,6 @@ import torch.nn.functional as F
 from selfsup.models.vit import VisionTransformer
 
 
-def grid_shape(image: torch.Tensor, patch_size: int) -> tuple[int, int]:
-    """The patch grid (h, w) of a (..., H, W) image whose sides are multiples of patch_size."""
-    return image.shape[-2] // patch_size, image.shape[-1] // patch_size
-
-
 def crop_to_patches(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     """(..., H, W) -> (..., H - H % p, W - W % p): the top-left crop the patch grid covers (as DINO)."""
     h, w = images.shape[-2] - images.shape[-2] % patch_size, images.shape[-1] - images.shape[-1] % patch_size
@@ -27,6 +22,12 @@ def crop_to_patches(images: torch.Tensor, patch_size: int) -> torch.Tensor:
         raise ValueError(f"image of {images.shape[-2]}x{images.shape[-1]} px is smaller than one "
                          f"{patch_size}-px patch: use a larger image or --size")
     return images[..., :h, :w]
+
+
+def crop_to_grid(model: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) -> what the model's stem maps to a whole token grid: the top-left crop to whole patches for
+    the patch stem, the image itself for the convolutional stem (which takes any size)."""
+    return images if model.patch_embed.fits(*images.shape[-2:]) else crop_to_patches(images, model.stride)
 
 
 @torch.no_grad()
@@ -42,11 +43,14 @@ def cls_attention(model: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def rollout(model: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
     """Attention rollout of the CLS token over the patches: (B, C, H, W) -> (B, h, w), each map summing to
-    1 - (its share on the CLS token)."""
-    joint = None
-    for attn in model.get_selfattentions(x):  # (B, heads, T, T), T = 1 + h*w
+    1 - (its share on the CLS token and the registers). Block by block: one block's attention is held at a time,
+    not every block's."""
+    tokens, joint = model.prepare_tokens(x), None  # (B, T, D), T = 1 + R + h*w
+    for blk in model.blocks:
+        tokens, attn = blk(tokens, return_attention=True)  # attn (B, heads, T, T)
         a = rollout_step(attn)
         joint = a if joint is None else a @ joint  # (B, T, T)
+        del attn
     return joint[:, 0, model.n_prefix:].reshape(len(x), *model.grid_size(*x.shape[-2:]))
 
 
@@ -69,10 +73,12 @@ def mass_masks(maps: torch.Tensor, threshold: float = 0.6) -> torch.Tensor:
     return torch.zeros_like(keep).scatter_(-1, idx, keep).reshape(maps.shape)
 
 
-def upsample(maps: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """(..., h, w) patch-grid maps or masks -> (..., h*p, w*p), each cell repeated over its patch's pixels
-    (nearest, as DINO's figures)."""
-    return maps.repeat_interleave(patch_size, dim=-2).repeat_interleave(patch_size, dim=-1)
+def upsample(maps: torch.Tensor, stride: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """(..., h, w) token-grid maps or masks -> (..., h*s, w*s), each cell repeated over its s x s pixels (nearest,
+    as DINO's figures), then cropped to `size` (H, W) when given: the convolutional stem's last cells reach past
+    the image."""
+    out = maps.repeat_interleave(stride, dim=-2).repeat_interleave(stride, dim=-1)
+    return out if size is None else out[..., :size[0], :size[1]]
 
 
 def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -83,5 +89,5 @@ def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.reshape(*lead, *size)
 
 
-__all__ = ["cls_attention", "crop_to_patches", "grid_shape", "mass_masks", "resize_maps", "rollout",
+__all__ = ["cls_attention", "crop_to_grid", "crop_to_patches", "mass_masks", "resize_maps", "rollout",
            "rollout_step", "upsample"]

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from selfsup.data.dataset import DataError
-from selfsup.insight.attention import cls_attention, crop_to_patches, mass_masks, rollout, upsample
+from selfsup.data.decode import decode, to_array
+from selfsup.insight.attention import cls_attention, crop_to_grid, mass_masks, rollout, upsample
 from selfsup.insight.figure import attention_figure
 from selfsup.models.io import BackboneFileError, BackboneSpec, load_backbone
 from selfsup.models.vit import VisionTransformer
@@ -19,8 +20,9 @@ BACKBONE_FILE = "backbone.safetensors"
 
 @dataclass
 class AttentionMaps:
-    """One image's maps at patch resolution: image (C, H, W) uint8 cropped to the patch grid, maps (heads, h, w)
-    CLS attention of the last block, masks (heads, h, w) bool, rollout (h, w) or None."""
+    """One image's maps at token-grid resolution: image (C, H, W) uint8 as the stem saw it (cropped to whole
+    patches for a patch stem), maps (heads, h, w) CLS attention of the last block, masks (heads, h, w) bool,
+    rollout (h, w) or None."""
 
     image: torch.Tensor
     maps: torch.Tensor
@@ -39,25 +41,25 @@ def load_vit(checkpoint: str | Path) -> tuple[VisionTransformer, BackboneSpec]:
 
 
 def read_image(path: str | Path, channels: int, size: int | None = None) -> torch.Tensor:
-    """An image file -> (channels, H, W) uint8, its shorter side resized to `size` when given (bicubic)."""
+    """An image file -> (channels, H, W) uint8, upright (the one decoder, `data/decode.py`), its shorter side
+    resized to `size` when given (bicubic)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            if size is not None:
-                scale = size / min(im.size)
-                im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                               Image.Resampling.BICUBIC)
-            arr = np.asarray(im, dtype=np.uint8)
+        im = decode(path, channels)
+        if size is not None:
+            scale = size / min(im.size)
+            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                           Image.Resampling.BICUBIC)
     except FileNotFoundError as e:
         raise DataError(f"--image {path}: no such file") from e
-    except (UnidentifiedImageError, OSError) as e:
+    except DataError as e:  # over the pixel limit
+        raise DataError(f"--image {path}: {e}: pass a smaller image") from e
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise DataError(f"--image {path} cannot be decoded as an image ({e}): pass a PNG, JPEG or other file "
                         "Pillow reads") from e
-    tensor = torch.from_numpy(arr.copy())
-    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+    return torch.from_numpy(to_array(im))
 
 
 def normalise(image: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
@@ -68,25 +70,28 @@ def normalise(image: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
 
 def image_attention(model: VisionTransformer, spec: BackboneSpec, image: torch.Tensor, threshold: float = 0.6,
                     with_rollout: bool = False) -> AttentionMaps:
-    """The maps of one (C, H, W) uint8 image, cropped to a multiple of the patch size."""
-    image = crop_to_patches(image, model.patch_size)
+    """The maps of one (C, H, W) uint8 image, cropped to whole patches for a patch stem (any size for the
+    convolutional one)."""
+    image = crop_to_grid(model, image)
     x = normalise(image, spec)
     maps = cls_attention(model, x)[0]  # (heads, h, w)
     roll = rollout(model, x)[0] if with_rollout else None
     return AttentionMaps(image, maps, mass_masks(maps, threshold), roll)
 
 
-def save_attention(result: AttentionMaps, patch_size: int, out: Path, stem: str, title: str = "") -> dict[str, str]:
-    """Write STEM.png (the grid), STEM.npy (heads, h, w) and, with rollout, STEM_rollout.npy (h, w) to `out`."""
+def save_attention(result: AttentionMaps, stride: int, out: Path, stem: str, title: str = "") -> dict[str, str]:
+    """Write STEM.png (the grid; maps upsampled by the `stride` pixels per token cell and cropped to the image),
+    STEM.npy (heads, h, w) and, with rollout, STEM_rollout.npy (h, w) to `out`."""
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / f"{stem}.npy", result.maps.numpy().astype(np.float32))
     files = {"npy": str(out / f"{stem}.npy")}
     if result.rollout is not None:
         np.save(out / f"{stem}_rollout.npy", result.rollout.numpy().astype(np.float32))
         files["rollout_npy"] = str(out / f"{stem}_rollout.npy")
-    big = upsample(result.maps, patch_size)
-    roll = None if result.rollout is None else upsample(result.rollout, patch_size)
-    files["png"] = str(attention_figure(result.image, big, upsample(result.masks, patch_size),
+    size = tuple(result.image.shape[-2:])
+    big = upsample(result.maps, stride, size)
+    roll = None if result.rollout is None else upsample(result.rollout, stride, size)
+    files["png"] = str(attention_figure(result.image, big, upsample(result.masks, stride, size),
                                         out / f"{stem}.png", title, roll))
     return files
 
@@ -114,7 +119,7 @@ def visualize(checkpoint: str | Path, images: list[str | Path], out: str | Path,
     for path, stem in zip(paths, unique_stems(paths), strict=True):
         result = image_attention(model, spec, read_image(path, spec.in_chans, size), threshold, with_rollout)
         title = f"{path.name}: {spec.name}/{model.patch_size}, mask keeps {threshold:.0%} of the mass"
-        files = save_attention(result, model.patch_size, Path(out), stem, title)
+        files = save_attention(result, model.stride, Path(out), stem, title)
         entries.append({"image": str(path), "grid": list(result.maps.shape[-2:]), "heads": result.maps.shape[0],
                         **files})
     return entries

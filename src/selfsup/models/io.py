@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,8 +14,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from selfsup.models import build_backbone
-from selfsup.models.vit import VIT_PRESETS
+from selfsup.models import BACKBONES, build_backbone
+from selfsup.models.vit import FFNS, POOLS, POS_INTERPS, STEMS, VIT_PRESETS
 
 
 @dataclass(frozen=True)
@@ -62,23 +63,79 @@ def save_backbone(backbone: nn.Module, spec: BackboneSpec, path: Path) -> None:
     os.replace(tmp, path)
 
 
+# The largest value each size field of a spec may hold: far above every backbone selfsup trains or converts
+# (ViT-g: width 1536, depth 40; DINOv2 at 518 px), far below what would exhaust memory before the file is read.
+SPEC_LIMITS = {"img_size": 4096, "in_chans": 16, "patch_size": 512, "width": 16384, "depth": 256, "num_heads": 1024,
+               "registers": 256}
+SPEC_CHOICES = {"name": BACKBONES, "pool": POOLS, "pos_interp": POS_INTERPS, "stem": STEMS, "ffn": tuple(FFNS)}
+
+
+def check_spec(spec: BackboneSpec, path: Path) -> None:
+    """Refuse, in one line naming the file, metadata that no backbone has (a field of the wrong type or an
+    absurd size), before anything is built from it."""
+    def refuse(what: str) -> BackboneFileError:
+        return BackboneFileError(f"{path}: its metadata says {what}, which no selfsup backbone has: the file is "
+                                 "damaged or was not written by selfsup (re-export it)")
+
+    for name, top in SPEC_LIMITS.items():
+        v, low = getattr(spec, name), 0 if name == "registers" else 1
+        if v is None and name not in ("img_size", "in_chans", "registers"):
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= top:
+            raise refuse(f"{name}={v!r} (expected an integer in [{low}, {top}])")
+    for name, choices in SPEC_CHOICES.items():
+        if getattr(spec, name) not in choices:
+            raise refuse(f"{name}={getattr(spec, name)!r} (expected one of {', '.join(choices)})")
+    for name in ("mean", "std"):
+        v = getattr(spec, name)
+        if not (isinstance(v, list) and len(v) == spec.in_chans
+                and all(isinstance(x, int | float) and math.isfinite(x) for x in v)):
+            raise refuse(f"{name}={v!r} (expected {spec.in_chans} finite numbers, one per channel)")
+    if min(spec.std) <= 0:
+        raise refuse(f"std={spec.std!r} (expected positive numbers)")
+    if spec.layerscale is not None and not (isinstance(spec.layerscale, int | float)
+                                            and math.isfinite(spec.layerscale)):
+        raise refuse(f"layerscale={spec.layerscale!r} (expected a number or null)")
+
+
+def check_shapes(spec: BackboneSpec, shapes: dict[str, tuple[int, ...]], path: Path) -> None:
+    """The backbone `spec` describes, built on the meta device (nothing allocated), against the tensors the
+    file's header lists: the real build then allocates exactly what the file holds."""
+    try:
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in spec.build().state_dict().items()}
+    except ValueError as e:
+        raise BackboneFileError(f"{path}: its metadata describes no backbone ({e})") from e
+    missing, unexpected = sorted(set(want) - set(shapes)), sorted(set(shapes) - set(want))
+    wrong = [f"{k} {shapes[k]} (expected {want[k]})" for k in sorted(set(want) & set(shapes)) if want[k] != shapes[k]]
+    if missing or unexpected or wrong:
+        raise BackboneFileError(f"{path} does not fit backbone {spec.name} (missing {missing[:3]}, unexpected "
+                                f"{unexpected[:3]}, other shapes {wrong[:3]}): re-export it")
+
+
 def load_backbone(path: Path) -> tuple[nn.Module, BackboneSpec]:
-    """Rebuild the backbone saved at `path` and load its weights (strictly)."""
+    """Rebuild the backbone saved at `path` and load its weights (strictly). The metadata is checked first
+    (`check_spec`, `check_shapes`), so a damaged or foreign file is one BackboneFileError, never a huge
+    allocation."""
     if not path.is_file():
         raise BackboneFileError(f"no backbone file at {path}: pre-train first (selfsup pretrain --out DIR) "
                                 "and pass that DIR to --checkpoint")
     try:
         with safe_open(str(path), framework="pt") as f:
             spec = BackboneSpec(**json.loads(f.metadata()["selfsup_backbone"]))
-        state = load_file(str(path))
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e:
         raise BackboneFileError(f"cannot read {path} as a selfsup backbone ({e}); re-export it by "
                                 "re-running pretrain with --resume") from e
+    check_spec(spec, path)
+    check_shapes(spec, shapes, path)
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # a header that promises more bytes than a half-written file holds
+        raise BackboneFileError(f"cannot read the weights in {path} ({e}): the file is damaged or was not "
+                                "written to the end; re-export it by re-running pretrain with --resume") from e
     model = spec.build()
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise BackboneFileError(f"{path} does not fit backbone {spec.name} (missing {missing[:3]}, "
-                                f"unexpected {unexpected[:3]})")
+    model.load_state_dict(state)
     return model, spec
 
 

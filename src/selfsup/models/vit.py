@@ -290,7 +290,7 @@ class VisionTransformer(nn.Module):
         # registers have no position embedding (DINOv2's prepare_tokens_with_masks inserts them after adding it)
         self.register_tokens = nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim)) \
             if num_register_tokens else None
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth grows with depth
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # stochastic depth grows with depth
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, r, init_values, ffn) for r in rates)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
