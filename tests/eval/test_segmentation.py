@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from selfsup.data.dataset import ImageSet, Splits
 from selfsup.eval.context import EvalContext, EvalError
 from selfsup.eval.segmentation import SegmentationOptions, best_head_jaccard, jaccard, segmentation_protocol
+from selfsup.insight.attention import rollout_step
 from selfsup.models.io import BackboneSpec, normalizer
 
 
@@ -83,7 +84,9 @@ def _controlled_case(tmp_path, monkeypatch, batch_size: int) -> dict:
     spec = BackboneSpec("vit-cpu", 32, 3, 8, [0.0] * 3, [1.0] * 3, width=16, depth=1, num_heads=2)
     model = spec.build()
     monkeypatch.setattr(model, "get_last_selfattention", _controlled_attention)
-    monkeypatch.setattr(model, "get_selfattentions", lambda x: [_controlled_attention(x)])
+    # rollout of this one-block model: its one step on the same attention (insight/attention.py, block by block)
+    monkeypatch.setattr("selfsup.eval.segmentation.rollout",
+                        lambda m, x: rollout_step(_controlled_attention(x))[:, 0, 1:].reshape(len(x), 4, 4))
     zero = _cells({})
     # A: head 0 keeps patch (1,1); head 1 (masses .5 .3 .2) keeps (0,0) and (0,1); their mean keeps (1,1), (0,0)
     a = torch.stack([_cells({(1, 1): 200}), _cells({(0, 0): 250, (0, 1): 150, (3, 3): 100}), zero])
