@@ -406,3 +406,29 @@ def test_the_guess_refuses_dinov2_look_alikes(tmp_path):
     torch.save(backbone, tmp_path / "layerscale.pth")  # LayerScale without DINOv2's mask_token: timm's names too
     with pytest.raises(ConvertError, match="dinov2 and timm share .*pass --from dinov2 or --from timm"):
         _guess(tmp_path / "layerscale.pth")
+
+
+def test_attention_and_the_page_on_a_converted_dinov2_model_with_registers(tmp_path, one_thread):
+    """Issue 30's evidence: `selfsup convert --from dinov2` of a register model (random weights: real maps need the
+    released ones), then `selfsup attention` and the page's attention on it, registers left out of the maps."""
+    import numpy as np
+    from PIL import Image
+
+    from selfsup.web.explore import attention_png, find_runs, load_run, to_tensor
+
+    path = tmp_path / "dinov2_vits14_reg4_pretrain.pth"
+    torch.save(official_vit.dinov2_release(dinov2_reference(registers=True)), path)
+    runs = tmp_path / "runs"
+    assert main(["convert", str(path), "--from", "dinov2", "--backbone", "vit-small", "--depth", "2", "--out",
+                 str(runs / "dinov2-reg")]) == 0
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (61, 90, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "att"
+    assert main(["attention", "--checkpoint", str(runs / "dinov2-reg"), "--image", str(image), "--out", str(out),
+                 "--rollout"]) == 0
+    maps = np.load(next(out.glob("*.npy")))
+    assert maps.shape == (6, 61 // 14, 90 // 14)  # 6 heads on the 4 x 6 patch grid: no register in the maps
+    model, spec = load_run(find_runs(runs)["dinov2-reg"], runs)
+    assert model.num_register_tokens == 4
+    png, grid = attention_png(model, spec, to_tensor(np.asarray(Image.open(image)), 3, 56), 0.6, "dinov2")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and grid == (4, 5)  # the shorter side at 56 px: 56 x 83 -> 4 x 5
