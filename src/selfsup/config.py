@@ -20,6 +20,7 @@ from selfsup.models.vit import POOLS, STEMS
 from selfsup.options import opt
 from selfsup.validate import ConfigError, check_sections
 
+CLIP_MODES = ("parameter", "global")  # see engine/optim.py clip_gradients
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")  # Fabric's
 
 
@@ -141,8 +142,13 @@ class OptimConfig:
                                      "second-moment memory that keeps large-batch masked-image training "
                                      "stable; the other ViT recipes keep torch's default.", paper=(0.9, 0.999),
                                      low=0, below=1)
-    clip_grad: float = opt(3.0, "Per-parameter gradient-norm clip (0 disables). Around 0.3-1.0 helps "
-                           "optimisation of larger ViTs.", paper=3.0, low=0)
+    clip_grad: float = opt(3.0, "Gradient-norm clip (0 disables), of each parameter or of all together "
+                           "(--optim.clip-mode). Around 0.3-1.0 per parameter helps optimisation of larger ViTs.",
+                           paper=3.0, low=0)
+    clip_mode: str = opt("parameter", "What --optim.clip-grad bounds: parameter (each parameter's gradient norm "
+                         "on its own, DINO's utils.clip_gradients) or global (the norm of all gradients together, "
+                         "torch's clip_grad_norm_, as SimMIM's main_simmim.py). Each method's recipe takes its "
+                         "official code's.", paper="parameter", choices=CLIP_MODES)
     eval_ema: float = opt(0.0, "Evaluate and export an exponential moving average of the backbone's weights "
                           "(Polyak averaging) with this momentum per step instead of the trained weights; 0 "
                           "turns it off. For methods without a momentum teacher (DINO, BYOL and MoCo already "

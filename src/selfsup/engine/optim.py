@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from selfsup.config import ConfigError, OptimConfig
+from selfsup.config import CLIP_MODES, ConfigError, OptimConfig
 from selfsup.engine.lars import LARS
 from selfsup.methods.base import Method, ParamGroup, split_norm_bias
 from selfsup.schedules import cosine_schedule
@@ -77,10 +77,17 @@ def apply_schedules(optimizer: torch.optim.Optimizer, lr: float, wd: float) -> N
         group["weight_decay"] = wd if group.get("decay", True) else 0.0
 
 
-def clip_gradients(model: nn.Module, clip: float) -> None:
-    """DINO's clipping: each parameter's gradient norm is clipped to `clip` on its own."""
+def clip_gradients(model: nn.Module, clip: float, mode: str = "parameter") -> None:
+    """Clip the gradients to norm `clip` (0: no clipping). "parameter": each parameter's gradient norm on its
+    own, as DINO's utils.clip_gradients; "global": the norm of all gradients together, scaled alike, as
+    torch's clip_grad_norm_ in microsoft/SimMIM main_simmim.py (--optim.clip-mode)."""
+    if mode not in CLIP_MODES:
+        raise ConfigError(f"unknown --optim.clip-mode {mode!r}: choose one of {', '.join(CLIP_MODES)}")
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if clip <= 0 or not grads:
+        return
+    if mode == "global":
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], clip)
         return
     norms = torch._foreach_norm(grads)
     scale = [(clip / (n + 1e-6)).clamp(max=1.0) for n in norms]

@@ -63,9 +63,10 @@ def _length_option(optim: dict[str, Any]) -> tuple[str, Any]:
 
 def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
                       views: list[torch.Tensor], step: int, lr: float, wd: float, clip: float,
-                      diagnostics: bool = True, stats: RunningStats | None = None
+                      diagnostics: bool = True, stats: RunningStats | None = None, clip_mode: str = "parameter"
                       ) -> tuple[float, bool, dict[str, float]]:
-    """Forward, backward, clip, step and the method's hooks; `model` is the Fabric-wrapped `method`.
+    """Forward, backward, clip (`clip_mode`: per parameter or global, engine/optim.py clip_gradients), step
+    and the method's hooks; `model` is the Fabric-wrapped `method`.
 
     A non-finite loss on any process skips the step on every process (so DDP stays in step), leaves no
     trace and returns (nan, False, {}): the optimiser does not step, `on_after_step` (where the methods
@@ -84,7 +85,7 @@ def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, op
         return float("nan"), False, {}
     fabric.backward(loss)
     method.on_after_backward(step)
-    clip_gradients(method, clip)
+    clip_gradients(method, clip, clip_mode)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     method.on_after_step(step)
@@ -229,7 +230,8 @@ class Trainer:
         views = self.views(self.fabric.to_device(images))
         return optimization_step(self.fabric, self.model, self.method, self.optimizer, views, step,
                                  float(self.sched["lr"][step]), float(self.sched["wd"][step]),
-                                 self.cfg.optim.clip_grad, self._is_log_step(step), self.running_stats)
+                                 self.cfg.optim.clip_grad, self._is_log_step(step), self.running_stats,
+                                 self.cfg.optim.clip_mode)
 
     def _train_seconds(self) -> float:
         """Training time of the whole run so far: earlier processes' (from the checkpoint) and this one's."""

@@ -72,10 +72,13 @@ def default_cell(size: int, patch: int) -> int:
 
 # microsoft/SimMIM configs/vit_base__800ep/simmim_pretrain__vit_base__img224__800ep.yaml and main_simmim.py:
 # AdamW (betas 0.9/0.999), base lr 1e-4 per 512 images (5e-5 per 256), weight decay 0.05, 10 warm-up
-# epochs of 800, min lr 5e-6 per 512, gradient clipping 5.0 (config.py), drop path 0.1; views
+# epochs of 800, min lr 5e-6 per 512, gradient clipping 5.0 (config.py) of the global norm
+# (torch.nn.utils.clip_grad_norm_ over all parameters, main_simmim.py), drop path 0.1; views
 # RandomResizedCrop(scale 0.67-1, ratio 3/4-4/3) + flip, nothing else. Its ViT schedule is multi-step
-# (x0.1 at epoch 700); selfsup's schedule is cosine, as SimMIM's Swin recipes.
-RECIPES = {"vit": {"optim": optim("adamw", 5e-5, 0.05, 10, min_lr=2.5e-6, clip_grad=5.0),
+# (x0.1 at epoch 700); selfsup's schedule is cosine, as SimMIM's Swin recipes. No weight decay on biases,
+# norms, [CLS] and the position embeddings (optimizer.py get_pretrain_param_groups with the ViT's
+# no_weight_decay() = {pos_embed, cls_token}, models/vision_transformer.py; the mask token is decayed).
+RECIPES = {"vit": {"optim": optim("adamw", 5e-5, 0.05, 10, min_lr=2.5e-6, clip_grad=5.0, clip_mode="global"),
                    "views": one_view((0.67, 1.0))}}
 
 
@@ -86,6 +89,7 @@ class SimMIM(Method):
     n_views = 1
     pooled_only = False
     families = ("vit",)
+    no_weight_decay = ("backbone.cls_token", "backbone.pos_embed")
 
     def __init__(self, backbone: VisionTransformer, cfg: SimMIMConfig, n_global: int = 1) -> None:
         super().__init__(backbone, cfg, n_global)
