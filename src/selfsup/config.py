@@ -122,7 +122,16 @@ class OptimConfig:
                                 "--optim.lr). Barlow Twins trains them at 0.0048 against 0.2 for the weights.",
                                 above=0)
     min_lr: float = opt(1e-6, "Learning rate at the end of the cosine decay.", paper=1e-6, low=0)
-    warmup_epochs: float = opt(10.0, "Linear learning-rate warm-up epochs.", paper=10, low=0)
+    warmup_epochs: float = opt(10.0, "Linear learning-rate warm-up epochs (at most --optim.warmup-max-share of "
+                               "the run).", paper=10, low=0)
+    warmup_max_share: float = opt(1.0, "Largest share of the run the warm-up takes: it lasts min(--optim."
+                                  "warmup-epochs, this x the run's epochs). A recipe whose warm-up was set for an "
+                                  "800-1600-epoch schedule keeps its official share in a shorter run (MAE: 40 of "
+                                  "800 epochs, 0.05, so a 100-epoch run warms up for 5 epochs, not 40; SimMIM: 10 "
+                                  "of 800); 1 keeps the warm-up epochs as set, so a run shorter than them never "
+                                  "decays. metrics.jsonl records the warm-up's epochs and share of the run "
+                                  "(warmup_epochs, warmup_share) at the run's first step.", paper=1.0,
+                                  above=0, high=1)
     weight_decay: float = opt(0.04, "Initial weight decay (of norms and biases too only with "
                               "--optim.decay-norm-bias).", paper=0.04, low=0)
     weight_decay_end: float = opt(0.4, "Final weight decay of the cosine schedule; equal to --optim.weight-decay "

@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -10,7 +11,14 @@ from torch import nn
 from selfsup.config import ConfigError, build_config
 from selfsup.engine import pretrain
 from selfsup.engine.lars import LARS
-from selfsup.engine.optim import apply_schedules, build_optimizer, clip_gradients, optimizer_for
+from selfsup.engine.optim import (
+    apply_schedules,
+    build_optimizer,
+    clip_gradients,
+    optim_schedules,
+    optimizer_for,
+    warmup_steps,
+)
 from selfsup.methods import METHODS
 from selfsup.models.resnet import resnet18
 
@@ -160,3 +168,22 @@ def test_the_engine_clips_as_the_run_asks(tiny_cfg, monkeypatch):
     trainer._setup()
     trainer._step(0, trainer.source.batch(0))
     assert seen == [(5.0, "global")]
+
+
+@pytest.mark.parametrize("epochs, warm_epochs", [(100, 5), (40, 2), (800, 40), (1600, 40)])
+def test_mae_warmup_keeps_its_official_share_of_a_shorter_run(epochs, warm_epochs):
+    """facebookresearch/mae PRETRAIN.md: 40 warm-up epochs of 800 (and of 1600). A shorter run warms up for the
+    same 5% of itself, so that a 100-epoch run does not spend 40% warming up and a 40-epoch one decays."""
+    cfg = build_config({"method": "mae"}).optim
+    per_epoch = 10
+    lr = optim_schedules(cfg, epochs * per_epoch, per_epoch, 256)["lr"]
+    assert int(np.argmax(lr)) == warm_epochs * per_epoch  # the peak ends the warm-up
+    assert lr[-1] == pytest.approx(cfg.min_lr) and lr[-1] < lr.max()
+    assert warmup_steps(cfg, epochs * per_epoch, per_epoch) == warm_epochs * per_epoch
+
+
+def test_a_warmup_without_a_share_stays_as_set():
+    """DINO's 10 warm-up epochs are its paper's for 100-epoch runs: kept, however short the run."""
+    cfg = build_config({"method": "dino"}).optim
+    assert cfg.warmup_max_share == 1.0 and warmup_steps(cfg, 200, 10) == 100
+    assert warmup_steps(build_config({"method": "mae", "optim": {"warmup_max_share": 1.0}}).optim, 200, 10) == 200

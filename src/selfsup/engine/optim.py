@@ -60,10 +60,17 @@ def optimizer_for(method: Method, cfg: OptimConfig, world_batch: int) -> torch.o
                            lr_bias_scale=bias_scale, peak_lr=cfg.lr * world_batch / 256, betas=cfg.betas)
 
 
+def warmup_steps(cfg: OptimConfig, total_steps: int, steps_per_epoch: int) -> int:
+    """The lr warm-up's steps: --optim.warmup-epochs, but at most --optim.warmup-max-share of the run's
+    total_steps, so that a warm-up set for an 800-epoch schedule keeps its share of a shorter run."""
+    return int(min(cfg.warmup_epochs * steps_per_epoch, cfg.warmup_max_share * total_steps))
+
+
 def optim_schedules(cfg, total_steps: int, steps_per_epoch: int, world_batch: int) -> dict[str, np.ndarray]:
-    """lr: linear warm-up to lr x batch/256, cosine to min_lr; wd: cosine from weight_decay to _end."""
+    """lr: linear warm-up (`warmup_steps`) to lr x batch/256, cosine to min_lr; wd: cosine from weight_decay
+    to _end."""
     peak = cfg.lr * world_batch / 256
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    warm = warmup_steps(cfg, total_steps, steps_per_epoch)
     return {"lr": cosine_schedule(peak, cfg.min_lr, total_steps, warm),
             "wd": cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, total_steps)}
 

@@ -28,7 +28,7 @@ from selfsup.engine.data import open_data, skipped_files
 from selfsup.engine.fabric import make_fabric
 from selfsup.engine.logging import RunLogger
 from selfsup.engine.meter import IntervalMeter
-from selfsup.engine.optim import apply_schedules, clip_gradients, optim_schedules, optimizer_for
+from selfsup.engine.optim import apply_schedules, clip_gradients, optim_schedules, optimizer_for, warmup_steps
 from selfsup.engine.rng import gather_rng_states, restore_rng_states
 from selfsup.engine.running_stats import RunningStats
 from selfsup.engine.stop import StopRequest
@@ -290,11 +290,12 @@ class Trainer:
         total = done + int(self.fabric.broadcast(max(int(left / seconds_per_step), 1)))
         if abs(total - self.total_steps) <= 0.03 * self.total_steps:
             return
-        log.log(done, {"time_replanned_from_steps": self.total_steps, "time_replanned_to_steps": total})
         log.set_total(total)
-        self.total_steps = total
+        planned, self.total_steps = self.total_steps, total
         self.method.setup(total, self.steps_per_epoch)
         self.sched = optim_schedules(self.cfg.optim, total, self.steps_per_epoch, self.world_batch)
+        log.log(done, {"time_replanned_from_steps": planned, "time_replanned_to_steps": total,
+                       **self._warmup_values()})
 
     def _stop_flags(self, step: int, stop: StopRequest, deadline: float | None) -> tuple[bool, bool]:
         """(interrupted, out of time), agreed by all processes."""
@@ -308,9 +309,9 @@ class Trainer:
         run = self.cfg.run
         log = RunLogger(self.out, self.total_steps, self.start_step, self.fabric.is_global_zero,
                         self.show_progress)
-        if self.replanned:
-            log.log(self.start_step, {"replanned_from_steps": self.replanned[0],
-                                      "replanned_to_steps": self.replanned[1]})
+        replanned = {"replanned_from_steps": self.replanned[0], "replanned_to_steps": self.replanned[1]} \
+            if self.replanned else {}
+        log.log(self.start_step, {**replanned, **self._warmup_values()})
         meter, step, in_a_row, interrupted = IntervalMeter(), self.start_step - 1, 0, False
         t_start = self.t_start = time.time()
         self.eval_seconds = 0.0
@@ -360,6 +361,13 @@ class Trainer:
         knn = None if interrupted else self._final_eval(log)
         return RunResult(self.fabric.is_global_zero, self.out, last, self.total_steps, minutes, ips, interrupted, knn,
                          self.splits, replanned=self.replanned is not None)
+
+    def _warmup_values(self) -> dict[str, float]:
+        """The lr warm-up of the planned run, for metrics.jsonl: its epochs and its share of the run's steps
+        (a warm-up set for a long schedule can take much of a short run; --optim.warmup-max-share caps it)."""
+        warm = warmup_steps(self.cfg.optim, self.total_steps, self.steps_per_epoch)
+        return {"warmup_epochs": round(warm / self.steps_per_epoch, 4),
+                "warmup_share": round(warm / self.total_steps, 4)}
 
     def _log(self, log: RunLogger, step: int, interval: dict[str, float]) -> None:
         values = {"epoch": round((step + 1) / self.steps_per_epoch, 4), **interval, "nonfinite_steps": self.nonfinite,

@@ -78,7 +78,8 @@ def default_cell(size: int, patch: int) -> int:
 # (x0.1 at epoch 700); selfsup's schedule is cosine, as SimMIM's Swin recipes. No weight decay on biases,
 # norms, [CLS] and the position embeddings (optimizer.py get_pretrain_param_groups with the ViT's
 # no_weight_decay() = {pos_embed, cls_token}, models/vision_transformer.py; the mask token is decayed).
-RECIPES = {"vit": {"optim": optim("adamw", 5e-5, 0.05, 10, min_lr=2.5e-6, clip_grad=5.0, clip_mode="global"),
+RECIPES = {"vit": {"optim": optim("adamw", 5e-5, 0.05, 10, min_lr=2.5e-6, clip_grad=5.0, clip_mode="global",
+                                     warmup_of=800),
                    "views": one_view((0.67, 1.0))}}
 
 
