@@ -38,15 +38,16 @@ TARGETS = ("pixels",)
 class SimMIMConfig:
     mask: str = opt("simmim", "simmim (random square cells of --simmim.mask-patch-size px) or block (BEiT's "
                     "block-wise masking: rectangles of at least 16/196 of the patches, aspect 0.3-3.3, "
-                    "about --simmim.block-ratio of the patches).", paper="simmim", choices=MASKS)
+                    "up to --simmim.block-ratio of the patches).", paper="simmim", choices=MASKS)
     mask_ratio: float = opt(0.6, "Share of cells masked with --simmim.mask simmim. The paper finds 0.5-0.6 "
                             "best with 32-px cells (Table 1); smaller cells want higher ratios.", paper=0.6,
                             above=0, below=1)
     mask_patch_size: int | None = opt(None, "Side of a masked cell in px, a multiple of the patch size "
                                       "(default: 32/224 of the crop, rounded to a multiple of the patch).",
                                       paper=32, low=1)
-    block_ratio: float = opt(0.4, "Share of patches masked with --simmim.mask block (BEiT: 75 of 196).",
-                             paper=0.4, above=0, below=1)
+    block_ratio: float = opt(75 / 196, "Share of patches masked with --simmim.mask block: round(ratio x "
+                             "patches), BEiT's 75 of 196 (run_beit_pretraining.py --num_mask_patches 75 at 14x14; "
+                             "the paper's \"about 40%\").", paper=75 / 196, above=0, below=1)
     target: str = opt("pixels", "What the head predicts: normalised pixels (L1). BEiT's dVAE tokens need a "
                       "pre-trained tokenizer that is not available offline.", paper="pixels", choices=TARGETS)
 
