@@ -240,7 +240,7 @@ def test_inpainting():
     assert pretext_views("inpainting") == (1, 0, [0.4, 1.0], 0.0, 0.0, False, 0.0)
     assert resolved("inpainting")["optim"]["betas"] == [0.5, 0.999]
     r = resolved("inpainting")["inpainting"]
-    assert r["mask"] == "center" and r["overlap"] == 4 / 128 and r["overlap_weight"] == 10
+    assert r["mask"] == "region" and r["overlap"] == 4 / 128 and r["overlap_weight"] == 10  # Sec. 3.3
 
 
 def test_every_method_has_a_recipe_test():
