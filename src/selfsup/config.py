@@ -20,6 +20,7 @@ from selfsup.models.vit import FFNS, POOLS, POS_INTERPS, STEMS
 from selfsup.options import opt
 from selfsup.validate import ConfigError, check_sections
 
+CLIP_MODES = ("parameter", "global")  # see engine/optim.py clip_gradients
 # Fabric's precisions a run may use. bf16-true and 16-true are left out: with every weight in half precision, the
 # EMA teacher's, the centre's and AdamW's small updates fall below its resolution and the teacher freezes.
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
@@ -158,7 +159,16 @@ class OptimConfig:
                                 "--optim.lr). Barlow Twins trains them at 0.0048 against 0.2 for the weights.",
                                 above=0)
     min_lr: float = opt(1e-6, "Learning rate at the end of the cosine decay.", paper=1e-6, low=0)
-    warmup_epochs: float = opt(10.0, "Linear learning-rate warm-up epochs.", paper=10, low=0)
+    warmup_epochs: float = opt(10.0, "Linear learning-rate warm-up epochs (at most --optim.warmup-max-share of "
+                               "the run).", paper=10, low=0)
+    warmup_max_share: float = opt(1.0, "Largest share of the run the warm-up takes: it lasts min(--optim."
+                                  "warmup-epochs, this x the run's epochs). A recipe whose warm-up was set for an "
+                                  "800-1600-epoch schedule keeps its official share in a shorter run (MAE: 40 of "
+                                  "800 epochs, 0.05, so a 100-epoch run warms up for 5 epochs, not 40; SimMIM: 10 "
+                                  "of 800); 1 keeps the warm-up epochs as set, so a run shorter than them never "
+                                  "decays. metrics.jsonl records the warm-up's epochs and share of the run "
+                                  "(warmup_epochs, warmup_share) at the run's first step.", paper=1.0,
+                                  above=0, high=1)
     weight_decay: float = opt(0.04, "Initial weight decay (of norms and biases too only with "
                               "--optim.decay-norm-bias).", paper=0.04, low=0)
     weight_decay_end: float = opt(0.4, "Final weight decay of the cosine schedule; equal to --optim.weight-decay "
@@ -178,8 +188,13 @@ class OptimConfig:
                                      "second-moment memory that keeps large-batch masked-image training "
                                      "stable; the other ViT recipes keep torch's default.", paper=(0.9, 0.999),
                                      low=0, below=1)
-    clip_grad: float = opt(3.0, "Per-parameter gradient-norm clip (0 disables). Around 0.3-1.0 helps "
-                           "optimisation of larger ViTs.", paper=3.0, low=0)
+    clip_grad: float = opt(3.0, "Gradient-norm clip (0 disables), of each parameter or of all together "
+                           "(--optim.clip-mode). Around 0.3-1.0 per parameter helps optimisation of larger ViTs.",
+                           paper=3.0, low=0)
+    clip_mode: str = opt("parameter", "What --optim.clip-grad bounds: parameter (each parameter's gradient norm "
+                         "on its own, DINO's utils.clip_gradients) or global (the norm of all gradients together, "
+                         "torch's clip_grad_norm_, as SimMIM's main_simmim.py). Each method's recipe takes its "
+                         "official code's.", paper="parameter", choices=CLIP_MODES)
     eval_ema: float = opt(0.0, "Evaluate and export an exponential moving average of the backbone's weights "
                           "(Polyak averaging) with this momentum per step instead of the trained weights; 0 "
                           "turns it off. For methods without a momentum teacher (DINO, BYOL and MoCo already "

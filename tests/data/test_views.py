@@ -82,3 +82,39 @@ def test_crops_are_cut_by_one_batched_warp_on_a_gpu_and_by_slicing_on_a_cpu():
     out = views(torch.randint(0, 256, (4, 1, 20, 20), dtype=torch.uint8))  # a CPU batch switches back
     assert all(m.flags["cropping_mode"] == "slice" for m in crops)
     assert [tuple(v.shape) for v in out] == [(4, 1, 16, 16), (4, 1, 16, 16), (4, 1, 8, 8)]
+
+
+def test_padded_crops_shift_the_image_without_resizing_it():
+    """RotNet's CIFAR views (FeatureLearningRotNet dataloader.py): RandomCrop(32, padding=4), i.e. the image
+    shifted by up to 1/8 of its side, black where it moved in from the padding, its pixels not resampled."""
+    cfg = dataclasses.replace(ViewsConfig(), global_size=16, local_size=8, n_global=1, n_local=0, crop="padded",
+                              flip=0.0, color_jitter=0.0, grayscale=0.0, blur=False, solarize=0.0)
+    v = MultiCropViews(cfg, 1, [0.0], [1.0])
+    assert not ops(v.globals[0], K.RandomResizedCrop)
+    torch.manual_seed(0)
+    images = torch.randint(1, 256, (32, 1, 16, 16), dtype=torch.uint8)  # no black pixel of their own
+    (out,) = v(images)
+    padded = torch.nn.functional.pad(images.float() / 255, (2, 2, 2, 2))  # 16 / 8 = 2 px per side
+    shifts = set()
+    for b in range(len(images)):
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if torch.equal(out[b], padded[b, :, dy:dy + 16, dx:dx + 16])]
+        assert len(found) == 1, b
+        shifts.add(found[0])
+    assert len(shifts) > 5  # a random place per image
+
+
+def test_bicubic_crops_stay_in_the_pixel_range():
+    """MAE's RandomResizedCrop(interpolation=3): bicubic, which overshoots at sharp edges; clamped to [0, 1] as
+    PIL's 8-bit output is."""
+    cfg = dataclasses.replace(ViewsConfig(), global_size=32, local_size=8, n_global=1, n_local=0, resample="bicubic",
+                              global_scale=(0.05, 0.1), color_jitter=0.0, grayscale=0.0, blur=False, solarize=0.0)
+    v = MultiCropViews(cfg, 1, [0.0], [1.0])
+    (crop,) = ops(v.globals[0], K.RandomResizedCrop)
+    assert crop.flags["resample"].name == "BICUBIC"
+    cells = torch.arange(16) // 4
+    board = (cells[:, None] + cells[None]) % 2 * 255  # a checkerboard of 4-px squares: steps it overshoots at
+    (out,) = v(board.to(torch.uint8).expand(8, 1, 16, 16))
+    assert out.min() >= 0 and out.max() <= 1 and ((out > 0) & (out < 1)).any()
+    bilinear = MultiCropViews(dataclasses.replace(cfg, resample="bilinear"), 1, [0.0], [1.0])
+    assert ops(bilinear.globals[0], K.RandomResizedCrop)[0].flags["resample"].name == "BILINEAR"

@@ -52,7 +52,7 @@ TINY = {
     "jigsaw": {"n_permutations": 8, "tile_dim": 16, "hidden_dim": 32, "dropout": 0.0},
     "relative-position": {"hidden_dim": 16},
     "colorization": {},
-    "inpainting": {"disc_width": 8},
+    "inpainting": {"disc_width": 8, "mask": "center"},  # the same region on every process
     "distill": {"teacher": tiny_teacher(), "mixup": False},
     "ibot": {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16, "freeze_last_layer": 0},
     "dinov2": {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16, "freeze_last_layer": 0},

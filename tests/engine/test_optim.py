@@ -1,14 +1,29 @@
 """The optimiser over a method's parameter groups: LARS's update, per-group lr and weight decay."""
 
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from selfsup.config import build_config
+from selfsup.config import ConfigError, build_config
+from selfsup.engine import pretrain
 from selfsup.engine.lars import LARS
-from selfsup.engine.optim import apply_schedules, build_optimizer, optimizer_for
+from selfsup.engine.optim import (
+    apply_schedules,
+    build_optimizer,
+    clip_gradients,
+    optim_schedules,
+    optimizer_for,
+    warmup_steps,
+)
 from selfsup.methods import METHODS
 from selfsup.models.resnet import resnet18
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ddp_worker import build as ddp_build  # noqa: E402
 
 
 def lars_reference(w, g, mu, lr, wd, momentum, eta, adapt):
@@ -93,3 +108,82 @@ def test_which_methods_decay_norms_and_biases(name, decays_norms):
     m, groups, _ = step_values(name)
     assert groups[id(m.backbone.conv1.weight)]["weight_decay"] == 0.1
     assert groups[id(m.backbone.bn1.weight)]["weight_decay"] == (0.1 if decays_norms else 0.0)
+
+
+def two_grads() -> nn.Module:
+    """Two parameters with gradient norms 10 and 1."""
+    m = nn.ParameterList([nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(3))])
+    m[0].grad, m[1].grad = torch.tensor([6.0, 8.0]), torch.tensor([0.0, 0.6, 0.8])
+    return m
+
+
+def test_clipping_per_parameter_or_of_the_global_norm():
+    """parameter: DINO's utils.clip_gradients, each norm on its own; global: SimMIM's clip_grad_norm_, one
+    scale for all, so that the gradients keep their direction."""
+    m = two_grads()
+    clip_gradients(m, 5.0, "parameter")
+    assert torch.allclose(m[0].grad, torch.tensor([3.0, 4.0]), atol=1e-5)  # norm 10 -> 5
+    assert torch.allclose(m[1].grad, torch.tensor([0.0, 0.6, 0.8]))  # norm 1 < 5: unchanged
+    m = two_grads()
+    clip_gradients(m, 5.0, "global")
+    scale = 5.0 / 101 ** 0.5  # the global norm is sqrt(10^2 + 1^2)
+    assert torch.allclose(m[0].grad, torch.tensor([6.0, 8.0]) * scale, atol=1e-5)
+    assert torch.allclose(m[1].grad, torch.tensor([0.0, 0.6, 0.8]) * scale, atol=1e-5)
+    with pytest.raises(ConfigError, match="--optim.clip-mode"):
+        clip_gradients(two_grads(), 5.0, "layer")
+
+
+@pytest.mark.parametrize("name, clip, mode", [("simmim", 5.0, "global"), ("dino", 3.0, "parameter")])
+def test_each_recipe_clips_as_its_official_code(name, clip, mode):
+    """microsoft/SimMIM main_simmim.py clip_grad_norm_(model.parameters(), 5.0); facebookresearch/dino
+    utils.clip_gradients(student, 3.0), per parameter."""
+    optim = build_config({"method": name}).optim
+    assert (optim.clip_grad, optim.clip_mode) == (clip, mode)
+    assert build_config({"method": name, "optim": {"clip_mode": "parameter"}}).optim.clip_mode == "parameter"
+
+
+@pytest.mark.parametrize("name, exempt", [("simmim", True), ("dino", False)])
+def test_simmim_keeps_cls_and_position_embeddings_out_of_weight_decay(name, exempt):
+    """SimMIM's optimizer.py skips the ViT's no_weight_decay() = {pos_embed, cls_token} (its mask token is
+    decayed); DINO's utils.get_params_groups decays them (3-d parameters)."""
+    method = ddp_build(name)
+    opt = optimizer_for(method, build_config({"method": name}).optim, world_batch=256)
+    apply_schedules(opt, 0.1, 0.05)
+    groups = groups_by_param(opt)
+    bb = method.backbone
+    assert groups[id(bb.cls_token)]["weight_decay"] == groups[id(bb.pos_embed)]["weight_decay"] == (
+        0.0 if exempt else 0.05)
+    assert groups[id(bb.blocks[0].attn.qkv.weight)]["weight_decay"] == 0.05
+    assert groups[id(bb.blocks[0].norm1.weight)]["weight_decay"] == 0.0
+    if name == "simmim":
+        assert groups[id(method.mask_token)]["weight_decay"] == 0.05
+
+
+def test_the_engine_clips_as_the_run_asks(tiny_cfg, monkeypatch):
+    """The trainer hands --optim.clip-mode (SimMIM's recipe: global) to the clipping of every step."""
+    seen = []
+    monkeypatch.setattr(pretrain, "clip_gradients", lambda model, clip, mode="parameter": seen.append((clip, mode)))
+    trainer = pretrain.Trainer(tiny_cfg(method="simmim", optim={"batch_size": 8}, views={"n_local": 0}),
+                               progress=False)
+    trainer._setup()
+    trainer._step(0, trainer.source.batch(0))
+    assert seen == [(5.0, "global")]
+
+
+@pytest.mark.parametrize("epochs, warm_epochs", [(100, 5), (40, 2), (800, 40), (1600, 40)])
+def test_mae_warmup_keeps_its_official_share_of_a_shorter_run(epochs, warm_epochs):
+    """facebookresearch/mae PRETRAIN.md: 40 warm-up epochs of 800 (and of 1600). A shorter run warms up for the
+    same 5% of itself, so that a 100-epoch run does not spend 40% warming up and a 40-epoch one decays."""
+    cfg = build_config({"method": "mae"}).optim
+    per_epoch = 10
+    lr = optim_schedules(cfg, epochs * per_epoch, per_epoch, 256)["lr"]
+    assert int(np.argmax(lr)) == warm_epochs * per_epoch  # the peak ends the warm-up
+    assert lr[-1] == pytest.approx(cfg.min_lr) and lr[-1] < lr.max()
+    assert warmup_steps(cfg, epochs * per_epoch, per_epoch) == warm_epochs * per_epoch
+
+
+def test_a_warmup_without_a_share_stays_as_set():
+    """DINO's 10 warm-up epochs are its paper's for 100-epoch runs: kept, however short the run."""
+    cfg = build_config({"method": "dino"}).optim
+    assert cfg.warmup_max_share == 1.0 and warmup_steps(cfg, 200, 10) == 100
+    assert warmup_steps(build_config({"method": "mae", "optim": {"warmup_max_share": 1.0}}).optim, 200, 10) == 200

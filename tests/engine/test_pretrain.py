@@ -30,6 +30,13 @@ def test_two_step_smoke_run_writes_the_run_directory(tiny_cfg):
     assert all(torch.equal(teacher[k], v) for k, v in backbone.state_dict().items())
 
 
+def test_the_log_says_what_share_of_the_run_the_warmup_takes(tiny_cfg):
+    """A 22-step epoch of warm-up in a 4-step run, capped at half of it: 2 steps, logged at the first step."""
+    result = pretrain(tiny_cfg(optim={"warmup_epochs": 1.0, "warmup_max_share": 0.5}), progress=False)
+    lines = [json.loads(x) for x in (result.out / "metrics.jsonl").read_text().splitlines()]
+    assert {"step": 0, "warmup_epochs": round(2 / 22, 4), "warmup_share": 0.5}.items() <= lines[0].items()
+
+
 def test_resume_is_exact(tiny_cfg, tmp_path):
     straight = pretrain(tiny_cfg(run={"out": str(tmp_path / "a")}), progress=False)
     cfg = tiny_cfg(run={"out": str(tmp_path / "b")})
@@ -69,7 +76,8 @@ def test_resume_with_a_longer_run_replans_the_schedules(tiny_cfg, tmp_path, caps
     assert "re-planned for 4 steps instead of 2" in err and "not bit-exact" in err
     lines = [json.loads(x) for x in (first.out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3, 4]
-    assert {"replanned_from_steps": 2, "replanned_to_steps": 4}.items() <= lines[2].items()
+    replanned = next(x for x in lines if "replanned_from_steps" in x)
+    assert {"step": 2, "replanned_from_steps": 2, "replanned_to_steps": 4}.items() <= replanned.items()
     ckpt = torch.load(first.out / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["total_steps"] == 4 and ckpt["config"]["optim"]["epochs"] == 4 / 22
 

@@ -95,6 +95,23 @@ def test_prior_is_the_smoothed_histogram():
     assert torch.allclose(p, torch.exp(-d ** 2 / 50) / torch.exp(-d ** 2 / 50).sum(), atol=1e-6)
 
 
+def test_prior_of_data_bins_lands_on_the_bins_the_data_uses_only():
+    """`bins: data`: a colour next to unused bins spreads its mass over the used bins alone (the kernel masks
+    the destination bins), and the prior still sums to 1."""
+    bins = gamut_bins()
+    grey = int(torch.cdist(torch.zeros(1, 2), bins).argmin())
+    d = torch.cdist(bins[grey:grey + 1], bins)[0]
+    active = d <= 15  # grey and its ring of neighbours 10-14 px away
+    counts = torch.zeros(len(bins))
+    counts[grey], counts[int(torch.where(active & (d > 0))[0][0])] = 5, 3
+    counts[~active] = 0
+    p = smoothed_prior(counts, bins, active)
+    assert p[~active].sum() == 0 and p.sum() == pytest.approx(1.0)
+    assert (p[active] > 0).all()
+    method = build("colorization", bins="data")  # the same on a data sample's bins
+    assert method.bin_prior[~method.bin_active].sum() == 0 and float(method.bin_prior.sum()) == pytest.approx(1.0)
+
+
 def test_loss_is_eq_2_with_the_rebalancing_weights():
     """-1/N sum_pixels v(Z) sum_q Z_q log softmax(logits)_q, v(Z) the weight of the pixel's nearest bin."""
     g = torch.Generator().manual_seed(2)

@@ -86,7 +86,9 @@ def test_two_steps_through_the_engine(name, backbone, tmp_path):
     trainer._setup = lambda: None
     result = trainer.fit()
     assert result.steps == 2
-    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert logged[0]["step"] == 0 and "warmup_share" in logged[0]  # the warm-up's share of the run, first
+    lines = logged[1:]
     assert [x["step"] for x in lines] == [1, 2]
     assert all(math.isfinite(x["loss"]) and x["nonfinite_steps"] == 0 for x in lines), lines
     # a healthy start on real images: no collapse warning (the std and rank thresholds of diagnostics/modes.py)

@@ -7,11 +7,13 @@ import torch
 
 from selfsup.methods.inpainting import (
     Discriminator,
+    InpaintingConfig,
     adversarial_losses,
     center_mask,
     erode,
     random_masks,
     reconstruction_loss,
+    region_masks,
     region_weights,
 )
 
@@ -35,6 +37,22 @@ def test_random_masks_cover_a_quarter_and_differ_per_image():
     assert len({tuple(x.flatten().tolist()) for x in m}) > 50
     rows, cols = m.any(3)[:, 0], m.any(2)[:, 0]  # each mask is one rectangle
     assert torch.equal(m[:, 0], rows[:, :, None] & cols[:, None, :])
+
+
+def test_region_masks_are_smooth_shapes_of_a_quarter_of_the_view():
+    """The paper's random region (context-encoder train_random.lua: a thresholded bicubic-upsampled noise
+    field, density 0.25): each image's own region, exactly a quarter of the view, in a few connected blobs
+    rather than scattered pixels, and the default of the method as the paper's feature learning."""
+    m = region_masks(32, 32, generator=torch.Generator().manual_seed(0))
+    assert m.shape == (32, 1, 32, 32) and (m.sum((1, 2, 3)) == 256).all()
+    assert len({tuple(x.flatten().tolist()) for x in m}) == 32
+    edges = (m[..., 1:, :] != m[..., :-1, :]).sum() + (m[..., :, 1:] != m[..., :, :-1]).sum()
+    assert edges / 32 < 0.2 * 2 * 32 * 31  # few boundaries: a pixel's neighbours mostly share its side
+    assert InpaintingConfig().mask == "region"
+    method = build("inpainting", mask="region")
+    view = torch.randn(4, 1, 16, 16)
+    mask, hole = method.masks(view)
+    assert (mask.sum((1, 2, 3)) == 64).all() and not torch.equal(mask[0], mask[1])
 
 
 def test_overlap_border_stays_visible_and_weighs_more():

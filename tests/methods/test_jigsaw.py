@@ -1,3 +1,4 @@
+import dataclasses
 import time
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_the_permutation_set_is_deterministic_distinct_and_far_apart():
     assert min_hamming(perms) == 6
 
 
-@pytest.mark.parametrize("size", [16, 28, 45])
+@pytest.mark.parametrize("size", [16, 28, 45, 17, 29, 47])  # the last three: a grid 1 px from the view's corner
 def test_each_puzzle_position_holds_the_tile_of_the_cell_its_permutation_names(tiny_vit, cell_image, size):
     method = Jigsaw(tiny_vit, JigsawConfig(n_permutations=20, tile_dim=8, hidden_dim=8))
     x = cell_image(6, size)
@@ -60,6 +61,11 @@ def test_tiles_sizes_at_small_and_paper_sizes():
     assert GridGeometry.of(16, 0.33) == GridGeometry(cell=5, tile=4, low=0, high=1, origin=0)
     assert GridGeometry.of(28, 0.33) == GridGeometry(cell=9, tile=7, low=0, high=2, origin=0)
     assert GridGeometry.of(255, 0.33) == GridGeometry(cell=85, tile=64, low=0, high=21, origin=0)
+    assert GridGeometry.of(17, 0.33) == GridGeometry(cell=5, tile=4, low=0, high=1, origin=1)
+    assert GridGeometry.of(29, 0.33) == GridGeometry(cell=9, tile=7, low=0, high=2, origin=1)
+    paper_gap = next(f.metadata["paper"] for f in dataclasses.fields(JigsawConfig) if f.name == "gap")
+    # Noroozi & Favaro Fig. 3: 64-px tiles in the 75-px cells of a 225-px crop
+    assert GridGeometry.of(225, paper_gap) == GridGeometry(cell=75, tile=64, low=0, high=11, origin=0)
     assert fit_to_patches(torch.zeros(2, 1, 7, 7), 7).shape[-1] == 7
     assert fit_to_patches(torch.zeros(2, 1, 6, 6), 7).shape[-1] == 7
     assert fit_to_patches(torch.zeros(2, 1, 3, 3), 4).shape[-1] == 4

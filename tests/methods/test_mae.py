@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from selfsup.methods.mae import MAE, MAEConfig, mae_loss, normalize_patches, patchify, unpatchify
+from selfsup.methods.masking import random_mask
 from selfsup.models.vit import VisionTransformer, sincos_pos_embed
 
 
@@ -83,6 +84,24 @@ def test_decoder_puts_tokens_back_in_raster_order():
     assert torch.allclose(out, m.forward_decoder(latent, torch.argsort(perm, dim=1), 4), atol=1e-5)
 
 
+def test_decoder_unshuffles_each_visible_token_to_its_own_patch():
+    """Without attention blocks every output reads its own token only: the output of patch j must be the encoded
+    token that the shuffle kept for j (or the mask token), at j's position embedding (models_mae.py
+    forward_decoder's gather with ids_restore)."""
+    m = mae()
+    m.decoder_blocks = torch.nn.ModuleList()
+    torch.manual_seed(1)
+    _, ids_shuffle, ids_restore = random_mask(2, 16, 0.75)
+    latent = torch.randn(2, 5, 32)  # [CLS] + 4 visible tokens, in the shuffle's order
+    with torch.no_grad():
+        out = m.forward_decoder(latent, ids_restore, 4)  # (2, 16, P) in raster order
+        x, pos = m.decoder_embed(latent), sincos_pos_embed(16, 4, 4)[1:]
+        for b in range(2):
+            for k, j in enumerate(ids_shuffle[b].tolist()):  # the k-th token of the shuffle is patch j
+                token = x[b, 1 + k] if k < 4 else m.mask_token[0, 0]
+                assert torch.allclose(out[b, j], m.decoder_pred(m.decoder_norm(token + pos[j])), atol=1e-5), (b, j)
+
+
 def test_uniform_masking_with_secondary_masking():
     m = mae(mask="uniform", secondary_ratio=0.25)
     x = torch.randn(4, 1, 16, 16)
@@ -120,6 +139,9 @@ def test_decoder_size_follows_the_encoder():
               MAEConfig())
     assert big.decoder_embed.out_features == 512 and len(big.decoder_blocks) == 8
     assert big.decoder_blocks[0].attn.num_heads == 16
+    um = MAE(VisionTransformer(img_size=32, patch_size=16, in_chans=3, embed_dim=384, depth=2, num_heads=6),
+             MAEConfig(mask="uniform"))  # implus/UM-MAE PRETRAIN.md: mae_vit_base_patch16_dec512d2b
+    assert um.decoder_embed.out_features == 512 and len(um.decoder_blocks) == 2
 
 
 def test_uniform_masking_on_an_odd_patch_grid_is_a_config_error():

@@ -155,6 +155,8 @@ def test_mae():
                                    weight_decay=0.05, weight_decay_end=0.05, decay_norm_bias=False, clip_grad=0.0)
     r = resolved("mae")
     assert r["optim"]["betas"] == [0.9, 0.95] and r["backbone"]["drop_path"] == 0.0
+    assert r["optim"]["warmup_max_share"] == 40 / 800  # the 5% of its 800-epoch schedule, kept in shorter runs
+    assert r["views"]["resample"] == "bicubic" and r["views"]["crop"] == "resized"  # interpolation=3
     v = r["views"]
     assert (v["n_global"], v["n_local"], v["global_scale"], v["color_jitter"], v["grayscale"], v["blur"],
             v["solarize"]) == (1, 0, [0.2, 1.0], 0.0, 0.0, False, 0.0)
@@ -172,7 +174,9 @@ def test_simmim():
     assert optim_of("simmim") == dict(optimizer="adamw", lr=5e-5, lr_bias=None, min_lr=2.5e-6, warmup_epochs=10,
                                       weight_decay=0.05, weight_decay_end=0.05, decay_norm_bias=False, clip_grad=5.0)
     r = resolved("simmim")
+    assert r["optim"]["clip_mode"] == "global" and r["optim"]["warmup_max_share"] == 10 / 800
     assert r["optim"]["betas"] == [0.9, 0.999] and r["views"]["global_scale"] == [0.67, 1.0]
+    assert r["views"]["resample"] == "bilinear"  # data_simmim.py: torchvision's default
     assert r["views"]["n_global"] == 1 and r["simmim"]["mask_ratio"] == 0.6
 
 
@@ -187,13 +191,14 @@ def pretext_views(method: str) -> tuple:
 
 def test_rotation():
     """FeatureLearningRotNet config/CIFAR10_RotNet_NIN4blocks.py: SGD lr 0.1 at batch 128, momentum 0.9, weight
-    decay 5e-4 over every parameter, no warm-up; dataloader.py: RandomSizedCrop + flip, no colour. ViTs (none
-    in the paper): AdamW."""
+    decay 5e-4 over every parameter, no warm-up; dataloader.py for cifar10: RandomCrop(32, padding=4) + flip,
+    no colour. ViTs (none in the paper): AdamW."""
     assert optim_of("rotation", "resnet18") == dict(optimizer="sgd", lr=0.2, lr_bias=None, min_lr=0.0, warmup_epochs=0,
                                                     weight_decay=5e-4, weight_decay_end=5e-4, decay_norm_bias=True,
                                                     clip_grad=0.0)
     assert optim_of("rotation") == PRETEXT_VIT_ADAMW
-    assert pretext_views("rotation") == (1, 0, [0.08, 1.0], 0.0, 0.0, False, 0.0)
+    assert pretext_views("rotation") == (1, 0, [1.0, 1.0], 0.0, 0.0, False, 0.0)
+    assert resolved("rotation")["views"]["crop"] == "padded" and resolved("rotation")["views"]["flip"] == 0.5
 
 
 def test_jigsaw():
@@ -236,7 +241,7 @@ def test_inpainting():
     assert pretext_views("inpainting") == (1, 0, [0.4, 1.0], 0.0, 0.0, False, 0.0)
     assert resolved("inpainting")["optim"]["betas"] == [0.5, 0.999]
     r = resolved("inpainting")["inpainting"]
-    assert r["mask"] == "center" and r["overlap"] == 4 / 128 and r["overlap_weight"] == 10
+    assert r["mask"] == "region" and r["overlap"] == 4 / 128 and r["overlap_weight"] == 10  # Sec. 3.3
 
 
 def test_distill():

@@ -17,9 +17,11 @@ def method_for(channels: int = 1, **options) -> RelativePosition:
     return method
 
 
-@pytest.mark.parametrize("size", [16, 28, 60])
-def test_the_label_names_the_neighbours_cell(cell_image, size):
-    method = method_for()
+@pytest.mark.parametrize("size, gap", [(16, 0.5), (28, 0.5), (60, 0.5), (17, 0.5), (17, 0.0), (29, 0.0), (62, 0.0)])
+def test_the_label_names_the_neighbours_cell(cell_image, size, gap):
+    """Sizes 17, 29 and 62 centre the grid 1 px from the view's corner; with no gap (and so no jitter) each
+    patch fills its cell, so a patch placed off the grid's origin would take in a row of its neighbour's."""
+    method = method_for(gap=gap)
     x = cell_image(64, size)
     labels, offsets = method.draw(x)
     pairs = method.pairs(x, labels, offsets)  # (B, 2, C, p, p)
@@ -34,6 +36,7 @@ def test_the_label_names_the_neighbours_cell(cell_image, size):
 def test_patches_stay_in_their_cells_and_apart_by_the_gap():
     assert GridGeometry.of(16, 0.5, 0.073) == GridGeometry(cell=5, tile=3, low=1, high=1, origin=0)
     assert GridGeometry.of(28, 0.5, 0.073) == GridGeometry(cell=9, tile=6, low=1, high=1, origin=0)
+    assert GridGeometry.of(29, 0.5, 0.073) == GridGeometry(cell=9, tile=6, low=1, high=1, origin=1)
     g = GridGeometry.of(432, 0.5, 0.073)  # the paper's 96-px patches, 48-px gaps, up to 7 px of jitter
     assert (g.cell, g.tile, g.high - g.low) == (144, 96, 14)
     cells = torch.arange(9).repeat(4000, 1)  # (B, 9)

@@ -54,6 +54,16 @@ def test_block_masking_option():
     assert abs(ratio - 0.4) < 0.1
 
 
+def test_block_masking_masks_beits_75_of_196_patches():
+    """microsoft/unilm beit run_beit_pretraining.py: --num_mask_patches 75 on the 14x14 grid of 224-px crops
+    (masking_generator.py stops at that count), not round(0.4 x 196) = 78."""
+    m = SimMIM(VisionTransformer(img_size=224, patch_size=16, in_chans=3, embed_dim=32, depth=1, num_heads=2),
+               SimMIMConfig(mask="block"))
+    torch.manual_seed(0)
+    counts = m.draw_mask(torch.zeros(16, 3, 224, 224)).sum(1)
+    assert counts.max() == 75 and (counts >= 60).all()
+
+
 def test_reconstruction_keeps_visible_pixels():
     m = simmim()
     x = torch.randn(2, 3, 16, 16)

@@ -44,6 +44,10 @@ VIEW_RECIPES: dict[str, ViewRecipe] = {
 }
 
 
+CROPS = ("resized", "padded")
+RESAMPLE = ("bilinear", "bicubic")
+
+
 @dataclass
 class ViewsConfig:
     recipe: str = opt("dino", "Colour jitter, blur and solarisation as a paper makes them: dino and byol "
@@ -71,6 +75,15 @@ class ViewsConfig:
                                            above=0, high=1, ordered=True)
     local_scale: tuple[float, float] = opt((0.05, 0.4), "Area range of local crops.", paper=(0.05, 0.4),
                                           above=0, high=1, ordered=True)
+    crop: str = opt("resized", "How the global crops are cut: resized (RandomResizedCrop: --views.global-scale "
+                    "of the area, aspect 3/4-4/3, resized to --views.global-size) or padded (the image padded "
+                    "with black by 1/8 of --views.global-size per side and a crop of that side taken at a random "
+                    "place, not resized: torchvision's CIFAR RandomCrop(32, padding=4), RotNet's CIFAR views; "
+                    "--views.global-scale is then unused). Local crops are always resized.", paper="resized",
+                    choices=CROPS)
+    resample: str = opt("bilinear", "Interpolation of the resized crops: bilinear (torchvision's default) or "
+                        "bicubic (MAE's RandomResizedCrop(interpolation=3), its values clamped to [0, 1] as "
+                        "PIL's 8-bit images are).", paper="bilinear", choices=RESAMPLE)
     flip: float = opt(0.5, "Horizontal-flip probability. Set 0 where orientation carries the label.", paper=0.5,
                       low=0, high=1)
     color_jitter: float = opt(0.8, "Colour-jitter probability (strengths from the recipe; saturation and hue "
@@ -103,9 +116,19 @@ def view_recipe(name: str) -> ViewRecipe:
     return VIEW_RECIPES[name]
 
 
+def _crop(cfg: ViewsConfig, size: int, scale: tuple[float, float], padded: bool) -> list[nn.Module]:
+    """The crop of a view: a random resized crop of `scale` of the area (bicubic values clamped to [0, 1]),
+    or with `padded` a crop of side `size` of the image padded by size / 8 (torchvision's RandomCrop with
+    padding, zeros)."""
+    if padded:
+        return [K.RandomCrop((size, size), padding=round(size / 8), pad_if_needed=True)]
+    crop = K.RandomResizedCrop((size, size), scale=scale, resample=cfg.resample.upper())
+    return [crop, nn.Hardtanh(0.0, 1.0)] if cfg.resample == "bicubic" else [crop]
+
+
 def _pipeline(cfg: ViewsConfig, size: int, scale: tuple[float, float], channels: int, blur_p: float,
-              solarize_p: float) -> nn.Sequential:
-    ops: list[nn.Module] = [K.RandomResizedCrop((size, size), scale=scale)]
+              solarize_p: float, padded: bool = False) -> nn.Sequential:
+    ops = _crop(cfg, size, scale, padded)
     if cfg.flip > 0:
         ops.append(K.RandomHorizontalFlip(p=cfg.flip))
     if cfg.color_jitter > 0:
@@ -147,7 +170,8 @@ class MultiCropViews(nn.Module):
         blur = r.blur if cfg.blur else (0.0, 0.0, 0.0)
         solarize = r.solarize if cfg.solarize is None else cfg.solarize
         self.globals = nn.ModuleList(  # odd global views are T, even ones T' (BYOL's and DINO's pair)
-            _pipeline(cfg, cfg.global_size, cfg.global_scale, channels, blur[i % 2], solarize * (i % 2))
+            _pipeline(cfg, cfg.global_size, cfg.global_scale, channels, blur[i % 2], solarize * (i % 2),
+                      padded=cfg.crop == "padded")
             for i in range(cfg.n_global)
         )
         self.local = _pipeline(cfg, cfg.local_size, cfg.local_scale, channels, blur[2], 0.0)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from selfsup.config import ConfigError, OptimConfig
+from selfsup.config import CLIP_MODES, ConfigError, OptimConfig
 from selfsup.engine.lars import LARS
 from selfsup.methods.base import Method, ParamGroup, split_norm_bias
 from selfsup.schedules import cosine_schedule
@@ -60,10 +60,17 @@ def optimizer_for(method: Method, cfg: OptimConfig, world_batch: int) -> torch.o
                            lr_bias_scale=bias_scale, peak_lr=cfg.lr * world_batch / 256, betas=cfg.betas)
 
 
+def warmup_steps(cfg: OptimConfig, total_steps: int, steps_per_epoch: int) -> int:
+    """The lr warm-up's steps: --optim.warmup-epochs, but at most --optim.warmup-max-share of the run's
+    total_steps, so that a warm-up set for an 800-epoch schedule keeps its share of a shorter run."""
+    return int(min(cfg.warmup_epochs * steps_per_epoch, cfg.warmup_max_share * total_steps))
+
+
 def optim_schedules(cfg, total_steps: int, steps_per_epoch: int, world_batch: int) -> dict[str, np.ndarray]:
-    """lr: linear warm-up to lr x batch/256, cosine to min_lr; wd: cosine from weight_decay to _end."""
+    """lr: linear warm-up (`warmup_steps`) to lr x batch/256, cosine to min_lr; wd: cosine from weight_decay
+    to _end."""
     peak = cfg.lr * world_batch / 256
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    warm = warmup_steps(cfg, total_steps, steps_per_epoch)
     return {"lr": cosine_schedule(peak, cfg.min_lr, total_steps, warm),
             "wd": cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, total_steps)}
 
@@ -77,10 +84,17 @@ def apply_schedules(optimizer: torch.optim.Optimizer, lr: float, wd: float) -> N
         group["weight_decay"] = wd if group.get("decay", True) else 0.0
 
 
-def clip_gradients(model: nn.Module, clip: float) -> None:
-    """DINO's clipping: each parameter's gradient norm is clipped to `clip` on its own."""
+def clip_gradients(model: nn.Module, clip: float, mode: str = "parameter") -> None:
+    """Clip the gradients to norm `clip` (0: no clipping). "parameter": each parameter's gradient norm on its
+    own, as DINO's utils.clip_gradients; "global": the norm of all gradients together, scaled alike, as
+    torch's clip_grad_norm_ in microsoft/SimMIM main_simmim.py (--optim.clip-mode)."""
+    if mode not in CLIP_MODES:
+        raise ConfigError(f"unknown --optim.clip-mode {mode!r}: choose one of {', '.join(CLIP_MODES)}")
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if clip <= 0 or not grads:
+        return
+    if mode == "global":
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], clip)
         return
     norms = torch._foreach_norm(grads)
     scale = [(clip / (n + 1e-6)).clamp(max=1.0) for n in norms]

@@ -29,7 +29,7 @@ from selfsup.engine.fabric import make_fabric
 from selfsup.engine.init import resolve_init
 from selfsup.engine.logging import RunLogger
 from selfsup.engine.meter import IntervalMeter
-from selfsup.engine.optim import apply_schedules, clip_gradients, optim_schedules, optimizer_for
+from selfsup.engine.optim import apply_schedules, clip_gradients, optim_schedules, optimizer_for, warmup_steps
 from selfsup.engine.rng import gather_rng_states, restore_rng_states
 from selfsup.engine.running_stats import RunningStats
 from selfsup.engine.stop import StopRequest
@@ -64,9 +64,11 @@ def _length_option(optim: dict[str, Any]) -> tuple[str, Any]:
 
 def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
                       views: list[torch.Tensor], step: int, lr: float, wd: float, clip: float,
-                      diagnostics: bool = True, stats: RunningStats | None = None, freeze_backbone: bool = False
+                      diagnostics: bool = True, stats: RunningStats | None = None, freeze_backbone: bool = False,
+                      clip_mode: str = "parameter"
                       ) -> tuple[float, bool, dict[str, float]]:
-    """Forward, backward, clip, step and the method's hooks; `model` is the Fabric-wrapped `method`.
+    """Forward, backward, clip (`clip_mode`: per parameter or global, engine/optim.py clip_gradients), step
+    and the method's hooks; `model` is the Fabric-wrapped `method`.
 
     A non-finite loss on any process skips the step on every process (so DDP stays in step), leaves no
     trace and returns (nan, False, {}): the optimiser does not step, `on_after_step` (where the methods
@@ -90,7 +92,7 @@ def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, op
     if freeze_backbone:
         for p in method.backbone.parameters():
             p.grad = None
-    clip_gradients(method, clip)
+    clip_gradients(method, clip, clip_mode)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     method.on_after_step(step)
@@ -245,7 +247,8 @@ class Trainer:
         return optimization_step(self.fabric, self.model, self.method, self.optimizer, views, step,
                                  float(self.sched["lr"][step]), float(self.sched["wd"][step]),
                                  self.cfg.optim.clip_grad, self._is_log_step(step), self.running_stats,
-                                 step < self.cfg.optim.freeze_backbone_epochs * self.steps_per_epoch)
+                                 step < self.cfg.optim.freeze_backbone_epochs * self.steps_per_epoch,
+                                 self.cfg.optim.clip_mode)
 
     def _train_seconds(self) -> float:
         """Training time of the whole run so far: earlier processes' (from the checkpoint) and this one's."""
@@ -304,11 +307,12 @@ class Trainer:
         total = done + int(self.fabric.broadcast(max(int(left / seconds_per_step), 1)))
         if abs(total - self.total_steps) <= 0.03 * self.total_steps:
             return
-        log.log(done, {"time_replanned_from_steps": self.total_steps, "time_replanned_to_steps": total})
         log.set_total(total)
-        self.total_steps = total
+        planned, self.total_steps = self.total_steps, total
         self.method.setup(total, self.steps_per_epoch)
         self.sched = optim_schedules(self.cfg.optim, total, self.steps_per_epoch, self.world_batch)
+        log.log(done, {"time_replanned_from_steps": planned, "time_replanned_to_steps": total,
+                       **self._warmup_values()})
 
     def _stop_flags(self, step: int, stop: StopRequest, deadline: float | None) -> tuple[bool, bool]:
         """(interrupted, out of time), agreed by all processes."""
@@ -322,9 +326,9 @@ class Trainer:
         run = self.cfg.run
         log = RunLogger(self.out, self.total_steps, self.start_step, self.fabric.is_global_zero,
                         self.show_progress)
-        if self.replanned:
-            log.log(self.start_step, {"replanned_from_steps": self.replanned[0],
-                                      "replanned_to_steps": self.replanned[1]})
+        replanned = {"replanned_from_steps": self.replanned[0], "replanned_to_steps": self.replanned[1]} \
+            if self.replanned else {}
+        log.log(self.start_step, {**replanned, **self._warmup_values()})
         meter, step, in_a_row, interrupted = IntervalMeter(), self.start_step - 1, 0, False
         t_start = self.t_start = time.time()
         self.eval_seconds = 0.0
@@ -374,6 +378,13 @@ class Trainer:
         knn = None if interrupted else self._final_eval(log)
         return RunResult(self.fabric.is_global_zero, self.out, last, self.total_steps, minutes, ips, interrupted, knn,
                          self.splits, replanned=self.replanned is not None)
+
+    def _warmup_values(self) -> dict[str, float]:
+        """The lr warm-up of the planned run, for metrics.jsonl: its epochs and its share of the run's steps
+        (a warm-up set for a long schedule can take much of a short run; --optim.warmup-max-share caps it)."""
+        warm = warmup_steps(self.cfg.optim, self.total_steps, self.steps_per_epoch)
+        return {"warmup_epochs": round(warm / self.steps_per_epoch, 4),
+                "warmup_share": round(warm / self.total_steps, 4)}
 
     def _log(self, log: RunLogger, step: int, interval: dict[str, float]) -> None:
         values = {"epoch": round((step + 1) / self.steps_per_epoch, 4), **interval, "nonfinite_steps": self.nonfinite,

@@ -43,12 +43,14 @@ def save_reconstructions(method: nn.Module, images: torch.Tensor, views: nn.Modu
                          seed: int, count: int = 6) -> Path | None:
     """The figure of a trained method for its first `count` uint8 training images (N, C, H, W), resized to
     `size` and normalised by `views` (MultiCropViews), masks drawn with `seed` without touching the caller's
-    RNG; None (no file) for methods that do not reconstruct pixels."""
+    RNG: torch.manual_seed reseeds the CPU and every CUDA generator, so all of them are forked and restored;
+    None (no file) for methods that do not reconstruct pixels."""
     x = images[:count].float() / 255
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
     view = views.normalize(x.to(views.mean.device))
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
         torch.manual_seed(seed)
         was = method.training
         method.eval()

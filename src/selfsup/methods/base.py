@@ -28,7 +28,7 @@ the reconstruction figures). A method whose backbone reads other channels than t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -55,19 +55,22 @@ def one_view(global_scale: tuple[float, float], **more: Any) -> dict[str, Any]:
 class ParamGroup:
     """Parameters the engine optimises together (see `Method.param_groups`)."""
     params: list[nn.Parameter]
-    # Biases and 1-d (normalisation) parameters: not decayed nor LARS-adapted unless --optim.decay-norm-bias,
-    # and trained at --optim.lr-bias when it is set (Barlow Twins).
+    # Biases, 1-d (normalisation) parameters and the method's `no_weight_decay` names: not decayed nor
+    # LARS-adapted unless --optim.decay-norm-bias, and trained at --optim.lr-bias when it is set (Barlow Twins).
     norm_or_bias: bool = False
     # Keeps the peak learning rate instead of following the schedule (SimSiam's predictor, --fix-pred-lr).
     fixed_lr: bool = False
 
 
-def split_norm_bias(named: Iterable[tuple[str, nn.Parameter]], fixed_lr: bool = False) -> list[ParamGroup]:
-    """DINO's split (utils.get_params_groups): weights apart from biases and 1-d parameters (norms)."""
+def split_norm_bias(named: Iterable[tuple[str, nn.Parameter]], fixed_lr: bool = False,
+                    skip: Collection[str] = ()) -> list[ParamGroup]:
+    """DINO's split (utils.get_params_groups): weights apart from biases and 1-d parameters (norms); the
+    parameters named in `skip` join the latter, as the `skip_list` of SimMIM's optimizer.py
+    get_pretrain_param_groups."""
     weights, norm_bias = [], []
     for name, p in named:
         if p.requires_grad:
-            (norm_bias if name.endswith(".bias") or p.ndim == 1 else weights).append(p)
+            (norm_bias if name.endswith(".bias") or p.ndim == 1 or name in skip else weights).append(p)
     return [ParamGroup(weights, fixed_lr=fixed_lr), ParamGroup(norm_bias, norm_or_bias=True, fixed_lr=fixed_lr)]
 
 
@@ -84,6 +87,10 @@ class Method(nn.Module):
     n_views: ClassVar[int] = 2
     # Backbone families the method works with ("vit", "resnet"); MAE's visible-token encoder needs a ViT.
     families: ClassVar[tuple[str, ...]] = ("vit", "resnet")
+    # Parameters (names as in `named_parameters()`) kept out of weight decay besides biases and norms, as the
+    # official code's `no_weight_decay()` (SimMIM's ViT: [CLS] and the position embeddings); the engine
+    # puts them in the norm-and-bias group (`param_groups`).
+    no_weight_decay: ClassVar[tuple[str, ...]] = ()
     # Whether the method reads only the backbone's pooled features (its forward), so that a ViT may drop
     # patch tokens in training (--backbone.patch-dropout); False where it reads the token grid or masks itself.
     pooled_only: ClassVar[bool] = True
@@ -143,8 +150,9 @@ class Method(nn.Module):
         return view * self.view_std + self.view_mean
 
     def param_groups(self) -> list[ParamGroup]:
-        """The groups the engine's optimiser trains; by default weights apart from norms and biases."""
-        return split_norm_bias(self.named_parameters())
+        """The groups the engine's optimiser trains; by default weights apart from norms, biases and the
+        `no_weight_decay` names."""
+        return split_norm_bias(self.named_parameters(), skip=self.no_weight_decay)
 
     def setup(self, total_steps: int, steps_per_epoch: int) -> None:
         """Precompute the method's per-step schedules. Called once the run length is known."""

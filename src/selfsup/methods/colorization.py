@@ -121,9 +121,10 @@ def bin_counts(images: torch.Tensor, centres: torch.Tensor, batch: int = 1024) -
 
 def smoothed_prior(counts: torch.Tensor, centres: torch.Tensor, active: torch.Tensor,
                    sigma: float = SIGMA) -> torch.Tensor:
-    """(Q,) bin counts -> p̃ (Q,): each bin's mass spread over the active bins by a Gaussian of `sigma` in ab
-    space (mass-preserving, sums to 1); 0 on inactive bins."""
-    kernel = torch.exp(-torch.cdist(centres, centres).double() ** 2 / (2 * sigma ** 2)) * active  # (Q, Q)
+    """(Q,) bin counts -> p̃ (Q,): each active bin's mass spread over the active bins by a Gaussian of `sigma`
+    in ab space (mass-preserving, sums to 1); 0 on inactive bins, which receive no mass (the destination rows
+    are masked) and give none (their counts are dropped)."""
+    kernel = torch.exp(-torch.cdist(centres, centres).double() ** 2 / (2 * sigma ** 2)) * active[:, None]  # (Q, Q)
     spread = kernel / kernel.sum(0, keepdim=True).clamp_min(1e-12)  # column j: where bin j's mass goes
     p = spread @ (counts.double() * active)
     return (p / p.sum()).float()

@@ -17,9 +17,14 @@ Choices of ours, and why:
     features instead of the paper's AlexNet encoder, 4000-d bottleneck and up-convolutions: what is
     evaluated is the backbone, and a light decoder leaves the work to it. The head predicts the whole view;
     the loss reads the region only.
+  - `mask: region` (the default) is the paper's random region (Sec. 3.3), with which it learns its features:
+    train_random.lua thresholds a smooth random field (uniform noise on a grid 0.06 of the pattern's side,
+    bicubic-upsampled) at density 0.25 and takes windows whose masked area is 20-30%. Here each image gets
+    its own field, 8 noise cells across the view (0.06 x 128 px, the code's crop), thresholded at its own
+    25% quantile, so every region covers exactly a quarter of the view; the code draws one window for the
+    whole batch.
   - `mask: random` erases one rectangle per image of a quarter of the area (aspect 1/2 to 2, anywhere in the
-    view). The paper's random masks are several overlapping blocks or segmentation shapes covering up to
-    1/4; one rectangle keeps the area exact and is drawn for the whole batch at once.
+    view), close to the paper's random blocks.
   - The discriminator (built only when `adversarial` > 0) sees the whole view with the prediction pasted in
     the region, against the real view, as the code's conditional variant (conditionAdv) sees context and
     prediction; it has no BatchNorm (DCGAN's has), whose statistics would mix real and fake batches.
@@ -46,14 +51,19 @@ from selfsup.methods.dense import PixelHead, dense_features, feature_stride
 from selfsup.methods.recipe import optim
 from selfsup.options import opt
 
+MASKS = ("region", "center", "random")
+REGION_CELLS = 8  # noise cells across the view: train_random.lua's res 0.06 x its 128-px crops
+REGION_DENSITY = 0.25  # share of the view a region covers (train_random.lua density)
+
 
 @dataclass
 class InpaintingConfig:
-    mask: str = opt("center", "Region to inpaint: center (the central square of half the side, the paper's "
-                    "main setting, the same region every time) or random (one rectangle of a quarter of the "
-                    "area per image, anywhere). The paper finds features learnt with the centre region latch "
-                    "onto its fixed boundary, and learns features with random regions.", paper="center",
-                    choices=("center", "random"))
+    mask: str = opt("region", "Region to inpaint: region (the paper's random region: smooth random shapes "
+                    "covering a quarter of the view, different per image; train_random.lua), center (the central "
+                    "square of half the side, the paper's inpainting figures, the same region every time) or "
+                    "random (one rectangle of a quarter of the area per image, anywhere). The paper finds "
+                    "features learnt with the centre region latch onto its fixed boundary, and learns its "
+                    "features with random regions (Sec. 3.3).", paper="region", choices=MASKS)
     overlap: float = opt(4 / 128, "Width of the region's border that stays visible but is still reconstructed, "
                          "as a fraction of the view's side (the paper's 4 of 128 px; 1 px on 28-px views); 0 "
                          "erases and reconstructs the same region.", paper=4 / 128, low=0, below=0.25)
@@ -97,6 +107,17 @@ def random_masks(batch: int, size: int, device: torch.device | None = None,
     rows = (pos >= top[:, None]) & (pos < (top + h)[:, None])  # (batch, size)
     cols = (pos >= left[:, None]) & (pos < (left + w)[:, None])
     return (rows[:, :, None] & cols[:, None, :]).unsqueeze(1)
+
+
+def region_masks(batch: int, size: int, device: torch.device | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """(batch, 1, size, size) bool: Pathak et al.'s random region per image, the REGION_DENSITY share of the
+    lowest values of a smooth random field (uniform noise on a REGION_CELLS grid, bicubic-upsampled)."""
+    noise = torch.rand(batch, 1, REGION_CELLS, REGION_CELLS, generator=generator).to(device)
+    field = F.interpolate(noise, size=(size, size), mode="bicubic", align_corners=False).flatten(1)  # (B, S*S)
+    k = max(1, round(REGION_DENSITY * size * size))
+    threshold = field.kthvalue(k, dim=1, keepdim=True).values  # (B, 1): each image's own quantile
+    return (field <= threshold).view(batch, 1, size, size)
 
 
 def erode(mask: torch.Tensor, width: int) -> torch.Tensor:
@@ -161,7 +182,8 @@ class Inpainting(Method):
         """(B, C, S, S) -> the region to reconstruct and the hole erased in it (its visible border removed),
         both (B, 1, S, S) bool."""
         B, S = view.shape[0], view.shape[-1]
-        mask = center_mask(B, S, view.device) if self.cfg.mask == "center" else random_masks(B, S, view.device)
+        draw = {"region": region_masks, "center": center_mask, "random": random_masks}[self.cfg.mask]
+        mask = draw(B, S, view.device)
         return mask, erode(mask, round(self.cfg.overlap * S))
 
     def inpaint(self, view: torch.Tensor, hole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,9 +3,11 @@
 Facts from its Dataset/JigsawImageLoader.py, JigsawNetwork.py and select_permutations.py (a PyTorch port;
 the paper's own code is in Caffe) and from the paper.
 
-The view is cut into a 3x3 grid of cells (the paper: 85-px cells of a 255-px crop) and a tile is taken at a
-random place in each cell (64 px: RandomCrop(64) of each cell), so neighbouring tiles are a random 0-42 px
-apart and no edge or texture runs on from one tile into the next (methods/grid_crops.py). Each tile is
+The view is cut into a 3x3 grid of cells and a tile is taken at a random place in each cell (64 px:
+RandomCrop(64) of each cell), so that no edge or texture runs on from one tile into the next
+(methods/grid_crops.py). The paper (Fig. 3) cuts a 225-px crop into 75-px cells: tiles 0-22 px apart, a gap
+of 75/64 - 1 = 0.17 of the tile; the PyTorch port at ec85994 cuts a 255-px crop into 85-px cells (its
+first version, 0beb2bc, had the paper's 225 px): tiles 0-42 px apart, a gap of 0.33, our default. Each tile is
 normalised by its own mean and standard deviation, per channel (JigsawImageLoader.py at ec85994; an earlier
 commit used one mean and std over all channels; a constant tile keeps std 1), so that tiles cannot be
 matched by their brightness or contrast. The tiles are shuffled by one of `n_permutations` fixed
@@ -56,8 +58,10 @@ class JigsawConfig:
                               low=2, high=362880)
     permutation_seed: int = opt(0, "Seed of the permutation set's first, random, permutation.", low=0)
     gap: float = opt(0.33, "Room around each tile in its cell, as a fraction of the tile side: tile = "
-                     "cell / (1 + gap) (the paper's 64-px tiles in 85-px cells). Larger hides more of the "
-                     "low-level continuity between neighbours but keeps less of the image.", paper=0.33, low=0)
+                     "cell / (1 + gap). The paper's 64-px tiles in 75-px cells of a 225-px crop are 0.17 (Fig. 3); "
+                     "the default 0.33 is the PyTorch port's 85-px cells of a 255-px crop (JigsawImageLoader.py "
+                     "at ec85994). Larger hides more of the low-level continuity between neighbours but keeps "
+                     "less of the image.", paper=round(75 / 64 - 1, 2), low=0)
     tile_dim: int = opt(512, "Width of the shared per-tile layer fc6.", paper=512, low=1)
     hidden_dim: int = opt(1024, "Width of fc7, on the nine concatenated fc6 outputs. The CPU default is "
                           "smaller than the paper's 4096.", paper=4096, low=1)

@@ -11,9 +11,10 @@ UM-MAE keeps one random patch of every 2x2 block instead (exactly 75% masked, ev
 replaces a share of the visible tokens by a learned mask token in the encoder ("secondary masking",
 0.25 in its recommended run), so that the encoder cannot just interpolate neighbours; the loss stays on
 the 75%.
-Decoder size: the paper's 512 wide x 8 blocks (16 heads of 32 channels) for its ViT-B/L/H; for the small
-presets (under 384 wide) the decoder defaults to the encoder's width and half its depth (vit-cpu: 128 x 2,
-4 heads), keeping the paper's ratio of a decoder lighter than the encoder. The features evaluated are the
+Decoder size: the paper's 512 wide x 8 blocks (16 heads of 32 channels) for its ViT-B/L/H, and with
+`--mae.mask uniform` UM-MAE's 512 x 2 (its ViT-B runs, PRETRAIN.md: mae_vit_base_patch16_dec512d2b); for the
+small presets (under 384 wide) the decoder defaults to the encoder's width and half its depth (vit-cpu:
+128 x 2, 4 heads), keeping the paper's ratio of a decoder lighter than the encoder. The features evaluated are the
 encoder's on the whole image (no masking), [CLS] by default: MAE does not train [CLS] directly, so k-NN
 on it is weak by design (the paper reports linear probing and fine-tuning).
 """
@@ -33,6 +34,7 @@ from selfsup.models.vit import Block, VisionTransformer, sincos_pos_embed
 from selfsup.options import opt
 
 MASKS = ("random", "uniform")
+UM_MAE_DECODER_DEPTH = 2  # implus/UM-MAE PRETRAIN.md: its ViT-B runs use mae_vit_base_patch16_dec512d2b
 
 
 @dataclass
@@ -52,9 +54,9 @@ class MAEConfig:
                                   "more; else the encoder's width). Its own width lets a deep encoder keep "
                                   "a light decoder.", paper=512, low=4)
     decoder_depth: int | None = opt(None, "Decoder blocks (default: 8, the paper's, for encoders 384 wide or "
-                                    "more; else half the encoder's depth). A 1-block decoder is enough "
-                                    "for fine-tuning; linear probing gains from 8 (paper Table 1a).",
-                                    paper=8, low=1)
+                                    "more, 2 with --mae.mask uniform as UM-MAE's runs (dec512d2b); else half "
+                                    "the encoder's depth). A 1-block decoder is enough for fine-tuning; linear "
+                                    "probing gains from 8 (paper Table 1a).", paper=8, low=1)
     decoder_head_dim: int = opt(32, "Channels per decoder attention head (the paper's 512 / 16 heads).",
                                 paper=32, low=1)
     sincos_pos: bool = opt(True, "Fixed 2-D sin-cos position embeddings in the encoder (frozen), as the "
@@ -107,10 +109,11 @@ def mae_init(backbone: VisionTransformer, sincos: bool) -> None:
 
 
 # facebookresearch/mae PRETRAIN.md and main_pretrain.py: AdamW betas (0.9, 0.95), blr 1.5e-4 x batch/256,
-# weight decay 0.05 (not on norms and biases), 40 warm-up epochs of 800 (or 1600), cosine to 0, no
-# gradient clipping; views RandomResizedCrop(scale 0.2-1, bicubic) + flip, nothing else; no drop path.
-RECIPES = {"vit": {"optim": optim("adamw", 1.5e-4, 0.05, 40, betas=(0.9, 0.95)),
-                   "views": one_view((0.2, 1.0)),
+# weight decay 0.05 (not on norms and biases), 40 warm-up epochs of 800 (or 1600; a shorter run keeps their
+# 5% share: --optim.warmup-max-share), cosine to 0, no gradient clipping; views
+# RandomResizedCrop(scale 0.2-1, interpolation=3, bicubic) + flip, nothing else; no drop path.
+RECIPES = {"vit": {"optim": optim("adamw", 1.5e-4, 0.05, 40, betas=(0.9, 0.95), warmup_of=800),
+                   "views": one_view((0.2, 1.0), resample="bicubic"),
                    "backbone": section(drop_path=0.0)}}
 
 
@@ -127,7 +130,8 @@ class MAE(Method):
         d = backbone.embed_dim
         small = d < 384
         dd = cfg.decoder_dim or (d if small else 512)
-        depth = cfg.decoder_depth or (max(1, len(backbone.blocks) // 2) if small else 8)
+        depth = cfg.decoder_depth or (max(1, len(backbone.blocks) // 2) if small else
+                                      UM_MAE_DECODER_DEPTH if cfg.mask == "uniform" else 8)
         if dd % cfg.decoder_head_dim or dd % 4:
             raise ValueError(f"--mae.decoder-dim {dd} must be a multiple of --mae.decoder-head-dim "
                              f"{cfg.decoder_head_dim} and of 4")

@@ -106,10 +106,12 @@ def block_boxes(h: int, w: int, target: int, min_patches: int, aspect: float = 0
     return boxes
 
 
-def block_mask(batch: int, h: int, w: int, ratio: float = 0.4, min_patches: int | None = None,
+def block_mask(batch: int, h: int, w: int, ratio: float = 75 / 196, min_patches: int | None = None,
                device: torch.device | str = "cpu") -> torch.Tensor:
-    """BEiT's block-wise mask for each image -> (B, h*w) bool. `min_patches` defaults to BEiT's 16 of a
-    14x14 grid scaled to this grid's size (at least 1): 16 patches would not fit in a 4x4 grid."""
+    """BEiT's block-wise mask for each image -> (B, h*w) bool: up to round(ratio x h x w) patches, BEiT's 75
+    of 196 by default (run_beit_pretraining.py --num_mask_patches 75). `min_patches` defaults to BEiT's 16 of
+    a 14x14 grid (--min_mask_patches_per_block) scaled to this grid's size (at least 1): 16 patches would not
+    fit in a 4x4 grid."""
     n = h * w
     min_patches = min_patches or max(1, round(16 * n / 196))
     target = round(ratio * n)

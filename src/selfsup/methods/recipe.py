@@ -41,17 +41,20 @@ def paper(value: Any, cpu: Any = _SAME, why: str = "") -> Setting:
 
 
 Recipe = dict[str, dict[str, Setting]]  # section -> option -> setting
-OPTIM_KEYS = ("optimizer", "lr", "lr_bias", "min_lr", "warmup_epochs", "weight_decay", "weight_decay_end",
-              "decay_norm_bias", "clip_grad", "betas")
+OPTIM_KEYS = ("optimizer", "lr", "lr_bias", "min_lr", "warmup_epochs", "warmup_max_share", "weight_decay",
+              "weight_decay_end", "decay_norm_bias", "clip_grad", "clip_mode", "betas")
 
 # Optimiser settings for a method run with an optimiser its paper does not use (none are a paper's recipe).
 OPTIMIZER_FALLBACK: dict[str, dict[str, Any]] = {
-    "adamw": {"lr": 5e-4, "min_lr": 1e-6, "warmup_epochs": 10, "weight_decay": 0.04, "weight_decay_end": 0.4,
-              "clip_grad": 3.0, "decay_norm_bias": False, "lr_bias": None, "betas": (0.9, 0.999)},  # DINO's ViT
-    "sgd": {"lr": 0.05, "min_lr": 0.0, "warmup_epochs": 0, "weight_decay": 1e-4, "weight_decay_end": 1e-4,
-            "clip_grad": 0.0, "decay_norm_bias": True, "lr_bias": None, "betas": (0.9, 0.999)},  # SimSiam's
-    "lars": {"lr": 0.3, "min_lr": 0.0, "warmup_epochs": 10, "weight_decay": 1e-6, "weight_decay_end": 1e-6,
-             "clip_grad": 0.0, "decay_norm_bias": False, "lr_bias": None, "betas": (0.9, 0.999)},  # SimCLR's
+    "adamw": {"lr": 5e-4, "min_lr": 1e-6, "warmup_epochs": 10, "warmup_max_share": 1.0, "weight_decay": 0.04,
+              "weight_decay_end": 0.4, "clip_grad": 3.0, "clip_mode": "parameter", "decay_norm_bias": False,
+              "lr_bias": None, "betas": (0.9, 0.999)},  # DINO's ViT
+    "sgd": {"lr": 0.05, "min_lr": 0.0, "warmup_epochs": 0, "warmup_max_share": 1.0, "weight_decay": 1e-4,
+            "weight_decay_end": 1e-4, "clip_grad": 0.0, "clip_mode": "parameter", "decay_norm_bias": True,
+            "lr_bias": None, "betas": (0.9, 0.999)},  # SimSiam's
+    "lars": {"lr": 0.3, "min_lr": 0.0, "warmup_epochs": 10, "warmup_max_share": 1.0, "weight_decay": 1e-6,
+             "weight_decay_end": 1e-6, "clip_grad": 0.0, "clip_mode": "parameter", "decay_norm_bias": False,
+             "lr_bias": None, "betas": (0.9, 0.999)},  # SimCLR's
 }
 
 
@@ -87,14 +90,18 @@ def section(**options: Any) -> dict[str, Setting]:
 
 
 def optim(optimizer: str, lr: Any, weight_decay: Any, warmup_epochs: Any, *, weight_decay_end: Any = None,
-          min_lr: Any = 0.0, clip_grad: Any = 0.0, decay_norm_bias: Any = False, lr_bias: Any = None,
-          betas: Any = (0.9, 0.999)) -> dict[str, Setting]:
+          min_lr: Any = 0.0, clip_grad: Any = 0.0, clip_mode: Any = "parameter", decay_norm_bias: Any = False,
+          lr_bias: Any = None, betas: Any = (0.9, 0.999), warmup_of: float | None = None) -> dict[str, Setting]:
     """An optim section that sets every optimiser option, so that none is inherited from another method's
     defaults. lr is at batch 256 (scaled linearly); weight_decay_end defaults to weight_decay (constant);
-    betas are AdamW's (torch's default unless the paper sets them)."""
+    clip_mode is how clip_grad clips (per parameter as DINO, or the global norm); betas are AdamW's (torch's
+    default unless the paper sets them). `warmup_of`: the epochs of the paper's schedule that its warm-up was
+    set for; a shorter run then warms up for the same share of itself (warmup_max_share)."""
+    share = 1.0 if warmup_of is None else warmup_epochs / warmup_of
     return section(optimizer=optimizer, lr=lr, lr_bias=lr_bias, min_lr=min_lr, warmup_epochs=warmup_epochs,
-                   weight_decay=weight_decay, weight_decay_end=weight_decay if weight_decay_end is None
-                   else weight_decay_end, decay_norm_bias=decay_norm_bias, clip_grad=clip_grad, betas=betas)
+                   warmup_max_share=share, weight_decay=weight_decay,
+                   weight_decay_end=weight_decay if weight_decay_end is None else weight_decay_end,
+                   decay_norm_bias=decay_norm_bias, clip_grad=clip_grad, clip_mode=clip_mode, betas=betas)
 
 
 def instead(recipe_section: dict[str, Setting], why: str, **values: Any) -> dict[str, Setting]:

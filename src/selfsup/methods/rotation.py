@@ -8,9 +8,11 @@ identity, pose and layout, so the features that solve it transfer (paper Sec. 2.
 others such as multiples of 45 degrees, leave no low-level artefacts of interpolation).
 The paper's classifier is its network's last layer (NIN: global pooling then a linear layer; AlexNet: the
 fc layers); here a linear layer on the backbone features, or a small MLP with `head_layers`.
-Views are one crop per image (random resized crop and flips, no colour jitter: dataloader.py); the recipe is
-the CIFAR-10 NIN one (config/CIFAR10_RotNet_NIN4blocks.py: SGD lr 0.1 at batch 128, momentum 0.9, weight
-decay 5e-4 on every parameter), with a cosine schedule instead of its steps and no Nesterov momentum.
+The recipe is the CIFAR-10 NIN one (config/CIFAR10_RotNet_NIN4blocks.py: SGD lr 0.1 at batch 128, momentum
+0.9, weight decay 5e-4 on every parameter), with a cosine schedule instead of its steps and no Nesterov
+momentum, and so are its views: one crop per image, RandomCrop(32, padding=4) and flips, no resizing and no
+colour jitter (dataloader.py for cifar10, which refuses random_sized_crop; ImageNet's RandomSizedCrop is for
+its AlexNet runs): `--views.crop padded`, the image padded by 1/8 of the crop's side.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ def rotations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 # gidariss/FeatureLearningRotNet config/CIFAR10_RotNet_NIN4blocks.py: SGD over every parameter, lr 0.1 at
 # batch 128 (0.2 at 256), momentum 0.9, weight decay 5e-4, Nesterov, no warm-up, steps at epochs 60/120/160;
-# dataloader.py: RandomSizedCrop (0.08-1 of the area) and flips on ImageNet, no colour augmentation.
+# its views (random_sized_crop False; dataloader.py, cifar10 train split): RandomCrop(32, padding=4) and
+# RandomHorizontalFlip, no colour augmentation. The whole image is kept (global_scale 1: no resized crop).
 SGD = optim("sgd", 0.2, 5e-4, 0, decay_norm_bias=True)
-VIEWS = one_view((0.08, 1.0))
+VIEWS = one_view((1.0, 1.0), crop="padded")
 RECIPES = {"resnet": {"optim": SGD, "views": VIEWS}, "vit": {"optim": adamw_for_vit(SGD), "views": VIEWS}}
 
 

@@ -38,15 +38,16 @@ TARGETS = ("pixels",)
 class SimMIMConfig:
     mask: str = opt("simmim", "simmim (random square cells of --simmim.mask-patch-size px) or block (BEiT's "
                     "block-wise masking: rectangles of at least 16/196 of the patches, aspect 0.3-3.3, "
-                    "about --simmim.block-ratio of the patches).", paper="simmim", choices=MASKS)
+                    "up to --simmim.block-ratio of the patches).", paper="simmim", choices=MASKS)
     mask_ratio: float = opt(0.6, "Share of cells masked with --simmim.mask simmim. The paper finds 0.5-0.6 "
                             "best with 32-px cells (Table 1); smaller cells want higher ratios.", paper=0.6,
                             above=0, below=1)
     mask_patch_size: int | None = opt(None, "Side of a masked cell in px, a multiple of the patch size "
                                       "(default: 32/224 of the crop, rounded to a multiple of the patch).",
                                       paper=32, low=1)
-    block_ratio: float = opt(0.4, "Share of patches masked with --simmim.mask block (BEiT: 75 of 196).",
-                             paper=0.4, above=0, below=1)
+    block_ratio: float = opt(75 / 196, "Share of patches masked with --simmim.mask block: round(ratio x "
+                             "patches), BEiT's 75 of 196 (run_beit_pretraining.py --num_mask_patches 75 at 14x14; "
+                             "the paper's \"about 40%\").", paper=75 / 196, above=0, below=1)
     target: str = opt("pixels", "What the head predicts: normalised pixels (L1). BEiT's dVAE tokens need a "
                       "pre-trained tokenizer that is not available offline.", paper="pixels", choices=TARGETS)
 
@@ -72,10 +73,14 @@ def default_cell(size: int, patch: int) -> int:
 
 # microsoft/SimMIM configs/vit_base__800ep/simmim_pretrain__vit_base__img224__800ep.yaml and main_simmim.py:
 # AdamW (betas 0.9/0.999), base lr 1e-4 per 512 images (5e-5 per 256), weight decay 0.05, 10 warm-up
-# epochs of 800, min lr 5e-6 per 512, gradient clipping 5.0 (config.py), drop path 0.1; views
+# epochs of 800, min lr 5e-6 per 512, gradient clipping 5.0 (config.py) of the global norm
+# (torch.nn.utils.clip_grad_norm_ over all parameters, main_simmim.py), drop path 0.1; views
 # RandomResizedCrop(scale 0.67-1, ratio 3/4-4/3) + flip, nothing else. Its ViT schedule is multi-step
-# (x0.1 at epoch 700); selfsup's schedule is cosine, as SimMIM's Swin recipes.
-RECIPES = {"vit": {"optim": optim("adamw", 5e-5, 0.05, 10, min_lr=2.5e-6, clip_grad=5.0),
+# (x0.1 at epoch 700); selfsup's schedule is cosine, as SimMIM's Swin recipes. No weight decay on biases,
+# norms, [CLS] and the position embeddings (optimizer.py get_pretrain_param_groups with the ViT's
+# no_weight_decay() = {pos_embed, cls_token}, models/vision_transformer.py; the mask token is decayed).
+RECIPES = {"vit": {"optim": optim("adamw", 5e-5, 0.05, 10, min_lr=2.5e-6, clip_grad=5.0, clip_mode="global",
+                                     warmup_of=800),
                    "views": one_view((0.67, 1.0))}}
 
 
@@ -86,6 +91,7 @@ class SimMIM(Method):
     n_views = 1
     pooled_only = False
     families = ("vit",)
+    no_weight_decay = ("backbone.cls_token", "backbone.pos_embed")
 
     def __init__(self, backbone: VisionTransformer, cfg: SimMIMConfig, n_global: int = 1) -> None:
         super().__init__(backbone, cfg, n_global)

@@ -81,8 +81,9 @@ class SimSiam(Method):
     def param_groups(self) -> list[ParamGroup]:
         """Encoder and predictor apart: the predictor's lr stays fixed with fix_pred_lr (main_simsiam.py 193-195)."""
         encoder = [(n, p) for n, p in self.named_parameters() if not n.startswith("predictor.")]
-        return split_norm_bias(encoder) + split_norm_bias(self.predictor.named_parameters(prefix="predictor"),
-                                                          fixed_lr=self.cfg.fix_pred_lr)
+        predictor = self.predictor.named_parameters(prefix="predictor")
+        return (split_norm_bias(encoder, skip=self.no_weight_decay)
+                + split_norm_bias(predictor, fixed_lr=self.cfg.fix_pred_lr, skip=self.no_weight_decay))
 
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
                 ) -> tuple[torch.Tensor, dict[str, float]]:
