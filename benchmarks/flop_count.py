@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from selfsup.engine.running_stats import RunningStats
+from selfsup.models.running_stats import RunningStats
 from selfsup.methods import Method
 
 Sync = Callable[[], None]  # waits for the device (a no-op on CPU)

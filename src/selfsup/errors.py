@@ -1,12 +1,10 @@
-"""The errors that mean bad input from the user: the CLI prints their message, not a traceback."""
+"""The base class of the errors that mean bad input from the user: the CLI prints their message in one line, not a
+traceback. A leaf module: every layer's error classes (ConfigError, DataError, BackboneFileError, CheckpointError,
+TrainingDiverged, EvalError, AblationError, ...) derive from it, and nothing here imports them."""
 
-from selfsup.ablate.run import AblationError
-from selfsup.config import ConfigError
-from selfsup.data.dataset import DataError
-from selfsup.engine.checkpoint import CheckpointError
-from selfsup.engine.pretrain import TrainingDiverged
-from selfsup.eval.context import EvalError
-from selfsup.models.io import BackboneFileError
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, BackboneFileError, TrainingDiverged, EvalError,
-               AblationError)
+class SelfsupError(Exception):
+    """Bad input (a file, an option, a run folder): the message names it and the fix."""
+
+
+USER_ERRORS = (SelfsupError,)  # what the CLI catches

@@ -17,12 +17,13 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from selfsup.errors import SelfsupError
 from selfsup.options import Allowed, allowed
 
 Namer = Callable[[str], str]  # 'optim.lr' (or 'lr' for one options class) -> the name the user wrote
 
 
-class ConfigError(ValueError):
+class ConfigError(SelfsupError, ValueError):
     """A bad option or config file; the message names it and the fix."""
 
 

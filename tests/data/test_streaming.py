@@ -16,9 +16,10 @@ from photos import wave_photo  # tests/photos.py
 from PIL import Image
 
 from selfsup.config import ConfigError, DataConfig, build_config
+from selfsup.data import stream_kind
 from selfsup.data.batch_source import Layout, epoch_order
 from selfsup.data.shards import TarShards, write_shards
-from selfsup.engine.data import open_data, stream_kind
+from selfsup.engine.data import open_data
 from selfsup.engine.pretrain import Trainer, pretrain
 
 

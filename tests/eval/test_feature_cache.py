@@ -1,9 +1,9 @@
 import torch
 
 from selfsup.eval.context import build_context
-from selfsup.eval.feature_cache import FeatureCache, FeatureKey, cached_features, file_digest
+from selfsup.eval.feature_cache import FeatureCache, FeatureKey, cached_features
 from selfsup.eval.features import extract_features
-from selfsup.models.io import load_backbone, save_backbone
+from selfsup.models.io import file_sha256, load_backbone, save_backbone
 
 
 def test_features_are_cached_per_split_and_match_a_fresh_extraction(tiny_run):
@@ -32,7 +32,7 @@ def test_a_changed_checkpoint_recomputes_and_replaces_the_file(tiny_run):
     assert not torch.allclose(before, after)
     assert torch.equal(after, extract_features(backbone, ctx.splits.train.images, normalize=ctx.prepare))
     assert len(list((tiny_run / "eval" / "features").glob("train-*.pt"))) == 1
-    assert ctx.checkpoint == file_digest(tiny_run / "backbone.safetensors")
+    assert ctx.checkpoint == file_sha256(tiny_run / "backbone.safetensors")
 
 
 def test_changed_images_or_a_corrupt_file_are_recomputed(tmp_path):

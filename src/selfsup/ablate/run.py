@@ -19,13 +19,14 @@ import torch
 from selfsup.ablate.recipe import AblationRecipe, Variant
 from selfsup.config import ConfigError, build_config
 from selfsup.engine.pretrain import pretrain
+from selfsup.errors import SelfsupError
 from selfsup.eval.context import build_context
 from selfsup.eval.linear_protocol import LinearOptions
 from selfsup.eval.protocols import run_protocol
 from selfsup.machine import machine_words
 
 
-class AblationError(RuntimeError):
+class AblationError(SelfsupError, RuntimeError):
     """A variant's run failed."""
 
 
@@ -72,7 +73,7 @@ def _spawn(cfg: dict[str, Any], linear: dict[str, Any], path: Path, progress: bo
 
 def train_variant(cfg_dict: dict[str, Any], linear: dict[str, Any], path: str, progress: bool = True) -> None:
     """In the variant's process: pre-train (resuming a stopped run), evaluate, write the result file."""
-    from selfsup.errors import USER_ERRORS  # here: selfsup.errors names this module's AblationError
+    from selfsup.errors import USER_ERRORS
 
     try:
         cfg = build_config(cfg_dict)

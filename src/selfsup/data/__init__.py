@@ -14,7 +14,9 @@ from pathlib import Path
 from selfsup.data.dataset import DataError, DataNotFound, ImageSet, Splits
 
 __all__ = ["NAMED_SOURCES", "DataError", "DataNotFound", "ImageSet", "Splits", "available_sources", "is_named",
-           "load_data"]
+           "load_data", "stream_kind"]
+
+
 
 NAMED_SOURCES = ("fashion-mnist", "fashionmnist", "digits", "cluttered", "cluttered-96", "moving")  # not paths
 
@@ -22,6 +24,18 @@ NAMED_SOURCES = ("fashion-mnist", "fashionmnist", "digits", "cluttered", "clutte
 def is_named(spec: str) -> bool:
     """Whether `spec` names one of selfsup's own datasets (read from where selfsup keeps them), not a path."""
     return spec.strip().lower().replace("_", "-") in NAMED_SOURCES
+
+
+def stream_kind(name: str) -> str | None:
+    """"shards" for tar shards, "folder" for an image folder, None for what is only read into memory (the
+    named sets, .npz files, CIFAR batches)."""
+    from selfsup.data.cifar import is_cifar_dir
+    from selfsup.data.shards import is_shards
+
+    path = Path(name).expanduser()
+    if is_shards(name):
+        return "shards"
+    return "folder" if path.is_dir() and not is_cifar_dir(path) else None
 
 
 def available_sources() -> list[str]:

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+from selfsup.errors import SelfsupError
 
-class DataError(ValueError):
+
+class DataError(SelfsupError, ValueError):
     """Bad or missing input data; the message names the file or option and the fix."""
 
 

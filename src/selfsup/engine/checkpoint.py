@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from selfsup.errors import SelfsupError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(SelfsupError, RuntimeError):
     """A checkpoint that cannot be used for this run; the message names the file and the fix."""
 
 

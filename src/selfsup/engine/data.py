@@ -4,13 +4,11 @@ folder or tar shards; with --data.holdout, a validation split taken from the tra
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from selfsup.config import DataConfig
-from selfsup.data import load_data
+from selfsup.data import load_data, stream_kind
 from selfsup.data.batch_source import InMemoryData, TrainingData
-from selfsup.data.cifar import is_cifar_dir
 from selfsup.eval.subsets import holdout_splits, validation_split
 from selfsup.validate import ConfigError
 
@@ -18,17 +16,6 @@ if TYPE_CHECKING:
     from lightning.fabric import Fabric
 
     from selfsup.data.batch_source import BatchSource
-
-
-def stream_kind(name: str) -> str | None:
-    """"shards" for tar shards, "folder" for an image folder, None for what is only read into memory (the
-    named sets, .npz files, CIFAR batches)."""
-    from selfsup.data.shards import is_shards
-
-    path = Path(name).expanduser()
-    if is_shards(name):
-        return "shards"
-    return "folder" if path.is_dir() and not is_cifar_dir(path) else None
 
 
 def open_data(cfg: DataConfig, seed: int) -> TrainingData:
@@ -82,4 +69,4 @@ def skipped_files(fabric: Fabric, source: BatchSource) -> dict[str, int]:
     return {"skipped_files": total} if total else {}
 
 
-__all__ = ["open_data", "skipped_files", "stream_kind"]
+__all__ = ["open_data", "skipped_files"]

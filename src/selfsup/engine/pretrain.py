@@ -31,15 +31,16 @@ from selfsup.engine.logging import RunLogger
 from selfsup.engine.meter import IntervalMeter
 from selfsup.engine.optim import apply_schedules, clip_gradients, optim_schedules, optimizer_for, warmup_steps
 from selfsup.engine.rng import gather_rng_states, restore_rng_states
-from selfsup.engine.running_stats import RunningStats
 from selfsup.engine.stop import StopRequest
+from selfsup.errors import SelfsupError
 from selfsup.eval.knn_protocol import knn_of_weights
 from selfsup.insight.reconstruction import save_reconstructions
 from selfsup.methods import METHODS, Method
 from selfsup.models.io import BackboneSpec, save_backbone
+from selfsup.models.running_stats import RunningStats
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(SelfsupError, RuntimeError):
     """The loss stayed non-finite for several steps in a row."""
 
 

@@ -25,12 +25,13 @@ import yaml
 from torch import nn
 
 from selfsup.data import ImageSet, Splits, load_data
+from selfsup.errors import SelfsupError
 from selfsup.eval.adapt import adapt_splits
-from selfsup.eval.feature_cache import FeatureCache, cached_features, file_digest
+from selfsup.eval.feature_cache import FeatureCache, cached_features
 from selfsup.eval.features import extract_features
 from selfsup.eval.streamed_features import streamed_features, streamed_key
 from selfsup.eval.streamed_split import StreamedSplit, open_streamed_folder
-from selfsup.models.io import BackboneSpec, load_backbone, normalizer
+from selfsup.models.io import BackboneSpec, file_sha256, load_backbone, normalizer
 from selfsup.models.vit import POOLS, VIT_PRESETS
 
 Prepare = Callable[[torch.Tensor], torch.Tensor]
@@ -38,7 +39,7 @@ BACKBONE_FILE = "backbone.safetensors"
 DATA_STREAMS = ("auto", "always", "never")  # --data-stream
 
 
-class EvalError(ValueError):
+class EvalError(SelfsupError, ValueError):
     """An evaluation that cannot run on the given run, data or options; the message names it and the fix."""
 
 
@@ -159,7 +160,7 @@ def streams(data: str, mode: str) -> bool:
         raise EvalError(f"--data-stream {mode!r} is unknown: choose one of {', '.join(DATA_STREAMS)}")
     if mode == "never":
         return False
-    from selfsup.engine.data import stream_kind
+    from selfsup.data import stream_kind
 
     if stream_kind(data) == "folder":
         return True
@@ -220,7 +221,7 @@ def build_context(run_dir: str | Path, data: str | None = None, options: Any = N
     dev = pick_device(device)
     return EvalContext(backbone=backbone.to(dev), spec=spec, prepare=normalizer(spec), run_dir=run_dir,
                        splits=splits, data=data, options=options, device=dev, seed=seed,
-                       checkpoint=file_digest(path) if cache else None,
+                       checkpoint=file_sha256(path) if cache else None,
                        cache=FeatureCache(run_dir / "eval" / "features") if cache else None,
                        batch_size=batch_size, adaptation=changes, pretrain={**info, "backbone": spec.name})
 

@@ -32,15 +32,6 @@ from selfsup.eval.features import extract_features
 CACHE_VERSION = 2  # bump when what is cached changes meaning (e.g. another feature than the backbone output)
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(2**20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def images_digest(images: torch.Tensor) -> str:
     """sha256 of a uint8 image stack's shape and bytes (about 0.1 s for Fashion-MNIST's 47 MB)."""
     h = hashlib.sha256(str(tuple(images.shape)).encode())
@@ -142,12 +133,12 @@ def cached_features(cache: FeatureCache, backbone: nn.Module, prepare: Callable[
                     batch_size: int = 512, device: str | torch.device = "cpu") -> torch.Tensor:
     """`extract_features` of (N, C, S, S) uint8 images -> (N, D) float32, through `cache`.
 
-    `checkpoint` is the sha256 of the backbone file (`file_digest`), `data` the --data value, `feature` what
+    `checkpoint` is the sha256 of the backbone file (`models.io.file_sha256`), `data` the --data value, `feature` what
     `backbone` outputs (`BackboneSpec.feature`).
     """
     key = FeatureKey(checkpoint, data, split, images.shape[-1], images.shape[1], images_digest(images), feature)
     return cache.get(key, lambda: extract_features(backbone, images, batch_size, device, prepare))
 
 
-__all__ = ["CACHE_VERSION", "FeatureCache", "FeatureKey", "cached_features", "file_digest", "files_digest",
+__all__ = ["CACHE_VERSION", "FeatureCache", "FeatureKey", "cached_features", "files_digest",
            "images_digest"]

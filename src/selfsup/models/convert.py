@@ -44,8 +44,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from selfsup.eval.feature_cache import file_digest
-from selfsup.models.io import BackboneFileError, BackboneSpec, load_backbone, save_backbone
+from selfsup.models.io import BackboneFileError, BackboneSpec, file_sha256, load_backbone, save_backbone
 from selfsup.models.sources import DEFAULTS, SOURCES, default_norm, default_pool, default_pos_interp, official_heads
 from selfsup.models.vit import POOLS, POS_INTERPS, VIT_PRESETS, swiglu_hidden
 
@@ -500,7 +499,7 @@ def write_run(converted: Converted, checkpoint: Path, out: Path, data: str | Non
                           "registers": spec.registers, "layerscale": spec.layerscale, "ffn": spec.ffn,
                           "mean": spec.mean, "std": spec.std}
     config["converted_from"] = {"file": str(checkpoint.resolve()), "from": converted.source, "part": converted.part,
-                                "sha256": file_digest(checkpoint)}
+                                "sha256": file_sha256(checkpoint)}
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return target
 

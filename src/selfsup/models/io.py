@@ -14,6 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from selfsup.errors import SelfsupError
 from selfsup.models import BACKBONES, build_backbone
 from selfsup.models.vit import FFNS, POOLS, POS_INTERPS, STEMS, VIT_PRESETS
 
@@ -50,7 +51,7 @@ class BackboneSpec:
                               registers=self.registers, ffn=self.ffn)
 
 
-class BackboneFileError(RuntimeError):
+class BackboneFileError(SelfsupError, RuntimeError):
     """A backbone file that cannot be read or does not fit; the message names the file."""
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from selfsup.engine.running_stats import RunningStats
+from selfsup.models.running_stats import RunningStats
 
 Outputs = tuple[torch.Tensor, ...]
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from selfsup.config import DataConfig
-from selfsup.engine.data import open_data, stream_kind
+from selfsup.data import stream_kind
+from selfsup.engine.data import open_data
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from selfsup.data import is_named, load_data
+from selfsup.data import is_named, load_data, stream_kind
 from selfsup.data.dataset import DataError, ImageSet
 from selfsup.data.file_batches import FileBatches, file_batches
-from selfsup.engine.data import stream_kind
 from selfsup.eval.adapt import adapt_set
 from selfsup.eval.context import run_info
 from selfsup.eval.features import extract_features, features_of_batches
