@@ -1,7 +1,8 @@
-"""Run by the DDP tests under torch.distributed.run: one step of METHOD on this process's share of a fixed
-batch; rank 0 saves the state after the step to OUT.
+"""Run by the DDP tests under torch.distributed.run: one step of each METHOD on this process's share of a
+fixed batch; rank 0 saves the state after each method's step to OUT/METHOD.pt. One launch runs many methods
+(starting the processes and the gloo group costs more than the steps).
 
-    python -m torch.distributed.run --nproc_per_node=2 ddp_worker.py METHOD OUT [vit|resnet]
+    python -m torch.distributed.run --nproc_per_node=2 ddp_worker.py METHOD[,METHOD...] OUT [vit|resnet]
 """
 
 import os
@@ -148,9 +149,10 @@ def one_step(fabric: Fabric, name: str, batch: int = 8, backbone: str = "vit") -
 if __name__ == "__main__":
     fabric = Fabric(accelerator="cpu", devices=2, strategy=ddp_strategy())
     fabric.launch()
-    state = one_step(fabric, sys.argv[1], backbone=sys.argv[3] if len(sys.argv) > 3 else "vit")
-    if fabric.global_rank == 0:
-        torch.save(state, sys.argv[2])
+    for name in sys.argv[1].split(","):
+        state = one_step(fabric, name, backbone=sys.argv[3] if len(sys.argv) > 3 else "vit")
+        if fabric.global_rank == 0:
+            torch.save(state, Path(sys.argv[2]) / f"{name}.pt")
     # Both processes leave together and close gloo cleanly: a rank that exits while its peer still holds the
     # process group can abort in gloo's teardown ("terminate called without an active exception").
     fabric.barrier()
