@@ -13,8 +13,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from selfsup.models.running_stats import RunningStats
 from selfsup.methods import Method
+from selfsup.models.running_stats import RunningStats
 
 Sync = Callable[[], None]  # waits for the device (a no-op on CPU)
 PEAK_SIZE, PEAK_WARMUP, PEAK_REPS = 1024, 3, 20  # the matmul peak: fp32 (n, n) @ (n, n)

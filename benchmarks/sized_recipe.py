@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from selfsup.config import load_yaml
 from selfsup.data.cluttered import PHOTOS, backgrounds
 from selfsup.machine import cpu_name, usable_cores
 
@@ -109,9 +110,12 @@ def estimated_gib(lines: list[str]) -> float | None:
     return None
 
 
-def epochs_reached(out: Path) -> float:
-    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    return max((r["epoch"] for r in rows if "epoch" in r), default=0.0)
+def epochs_reached(out: Path, steps: int, images: int) -> float:
+    """Epochs of the `steps` the run trained: steps over the steps an epoch of `images` takes at its batch
+    (config.yaml; the last partial batch dropped). Not from metrics.jsonl: a run the deadline cut between two
+    log steps logged none of its last steps."""
+    batch = load_yaml(out / "config.yaml")["optim"]["batch_size"]
+    return steps / max(images // batch, 1)
 
 
 def benchmark(args: argparse.Namespace) -> dict:
@@ -122,7 +126,8 @@ def benchmark(args: argparse.Namespace) -> dict:
     if r["rc"] != 0:
         raise SystemExit("the run failed:\n" + "\n".join(r["lines"][-20:]))
     summary = json.loads(r["lines"][-1])
-    return {**r, "summary": summary, "epochs": epochs_reached(out), "chance": 100 / classes, "classes": classes,
+    epochs = epochs_reached(out, summary["steps"], args.images)
+    return {**r, "summary": summary, "epochs": epochs, "chance": 100 / classes, "classes": classes,
             "estimate_gib": estimated_gib(r["lines"]), "config": (out / "config.yaml").read_text()}
 
 
