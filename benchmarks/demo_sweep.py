@@ -51,6 +51,13 @@ HOLDOUT = 0.1667  # 10,000 of Fashion-MNIST's 60,000 training images
 MAE_VIEWS = {"n_global": 1, "global_scale": [0.2, 1.0], "color_jitter": 0.0, "grayscale": 0.0, "blur": False,
              "solarize": 0.0}
 MAE_OPTIM = {"betas": [0.9, 0.95], "weight_decay": 0.05, "weight_decay_end": 0.05, "clip_grad": 0.0}
+# iBOT and DINOv2 as the former DINO demo ran: DINOv2's crop scales with 4 local crops of 14 px, a 1024-prototype
+# head, teacher momentum 0.99 and a teacher-temperature warm-up of 1 epoch (their 30 do not fit ~4 CPU epochs);
+# every patch token kept (masked image modelling reads them all); LayerScale and the rest at their CPU presets.
+DINO_VIEWS = {"recipe": "dino", "n_local": 4, "local_size": 14, "global_scale": [0.32, 1.0],
+              "local_scale": [0.05, 0.32]}
+DINO_HEAD = {"out_dim": 1024, "hidden_dim": 1024, "momentum_teacher": 0.99, "freeze_last_layer": 0.1,
+             "warmup_teacher_temp_epochs": 1.0}
 # Changes from the demo recipe. Heads and methods at their CPU presets unless named.
 VARIANTS: dict[str, dict[str, Any]] = {
     "demo recipe": {},
@@ -120,6 +127,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "rotation, crops (0.5, 1)": {"method": "rotation", "views": {**MAE_VIEWS, "global_scale": [0.5, 1.0]},
                                  "optim": MAE_OPTIM},
     "rotation, batch 64": {"method": "rotation", "views": MAE_VIEWS, "optim": {**MAE_OPTIM, "batch_size": 64}},
+    "iBOT multi-crop": {"method": "ibot", "backbone": {"patch_dropout": 0.0}, "views": DINO_VIEWS,
+                        "ibot": DINO_HEAD},
+    "DINOv2 multi-crop": {"method": "dinov2", "backbone": {"patch_dropout": 0.0}, "views": DINO_VIEWS,
+                          "dinov2": DINO_HEAD},
 }
 
 

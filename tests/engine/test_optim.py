@@ -52,6 +52,26 @@ def test_lars_update_follows_the_formula_with_eta_0_001():
         assert torch.allclose(w, w_ref, atol=1e-6) and torch.allclose(b, b_ref, atol=1e-6)
 
 
+def test_lars_adapts_each_parameter_of_a_group_by_its_own_norms():
+    """The multi-tensor step: three parameters of one group (one without a gradient, which stays as it is), each
+    scaled by its own trust ratio."""
+    torch.manual_seed(0)
+    ps = [nn.Parameter(torch.randn(*shape) * scale) for shape, scale in (((5, 3), 1.0), ((7,), 30.0), ((2, 2), 0.1))]
+    idle = nn.Parameter(torch.randn(3))
+    opt = LARS([{"params": [ps[0], idle, *ps[1:]]}], lr=0.5, weight_decay=0.01, momentum=0.9)
+    refs, mus = [p.detach().clone() for p in ps], [torch.zeros_like(p) for p in ps]
+    before = idle.detach().clone()
+    for _ in range(2):
+        grads = [torch.randn_like(p) for p in ps]
+        for p, g in zip(ps, grads, strict=True):
+            p.grad = g.clone()
+        opt.step()
+        for i, g in enumerate(grads):
+            refs[i], mus[i] = lars_reference(refs[i], g, mus[i], 0.5, 0.01, 0.9, 0.001, adapt=True)
+            assert torch.allclose(ps[i], refs[i], atol=1e-6), i
+    assert torch.equal(idle, before) and idle not in opt.state
+
+
 def test_lars_leaves_the_update_unscaled_for_a_zero_parameter():
     w = nn.Parameter(torch.zeros(3, 3))
     w.grad = torch.ones(3, 3)

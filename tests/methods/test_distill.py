@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.config import build_config
+from selfsup.diagnostics import embedding_std
 from selfsup.engine.checkpoint import CheckpointError
 from selfsup.engine.pretrain import Trainer, pretrain
 from selfsup.methods.distill import Distill, DistillConfig, feature_loss
@@ -67,6 +68,9 @@ def test_the_loss_is_the_hand_computed_sum_of_its_two_terms(teacher_file):
     patch = ((grid - t_patch) ** 2).mean()
     assert loss.item() == pytest.approx((0.5 * pooled + 2.0 * patch).item(), rel=1e-5)
     assert {"pooled_cos", "patch_cos", "emb_std"} <= set(logs)
+    # the collapse check reads the projected student against its target's own spread, not 1/sqrt(d)
+    assert logs["emb_std"] == pytest.approx(embedding_std(method.pooled_proj(s[:, 0])), rel=1e-5)
+    assert logs["emb_std_ideal"] == pytest.approx(embedding_std(t_cls), rel=1e-5)
 
 
 def test_distillation_lowers_its_loss_and_leaves_the_teacher_untouched(teacher_file):

@@ -162,8 +162,10 @@ def loader(dataset: Dataset, start: int, workers: int, stop: int | None = None) 
     sampler = _From(start) if stop is None else range(start, stop)
     if isinstance(dataset, torch.utils.data.IterableDataset):
         sampler = None
+    # pinned host memory where a GPU reads the batches: their copy to it runs beside the step (non_blocking)
     return DataLoader(dataset, sampler=sampler, batch_size=None, collate_fn=_as_is, num_workers=workers,
-                      prefetch_factor=2 if workers else None, generator=torch.Generator())
+                      prefetch_factor=2 if workers else None, generator=torch.Generator(),
+                      pin_memory=torch.cuda.is_available())
 
 
 class FolderStream:

@@ -31,6 +31,18 @@ def default_precision(accelerator: str, bf16: bool | None = None) -> str:
     return "bf16-mixed" if bf16 else "16-mixed"
 
 
+def precision_words(accelerator: str, precision: str, asked: str | None, bf16: bool | None = None) -> str:
+    """One line for the log: the precision a run computes in, and why."""
+    if asked:
+        return f"precision: {precision} (--run.precision)"
+    if accelerator != "cuda":
+        return f"precision: {precision} (the default on {accelerator}: bf16 autocast is ~10x slower on a CPU)"
+    if precision == "bf16-mixed":
+        return "precision: bf16-mixed (the default on a GPU that computes in bf16; losses and logits in fp32)"
+    return ("precision: 16-mixed (this GPU has no bf16: fp16 autocast with loss scaling, gradients unscaled "
+            "before clipping; losses and logits in fp32)")
+
+
 def make_fabric(cfg: PretrainConfig) -> Fabric:
     """The run's Fabric. Under torchrun or srun, --devices and --num-nodes left at their defaults take the
     launcher's process counts (`process_counts`), so that its processes train together with DDP."""

@@ -25,7 +25,7 @@ from selfsup.engine.build import backbone_spec, build_method, resolve_sizes
 from selfsup.engine.checkpoint import CheckpointError, atomic_save, check_compatible, load_checkpoint
 from selfsup.engine.collapse_watch import CollapseWatch
 from selfsup.engine.data import open_data, skipped_files
-from selfsup.engine.fabric import make_fabric
+from selfsup.engine.fabric import make_fabric, precision_words
 from selfsup.engine.init import resolve_init
 from selfsup.engine.logging import RunLogger
 from selfsup.engine.meter import IntervalMeter
@@ -93,12 +93,20 @@ def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, op
     if freeze_backbone:
         for p in method.backbone.parameters():
             p.grad = None
+    unscale_gradients(fabric, optimizer)
     clip_gradients(method, clip, clip_mode)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     method.on_after_step(step)
     method.update_average()
     return float(loss.detach()), True, logs
+
+
+def unscale_gradients(fabric: Fabric, optimizer: torch.optim.Optimizer) -> None:
+    """Under 16-mixed, divide the gradients by GradScaler's loss scale before they are clipped (the scaler then
+    skips its own unscaling in the step); clipping the scaled gradients would shrink every update by the scale
+    (65,536 at first). A no-op for every other precision."""
+    fabric.strategy.precision.unscale_gradients(getattr(optimizer, "optimizer", optimizer))
 
 
 class Trainer:
@@ -116,6 +124,9 @@ class Trainer:
     def _setup(self) -> None:
         f, cfg = self.fabric, self.cfg
         f.launch()
+        self.precision = f.strategy.precision.precision
+        if f.device.type != "cpu" or cfg.run.precision:
+            f.print(precision_words(f.device.type, self.precision, cfg.run.precision), file=sys.stderr)
         self.data = open_data(cfg.data, cfg.run.seed)  # in memory, or streamed (--data.stream)
         ckpt = self._read_resume()
         saved = ckpt["config"].get("backbone", {}) if ckpt is not None else None
@@ -329,7 +340,7 @@ class Trainer:
                         self.show_progress)
         replanned = {"replanned_from_steps": self.replanned[0], "replanned_to_steps": self.replanned[1]} \
             if self.replanned else {}
-        log.log(self.start_step, {**replanned, **self._warmup_values()})
+        log.log(self.start_step, {**replanned, **self._warmup_values(), "precision": self.precision})
         meter, step, in_a_row, interrupted = IntervalMeter(), self.start_step - 1, 0, False
         t_start = self.t_start = time.time()
         self.eval_seconds = 0.0

@@ -30,7 +30,8 @@ def knn_eval(backbone: nn.Module, prepare: Callable[[torch.Tensor], torch.Tensor
         raise ValueError(f"{splits.name} has no labelled test split: k-NN needs labels for train and test")
     train = extract_features(backbone, splits.train.images, batch_size, device, prepare)
     test = extract_features(backbone, splits.test.images, batch_size, device, prepare)
-    return knn_classify(train, splits.train.labels, test, splits.test.labels, k=k, temperature=temperature,
+    # the bank on the device, the test rows in chunks (knn.py): no (M, N) block on the host
+    return knn_classify(train.to(device), splits.train.labels, test, splits.test.labels, k=k, temperature=temperature,
                         num_classes=splits.train.num_classes)
 
 

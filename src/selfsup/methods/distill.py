@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.data.channels import LUMA
-from selfsup.diagnostics import collapse_logs
+from selfsup.diagnostics import collapse_logs, embedding_std
 from selfsup.methods.base import Method, one_view
 from selfsup.methods.recipe import optim, paper
 from selfsup.models.io import BackboneSpec, file_sha256
@@ -197,7 +197,18 @@ class Distill(Method):
             return loss, {}
         logs = {f"{k}_cos": float(F.cosine_similarity(p.detach().float(), t.float(), dim=-1).mean())
                 for k, (_, p, t) in terms.items()}
-        return loss, {**logs, **collapse_logs(s_pooled.detach())}
+        return loss, {**logs, **student_spread(s_pooled, terms.get("pooled"))}
+
+
+def student_spread(s_pooled: torch.Tensor, pooled: tuple | None) -> dict[str, float]:
+    """The collapse measures of the student's pooled feature; with a pooled term, of its projection against the
+    teacher's own spread (emb_std_ideal: the teacher's embedding_std, not 1/sqrt(d)). A regressed student first
+    learns the teacher's mean feature: early in a run its spread is small, and only small against its target's
+    spread is it a collapse (the teacher's features are rarely isotropic)."""
+    if pooled is None:
+        return collapse_logs(s_pooled.detach())
+    _, projected, target = pooled
+    return {**collapse_logs(projected.detach()), "emb_std_ideal": embedding_std(target)}
 
 
 def load_teacher(cfg: DistillConfig) -> tuple[nn.Module, BackboneSpec, str]:

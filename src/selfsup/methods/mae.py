@@ -145,7 +145,10 @@ class MAE(Method):
         self.decoder_blocks = nn.ModuleList(Block(dd, dd // cfg.decoder_head_dim, 4.0, 0.0) for _ in range(depth))
         self.decoder_norm = nn.LayerNorm(dd, eps=1e-6)
         self.decoder_pred = nn.Linear(dd, backbone.patch_size ** 2 * backbone.patch_embed.proj.in_channels)
-        self.vis_mask_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.mask == "uniform" else None
+        # only where it is used: a parameter without a gradient makes DDP raise at its second step
+        secondary = cfg.mask == "uniform" and cfg.secondary_ratio > 0
+        self.vis_mask_token = nn.Parameter(torch.zeros(1, 1, d)) if secondary else None
+        self._decoder_pos: dict[tuple, torch.Tensor] = {}  # (h, w, device, dtype) -> fixed sin-cos table
         mae_init(backbone, cfg.sincos_pos)
         for m in [self.decoder_embed, self.decoder_pred, *self.decoder_blocks.modules()]:
             if isinstance(m, nn.Linear):
@@ -165,6 +168,17 @@ class MAE(Method):
             return (mask, *shuffle_of(mask))
         return random_mask(batch, h * w, self.cfg.mask_ratio, device)
 
+    def visible_count(self, n: int) -> int:
+        """Visible patches of n per image: one per 2x2 block (uniform), or int(n x (1 - ratio)) as MAE."""
+        return n // 4 if self.cfg.mask == "uniform" else int(n * (1 - self.cfg.mask_ratio))
+
+    def decoder_pos(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        """The decoder's fixed sin-cos position table (1 + h*w, Dd), built once per grid, device and dtype."""
+        key = (h, w, like.device, like.dtype)
+        if key not in self._decoder_pos:
+            self._decoder_pos[key] = sincos_pos_embed(like.shape[-1], h, w).to(like)
+        return self._decoder_pos[key]
+
     def forward_encoder(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, C, H, W) -> latent (B, 1 + keep, D), mask (B, L), ids_restore (B, L)."""
         bb = self.backbone
@@ -173,9 +187,9 @@ class MAE(Method):
         tokens = bb.patch_embed(x) + pos[:, 1:]  # (B, L, D), position added before masking
         B, L, D = tokens.shape
         mask, ids_shuffle, ids_restore = self.draw_mask(x)
-        keep = ids_shuffle[:, : L - int(mask[0].sum())]  # (B, keep)
+        keep = ids_shuffle[:, : self.visible_count(L)]  # (B, keep); a count from the options: no host sync
         visible = torch.gather(tokens, 1, keep.unsqueeze(-1).expand(-1, -1, D))  # (B, keep, D)
-        if self.vis_mask_token is not None and self.cfg.secondary_ratio > 0:
+        if self.vis_mask_token is not None:
             hidden = subset_mask(B, keep.shape[1], self.cfg.secondary_ratio, x.device).unsqueeze(-1)
             token_pos = torch.gather(pos[:, 1:].expand(B, -1, -1), 1, keep.unsqueeze(-1).expand(-1, -1, D))
             visible = torch.where(hidden, self.vis_mask_token + token_pos, visible)
@@ -189,7 +203,7 @@ class MAE(Method):
         B, L = ids_restore.shape
         tokens = torch.cat([x[:, 1:], self.mask_token.expand(B, L + 1 - x.shape[1], -1)], dim=1)  # shuffled
         tokens = torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # raster
-        pos = sincos_pos_embed(x.shape[-1], h, L // h).to(x)  # (1 + L, Dd), fixed
+        pos = self.decoder_pos(h, L // h, x)  # (1 + L, Dd), fixed
         x = torch.cat([x[:, :1], tokens], dim=1) + pos
         for blk in self.decoder_blocks:
             x = blk(x)
