@@ -30,3 +30,14 @@ def test_readme_python_block_runs_as_written(tmp_path, monkeypatch):
     assert 0 <= scope["record"]["numbers"]["top1"] <= 100
     assert scope["features"].shape[0] == 4 and (tmp_path / "runs" / "py-small" / "backbone.safetensors").exists()
     assert scope["cfg"].optim.lr == 1e-4
+
+
+def test_the_docs_index_links_every_page_and_only_pages_that_exist():
+    import re
+
+    docs = Path(__file__).parents[1] / "docs"
+    index = (docs / "index.md").read_text()
+    links = set(re.findall(r"\]\(([^)#]+\.md)\)", index))
+    assert all((docs / link).exists() for link in links), sorted(link for link in links if not (docs / link).exists())
+    pages = {p.name for p in docs.glob("*.md")} - {"index.md"} | {"ablations/reproduction.md"}
+    assert pages <= links, sorted(pages - links)
