@@ -22,7 +22,7 @@ def test_readme_opens_with_the_two_commands_ci_runs():
 def test_readme_python_block_runs_as_written(tmp_path, monkeypatch):
     """The README's Python section, executed as it is written (digits, a few steps each) in a fresh folder."""
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Python\n", 1)[1]
+    section = readme.split("## From Python\n", 1)[1]
     block = section.split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
