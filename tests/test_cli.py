@@ -134,3 +134,38 @@ def test_a_bad_value_in_a_recipe_names_the_file_and_the_key(tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith(f"selfsup pretrain: error: {y}: {message}")
     assert sorted(tmp_path.iterdir()) == [y]
 
+
+
+def test_list_options_take_several_values_or_one_yaml_list():
+    """`--views.global-scale 0.5 1` (the eval commands' form, and the README's) and `[0.5, 1]` alike."""
+    spaced = resolve_config(parse("--views.global-scale", "0.5", "1", "--optim.betas", "0.9", "0.95"))
+    listed = resolve_config(parse("--views.global-scale", "[0.5, 1]", "--optim.betas", "[0.9, 0.95]"))
+    assert tuple(spaced.views.global_scale) == tuple(listed.views.global_scale) == (0.5, 1.0)
+    assert tuple(spaced.optim.betas) == tuple(listed.optim.betas) == (0.9, 0.95)
+    assert resolve_config(parse("--optim.lr", "0.01")).optim.lr == 0.01  # a scalar option takes one value
+
+
+def test_help_shows_the_defaults_of_the_method_asked_for(capsys):
+    """SimCLR's recipe trains with LARS at 0.3: its help says so, not the generic AdamW at 0.0005."""
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--method", "simclr", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default with --method simclr: 0.3)" in text and "(default with --method simclr: lars)" in text
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    assert "(default with --method" not in capsys.readouterr().out
+
+
+def test_print_config_says_where_each_value_comes_from(tmp_path, capsys):
+    y = tmp_path / "r.yaml"
+    y.write_text("method: simclr\noptim: {weight_decay: 0.01}\nrun: {out: " + str(tmp_path / "never") + "}\n")
+    assert main(["pretrain", "--config", str(y), "--data", "digits", "--lr", "0.1", "--print-config"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "method: simclr  # file " + str(y) in out
+    assert "  lr: 0.1  # flag --lr" in out and "  weight_decay: 0.01  # file " + str(y) in out
+    assert "  optimizer: lars  # the simclr recipe" in out and "  n_global: 2  # default" in out
+    assert any(line.startswith("  batch_size: ") and line.endswith("# sized to the data and this machine")
+               for line in out)  # the batch is left open: sized to the 1,437 digits and the machine
+    assert not (tmp_path / "never").exists()  # nothing trained

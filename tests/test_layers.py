@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "selfsup"
 # Lowest first; a layer may import any layer before it. Leaves: one base error class, options, schedules, machine.
 LAYERS = [("options", "schedules", "machine", "errors", "validate"), ("data",), ("models",), ("diagnostics",),
           ("methods",), ("insight",), ("config",), ("eval",), ("engine",), ("sizing",), ("ablate", "web", "demo"),
-          ("api", "cli", "__init__", "__main__")]
+          ("api", "cli", "print_config", "__init__", "__main__")]
 RANK = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 
 

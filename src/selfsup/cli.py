@@ -4,6 +4,7 @@ ablate | convert | export`. Every command's last line is JSON with --json."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -44,6 +45,8 @@ class Given(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
+        if self.nargs == "+":  # a list option: `--views.global-scale 0.5 1` or `--views.global-scale [0.5, 1]`
+            values = values[0] if len(values) == 1 else values
         setattr(namespace, self.dest, values)
         namespace.flags = {**getattr(namespace, "flags", {}), self.dest: option_string}
 
@@ -57,23 +60,58 @@ def _value(text: str) -> Any:
                                          "a name)") from None
 
 
-def _help(help_text: str, default: Any, paper: Any) -> str:
-    extra = f" (default: {default}" + (f"; paper: {paper})" if paper is not None and paper != default else ")")
+def _help(help_text: str, default: Any, paper: Any, label: str = "default") -> str:
+    extra = f" ({label}: {default}" + (f"; paper: {paper})" if paper is not None and paper != default else ")")
     return (help_text + extra).replace("%", "%%")
 
 
-def add_config_options(p: argparse.ArgumentParser) -> None:
-    """--section.option flags for every declared option, generated from the dataclasses."""
+def add_config_options(p: argparse.ArgumentParser, method: str | None = None) -> None:
+    """--section.option flags for every declared option, generated from the dataclasses. With `method`, the help
+    shows the values that method's recipe sets where they differ from the option's own default (`selfsup
+    pretrain --method simclr --help` shows LARS at 0.3, not AdamW's 0.0005)."""
+    recipe = method_defaults(method)
     for section, cls in option_classes().items():
         group = p.add_argument_group(f"{section} options")
+        listed = list_options(cls)
         for name, default, text, paper in describe(cls):
+            shown = recipe.get(section, {}).get(name, default)
+            if shown != default:  # the method's recipe: its own paper's value, not the generic option's
+                label, paper = f"default with --method {method}", None
+            else:
+                label = "default"
             group.add_argument(f"--{section}.{name.replace('_', '-')}", dest=f"{section}.{name}", type=_value,
                                action=Given, default=argparse.SUPPRESS, metavar="V",
-                               help=_help(text, default, paper))
+                               nargs="+" if name in listed else None, help=_help(text, shown, paper, label))
+
+
+def method_defaults(method: str | None) -> dict[str, Any]:
+    """The configuration `--method METHOD` alone gives, by section ({} without a method or for an unknown one,
+    which the parser then refuses)."""
+    if method not in METHODS:
+        return {}
+    cfg = build_config({"method": method}).to_dict()
+    return {k: v for k, v in cfg.items() if isinstance(v, dict)}
+
+
+def asked_method(argv: list[str]) -> str | None:
+    """The value of --method in `argv` (--method X or --method=X), read before parsing so that --help can show
+    that method's defaults."""
+    for i, arg in enumerate(argv):
+        if arg == "--method" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--method="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def list_options(cls: type) -> set[str]:
+    """The options of a dataclass that hold a tuple or list: their flags take one or more values, as the eval
+    commands' list flags do (`--views.global-scale 0.5 1`), or one YAML list (`[0.5, 1]`)."""
+    return {f.name for f in dataclasses.fields(cls) if str(f.type).startswith(("tuple", "list", "Tuple", "List"))}
 
 
 def add_pretrain_options(p: argparse.ArgumentParser, shortcuts: dict[str, tuple[str, str]] = SHORTCUTS,
-                         method: bool = True) -> None:
+                         method: bool = True, asked: str | None = None) -> None:
     p.add_argument("--config", help="YAML recipe; command-line options override it (see src/selfsup/configs/)")
     if method:
         p.add_argument("--method", default=argparse.SUPPRESS, choices=sorted(METHODS), help="pre-training method")
@@ -83,7 +121,9 @@ def add_pretrain_options(p: argparse.ArgumentParser, shortcuts: dict[str, tuple[
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    add_config_options(p)
+    p.add_argument("--print-config", action="store_true", help="print the configuration the run would use, each "
+                   "value with its source (flag, file, sized, the method's recipe, default), and exit")
+    add_config_options(p, asked)
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,20 +168,40 @@ def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None)
     return build_config(user_values(args, base), where=args.config or "command line")
 
 
-def sized_config(args: argparse.Namespace):
+def resume_base(args: argparse.Namespace) -> dict[str, Any] | None:
+    """For --resume, the run's own config.yaml (so that nothing is chosen anew); else None."""
+    if not args.resume:
+        return None
+    out = Path(user_values(args).get("run", {}).get("out", RunConfig.out)) / "config.yaml"
+    return load_yaml(out) if out.is_file() else None
+
+
+def sized_config(args: argparse.Namespace, echo: bool = True):
     """`selfsup pretrain`'s configuration: the values left open sized to the data and the machine (see
-    selfsup.sizing), the lines saying what was chosen printed. A --resume takes the run's own config.yaml as
-    its base, so that nothing is chosen anew."""
+    selfsup.sizing), the lines saying what was chosen printed (to stderr without `echo`). A --resume takes the
+    run's own config.yaml as its base."""
     from selfsup.sizing import sized_config as size
 
-    base = None
-    if args.resume:
-        out = Path(user_values(args).get("run", {}).get("out", RunConfig.out)) / "config.yaml"
-        base = load_yaml(out) if out.is_file() else None
-    cfg, lines = size(user_values(args, base), where=args.config or "command line")
+    cfg, lines = size(user_values(args, resume_base(args)), where=args.config or "command line")
     for line in lines:
-        print(line, file=sys.stderr if line.startswith("notice:") else sys.stdout)
+        print(line, file=sys.stderr if line.startswith("notice:") or not echo else sys.stdout)
     return cfg
+
+
+def print_config(args: argparse.Namespace, final: Any, base: dict[str, Any] | None = None,
+                 base_name: str = "") -> None:
+    """--print-config: `final`'s values as YAML, each with its source."""
+    from selfsup.print_config import render, value_sources
+
+    files = [(load_yaml(args.config), f"file {args.config}")] if getattr(args, "config", None) else []
+    files += [(resume_base(args), "the run's config.yaml")] if resume_base(args) else []
+    files += [(base, base_name)] if base and base_name else []
+    unsized = build_config(user_values(args, merge(base or {}, resume_base(args) or {})))
+    flags = check_sections({k: v for k, v in overrides_from(args).items() if k != "method"}, option_classes(),
+                           flag_name(args))
+    if "method" in vars(args):
+        flags["method"] = args.method
+    print(render(value_sources(final, unsized, flags, flag_name(args), files)))
 
 
 def report_run(summary: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -160,6 +220,8 @@ def report_run(summary: dict[str, Any] | None) -> dict[str, Any] | None:
 def cmd_pretrain(args: argparse.Namespace) -> dict[str, Any] | None:
     from selfsup.api import pretrain
 
+    if args.print_config:
+        return print_config(args, sized_config(args, echo=False))
     return report_run(pretrain(sized_config(args), resume=args.resume, progress=not args.no_progress))
 
 
@@ -173,20 +235,25 @@ def add_distill_parser(sub: argparse._SubParsersAction) -> None:
     dis.add_argument("--teacher-from", dest="distill.teacher_from", type=str, action=Given,
                      default=argparse.SUPPRESS, metavar="SOURCE", help="layout of an official teacher checkpoint, "
                      "as convert --from (default: guessed)")
-    add_pretrain_options(dis, method=False)
+    add_pretrain_options(dis, method=False, asked="distill")
 
 
 def cmd_distill(args: argparse.Namespace) -> dict[str, Any] | None:
     from selfsup.api import distill
 
-    return report_run(distill(config=resolve_config(args, base={"method": "distill"}), resume=args.resume,
-                              progress=not args.no_progress))
+    cfg = resolve_config(args, base={"method": "distill"})
+    if args.print_config:
+        return print_config(args, cfg, base={"method": "distill"})
+    return report_run(distill(config=cfg, resume=args.resume, progress=not args.no_progress))
 
 
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from selfsup.demo import run_demo
 
-    return run_demo(resolve_config(args, base=recipe("demo")), progress=not args.no_progress)
+    cfg = resolve_config(args, base=recipe("demo"))
+    if args.print_config:
+        return print_config(args, cfg, base=recipe("demo"), base_name="the demo recipe (configs/demo.yaml)")
+    return run_demo(cfg, progress=not args.no_progress)
 
 
 def add_attention_parser(sub: argparse._SubParsersAction) -> None:
@@ -267,7 +334,9 @@ def cmd_ablate(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line; `argv`, if given, is read for --method so that help shows that method's defaults."""
+    asked = asked_method(argv or [])
     p = Parser(prog="selfsup", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="pre-train the demo recipe (configs/demo.yaml) on Fashion-MNIST (digits if "
@@ -276,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_pretrain_options(demo)
     pre = sub.add_parser("pretrain", help="pre-train a backbone without labels")
-    add_pretrain_options(pre)
+    add_pretrain_options(pre, asked=asked)
     add_distill_parser(sub)
     commands.add_eval_parser(sub)
     commands.add_knn_parser(sub)
@@ -297,7 +366,8 @@ COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "distill": cmd_distill, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     from selfsup.errors import USER_ERRORS
 
     try:

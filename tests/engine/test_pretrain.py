@@ -184,11 +184,9 @@ def test_a_minutes_run_replans_when_its_calibration_was_off(tiny_cfg, monkeypatc
     # and re-plans its length and schedules for the time left: 20 steps took 5 s, so 19 / 0.25 = 76 more fit, 96
     # in all. It ends at that new length with its schedules complete instead of being cut off by the deadline
     # mid-schedule. Half-way and at four fifths it checks again and, the speed unchanged, keeps the plan.
-    import selfsup.engine.pretrain as engine
     from selfsup.engine.pretrain import Trainer
 
     clock = StepClock(0.25)
-    monkeypatch.setattr(engine, "time", clock)
     monkeypatch.setattr(Trainer, "_calibrate", lambda self: 0.125)
     real_step = Trainer._step
 
@@ -198,7 +196,7 @@ def test_a_minutes_run_replans_when_its_calibration_was_off(tiny_cfg, monkeypatc
 
     monkeypatch.setattr(Trainer, "_step", timed_step)
     cfg = tiny_cfg(optim={"minutes": 0.4, "epochs": 1000}, views={"n_local": 0}, run={"log_every": 50})
-    result = pretrain(cfg, progress=False)
+    result = Trainer(cfg, progress=False, clock=clock.time).fit()
     lines = [json.loads(x) for x in (result.out / "metrics.jsonl").read_text().splitlines()]
     replans = [x for x in lines if "time_replanned_from_steps" in x]
     assert [(x["step"], x["time_replanned_from_steps"], x["time_replanned_to_steps"]) for x in replans] == [
@@ -207,19 +205,40 @@ def test_a_minutes_run_replans_when_its_calibration_was_off(tiny_cfg, monkeypatc
     assert not result.interrupted
 
 
-def test_a_minutes_run_checks_its_speed_a_tenth_in_half_way_and_at_four_fifths(tiny_cfg, tmp_path):
-    from selfsup.engine.pretrain import Trainer
+def test_a_minutes_run_checks_its_speed_a_tenth_in_half_way_and_at_four_fifths():
+    from selfsup.engine.time_budget import TimeBudget
 
-    trainer = Trainer(tiny_cfg(optim={"minutes": 1.0}, run={"out": str(tmp_path / "r")}), progress=False)
-    trainer.total_steps, trainer.start_step = 1000, 0
-    assert [trainer._next_time_check(a) for a in (0, 100, 500)] == [100, 500, 800]
-    assert trainer._next_time_check(800) is None
-    trainer.total_steps = 1100  # re-planned longer at the half-way check: the next check is the new plan's
-    assert trainer._next_time_check(500) == 880  # four fifths, not its half-way mark (550) again
-    trainer.total_steps = 60  # checks at least 20 steps apart
-    assert [trainer._next_time_check(a) for a in (0, 20, 48)] == [20, 48, None]
-    trainer.total_steps = 30  # too short for a second check
-    assert trainer._next_time_check(20) is None
+    budget = TimeBudget(1.0)
+    assert [budget.check_after(a, 1000) for a in (0, 100, 500)] == [100, 500, 800]
+    assert budget.check_after(800, 1000) is None
+    assert budget.check_after(500, 1100) == 880  # re-planned longer half-way: four fifths, not 550 again
+    assert [budget.check_after(a, 60) for a in (0, 20, 48)] == [20, 48, None]  # checks at least 20 steps apart
+    assert budget.check_after(20, 30) is None  # too short for a second check
+    assert TimeBudget(None).check_after(0, 1000) is None and TimeBudget(1.0, fresh=False).check_after(0, 1000) is None
+
+
+def test_the_time_budget_leaves_evaluations_out_and_is_late_after_its_slack():
+    """On an injected clock: training seconds exclude the time inside `excluded_time`, which moves the deadline
+    (1.1 x the budget) by as much; the speed check returns the seconds a step took since step 5."""
+    from selfsup.engine.time_budget import TimeBudget
+
+    now = [100.0]
+    budget = TimeBudget(1.0, prior_seconds=30.0, clock=lambda: now[0])
+    budget.start(total_steps=200)  # checks at 20, 100, 160
+    for done in range(1, 21):
+        now[0] += 0.5 if done <= 5 else 2.0  # slow first steps, then 2 s a step
+        rate = budget.observe(done, 200)
+        assert rate is None or (done == 20 and rate == 2.0)
+    assert rate == 2.0 and budget.next_check == 20
+    budget.replanned(20, 200)
+    assert budget.next_check == 100 and budget.seconds() == 32.5 and budget.run_seconds() == 62.5
+    with budget.excluded_time():
+        now[0] += 40.0  # an evaluation
+    assert budget.seconds() == 32.5 and not budget.late() and budget.left() == 27.5
+    now[0] += 66.0 - 32.5  # exactly at the deadline: not yet late
+    assert not budget.late()
+    now[0] += 0.01
+    assert budget.late()
 
 
 def test_logged_training_minutes_leave_out_the_evaluations(tiny_cfg, monkeypatch):

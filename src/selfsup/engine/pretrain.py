@@ -9,7 +9,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from selfsup.engine.meter import IntervalMeter
 from selfsup.engine.optim import apply_schedules, clip_gradients, optim_schedules, optimizer_for, warmup_steps
 from selfsup.engine.rng import gather_rng_states, restore_rng_states
 from selfsup.engine.stop import StopRequest
+from selfsup.engine.time_budget import TimeBudget
 from selfsup.errors import SelfsupError
 from selfsup.eval.knn_protocol import knn_of_weights
 from selfsup.insight.reconstruction import save_reconstructions
@@ -113,8 +114,9 @@ class Trainer:
     """One pre-training run. `fit()` trains to the end (or until stopped) and evaluates."""
 
     def __init__(self, cfg: PretrainConfig, resume: bool = False, progress: bool = True,
-                 stop_at_step: int | None = None) -> None:
-        self.cfg, self.resume, self.show_progress = cfg, resume, progress
+                 stop_at_step: int | None = None, clock: Callable[[], float] = time.time) -> None:
+        """`clock`: the wall clock of the time budget (tests inject one that moves with the steps)."""
+        self.cfg, self.resume, self.show_progress, self.clock = cfg, resume, progress, clock
         self.stop_at_step = stop_at_step  # behave as if interrupted after this step (tests of resume)
         self.out = Path(cfg.run.out)
         self.fabric = make_fabric(cfg)
@@ -158,6 +160,7 @@ class Trainer:
         self.start_step, self.nonfinite, self.total_steps, self.replanned = 0, 0, 0, None
         self.prior_seconds = 0.0
         self._load_resume(ckpt)
+        self.budget = TimeBudget(cfg.optim.minutes, self.prior_seconds, fresh=ckpt is None, clock=self.clock)
         self.model, self.optimizer = f.setup(self.method, self.optimizer)
         if ckpt is not None:  # after setup, so that the optimiser's state lands on its parameters' device
             self._load_optimizer(ckpt)
@@ -244,9 +247,9 @@ class Trainer:
         batch = self.source.batch(0)
         for i in range(warm + timed):
             if i == warm:
-                t0 = time.perf_counter()
+                t0 = self.clock()
             self._step(i, batch)
-        seconds = (time.perf_counter() - t0) / timed
+        seconds = (self.clock() - t0) / timed
         self.method.load_state_dict(saved[0])
         self.optimizer.load_state_dict(saved[1])
         torch.set_rng_state(saved[2])
@@ -262,9 +265,6 @@ class Trainer:
                                  step < self.cfg.optim.freeze_backbone_epochs * self.steps_per_epoch,
                                  self.cfg.optim.clip_mode)
 
-    def _train_seconds(self) -> float:
-        """Training time of the whole run so far: earlier processes' (from the checkpoint) and this one's."""
-        return self.prior_seconds + time.time() - self.t_start - self.eval_seconds
 
     def _is_log_step(self, step: int) -> bool:
         """Whether `step` ends a logging interval: the method's diagnostics are computed on these only."""
@@ -278,7 +278,7 @@ class Trainer:
                          "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
                          "step": next_step, "total_steps": self.total_steps, "rng": rng,
                          "steps_per_epoch": self.steps_per_epoch, "nonfinite": self.nonfinite,
-                         "train_seconds": self._train_seconds(),
+                         "train_seconds": self.budget.run_seconds(),
                          "config": self.cfg.to_dict()}, self.out / "checkpoints" / "last.pt")
             save_backbone(self.method.evaluated_backbone(), self.spec, self.out / "backbone.safetensors")
         self.fabric.barrier()
@@ -294,28 +294,11 @@ class Trainer:
         finally:
             batches.close()  # stops a stream's workers
 
-    _TIME_MARK = 5  # the first steps pay for allocation; a run's own speed is timed from this step on
-
-    _TIME_CHECKS = (0.1, 0.5, 0.8)  # shares of the plan at which a --minutes run re-measures its speed
-
-    def _next_time_check(self, after: int) -> int | None:
-        """The step after `after` at which a fresh --minutes run re-measures its speed and re-plans for the
-        time left: a tenth into the run (at least step 20), half-way and four fifths through the plan of
-        that time, each at least a tenth of the plan (and 20 steps) after the previous one, so a re-plan does
-        not bring the same mark back at once. The last check catches a machine that slowed down in the
-        second half, which would otherwise overrun the budget."""
-        if self.cfg.optim.minutes is None or self.start_step > 0:
-            return None
-        gap = max(20, self.total_steps // 10)
-        check = next((m for f in self._TIME_CHECKS if (m := max(20, int(f * self.total_steps))) >= after + gap), None)
-        return check if check is not None and check < self.total_steps - 1 else None
-
-    def _replan_for_time(self, done: int, seconds_per_step: float, spent: float, log: RunLogger) -> None:
-        """Re-plan a --minutes run for the time left at the speed its real steps reached. The calibration
-        times a few steps before the run, which a busy machine or a slow start can skew; a plan more
-        than 3% off would end the run early or cut its schedules short. Schedules are recomputed for
-        the new length (the lr is still warming up or barely past its peak, so it hardly moves)."""
-        left = self.cfg.optim.minutes * 60 - spent
+    def _replan_for_time(self, done: int, seconds_per_step: float, log: RunLogger) -> None:
+        """Re-plan a --minutes run for the time left at the speed its real steps reached (engine/time_budget.py):
+        a plan more than 3% off would end the run early or cut its schedules short. Schedules are recomputed
+        for the new length (the lr is still warming up or barely past its peak, so it hardly moves)."""
+        left = self.budget.left()
         total = done + int(self.fabric.broadcast(max(int(left / seconds_per_step), 1)))
         if abs(total - self.total_steps) <= 0.03 * self.total_steps:
             return
@@ -326,10 +309,10 @@ class Trainer:
         log.log(done, {"time_replanned_from_steps": planned, "time_replanned_to_steps": total,
                        **self._warmup_values()})
 
-    def _stop_flags(self, step: int, stop: StopRequest, deadline: float | None) -> tuple[bool, bool]:
+    def _stop_flags(self, step: int, stop: StopRequest) -> tuple[bool, bool]:
         """(interrupted, out of time), agreed by all processes."""
         asked = stop.requested or step + 1 == self.stop_at_step
-        late = deadline is not None and time.time() > deadline
+        late = self.budget.late()
         flags = self.fabric.all_reduce(torch.tensor([float(asked), float(late)]), reduce_op="max")
         return bool(flags[0] > 0), bool(flags[1] > 0)
 
@@ -342,11 +325,7 @@ class Trainer:
             if self.replanned else {}
         log.log(self.start_step, {**replanned, **self._warmup_values(), "precision": self.precision})
         meter, step, in_a_row, interrupted = IntervalMeter(), self.start_step - 1, 0, False
-        t_start = self.t_start = time.time()
-        self.eval_seconds = 0.0
-        # a --minutes run ends at its calibrated step count; 10% slack before it is cut short
-        deadline = t_start + 66 * self.cfg.optim.minutes if self.cfg.optim.minutes else None
-        time_check, t_mark = self._next_time_check(0), t_start
+        self.budget.start(self.total_steps)
         with StopRequest() as stop:
             for step, images in self._batches():
                 loss, finite, logs = self._step(step, images)
@@ -359,21 +338,12 @@ class Trainer:
                 if self._is_log_step(step):
                     self._log(log, step, meter.flush(self.world_batch))
                 if run.knn_every and (step + 1) % run.knn_every == 0 and step + 1 < self.total_steps:
-                    spent = time.time()
-                    self._knn(log, step + 1, student=True)
-                    spent = time.time() - spent
-                    self.eval_seconds += spent
-                    deadline = deadline + spent if deadline else None  # evaluation time is not training time
-                    meter.t += spent
-                interrupted, late = self._stop_flags(step, stop, deadline)
-                if step + 1 in (self._TIME_MARK, time_check):
-                    now = time.time() - self.eval_seconds
-                    if step + 1 == self._TIME_MARK:
-                        t_mark = now
-                    else:
-                        rate = (now - t_mark) / (step + 1 - self._TIME_MARK)
-                        self._replan_for_time(step + 1, rate, now - t_start, log)
-                        time_check = self._next_time_check(step + 1)
+                    meter.t += self._timed_knn(log, step + 1)
+                interrupted, late = self._stop_flags(step, stop)
+                seconds_per_step = self.budget.observe(step + 1, self.total_steps)
+                if seconds_per_step is not None:  # a --minutes run's check of its speed
+                    self._replan_for_time(step + 1, seconds_per_step, log)
+                    self.budget.replanned(step + 1, self.total_steps)
                 if (interrupted or late) and step + 1 < self.total_steps:
                     break
                 if (step + 1) % run.checkpoint_every == 0:
@@ -384,12 +354,18 @@ class Trainer:
             save_reconstructions(self.method, self.images, self.views, self.cfg.views.global_size,
                                  self.out / "reconstructions.png", self.cfg.run.seed)
         log.close()
-        seconds = time.time() - t_start - self.eval_seconds  # this process's training time
-        ips = (last - self.start_step) * self.world_batch / max(seconds, 1e-9)
-        minutes = (self.prior_seconds + seconds) / 60
+        ips = (last - self.start_step) * self.world_batch / max(self.budget.seconds(), 1e-9)  # this process's
+        minutes = self.budget.run_seconds() / 60
         knn = None if interrupted else self._final_eval(log)
         return RunResult(self.fabric.is_global_zero, self.out, last, self.total_steps, minutes, ips, interrupted, knn,
                          self.splits, replanned=self.replanned is not None)
+
+    def _timed_knn(self, log: RunLogger, step: int) -> float:
+        """The k-NN of the student during training, left out of the training time; returns its seconds."""
+        with self.budget.excluded_time():
+            t0 = self.clock()
+            self._knn(log, step, student=True)
+            return self.clock() - t0
 
     def _warmup_values(self) -> dict[str, float]:
         """The lr warm-up of the planned run, for metrics.jsonl: its epochs and its share of the run's steps
@@ -402,7 +378,11 @@ class Trainer:
         values = {"epoch": round((step + 1) / self.steps_per_epoch, 4), **interval, "nonfinite_steps": self.nonfinite,
                   "lr": float(self.sched["lr"][step]), "wd": float(self.sched["wd"][step]),
                   **self.method.schedule_values(step), **skipped_files(self.fabric, self.source)}
-        warning = self.collapse.check(values)
+        # judged once the lr warm-up is over: before, the network is near its initialisation (a ResNet's identity
+        # blocks, LayerScale, a distilled student that first learns its teacher's mean feature), and the
+        # warning's advice (a lower lr, a longer warm-up) would not apply
+        warm = step < warmup_steps(self.cfg.optim, self.total_steps, self.steps_per_epoch)
+        warning = None if warm else self.collapse.check(values)
         log.log(step + 1, values if warning is None else {**values, "warning": warning})
         log.progress(0, loss=values["loss"], img_s=round(values["images_per_s"]))
 
@@ -429,7 +409,7 @@ class Trainer:
         if not (self.cfg.run.eval_knn and test is not None and test.labels is not None
                 and self.splits.train.labels is not None):
             return None
-        result, trained = None, self._train_seconds()  # before this evaluation's own time
+        result, trained = None, self.budget.run_seconds()  # before this evaluation's own time
         if self.fabric.is_global_zero:
             evaluated = self.method.evaluated_backbone()
             result = knn_of_weights(evaluated, self.spec, self.splits, self.fabric.device)
