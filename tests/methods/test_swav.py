@@ -183,7 +183,8 @@ def test_queue_codes_only_improve_the_batch_codes_and_are_not_in_the_loss():
     loss_without, _ = method(views, 0)
     assert not method.queue_full()
     g = torch.Generator().manual_seed(9)
-    method.queue.copy_(F.normalize(torch.randn(2, 6, 16, generator=g), dim=-1))
+    queue = F.normalize(torch.randn(2, 6, 16, generator=g), dim=-1)
+    method.load_state_dict({**method.state_dict(), "queue": queue})  # as a resume sets it (queue_full reads it)
     loss, _ = method(views, 0)
     with torch.no_grad():  # the expected loss: Sinkhorn on queue + batch, then only the batch's codes
         z = F.normalize(method.projector(torch.cat([method.backbone(torch.cat(views[:2])),
@@ -194,6 +195,30 @@ def test_queue_codes_only_improve_the_batch_codes_and_are_not_in_the_loss():
         codes = sinkhorn(s, 0.05, 3)[:, 6:]
     assert loss.item() == pytest.approx(swapped_prediction(scores, codes, 0.1).item(), rel=1e-5)
     assert loss.item() != pytest.approx(loss_without.item(), rel=1e-4)  # the queue changed the codes
+
+
+def test_the_queue_is_full_once_its_last_slot_is_filled_also_after_a_resume():
+    """queue_full follows the FIFO on the host (no device read a step): full when the official `use_the_queue`
+    is (its last slot non-zero), and from a loaded state it counts on from the slots that state filled."""
+    method = tiny_swav(queue_length=8, queue_start_epochs=0)
+    method.setup(total_steps=10, steps_per_epoch=5)
+    full = []
+    for step in range(3):  # 4 assignment features a step: full after the second
+        method(multicrop_views(seed=step), step)
+        if step == 0:
+            saved = {k: v.clone() for k, v in method.state_dict().items()}
+        full.append(method.queue_full())
+        method.on_after_step(step)
+        assert method.queue_full() == bool(method.queue[:, -1].any())
+    assert full == [False, False, True]
+    resumed = tiny_swav(queue_length=8, queue_start_epochs=0)
+    resumed.setup(total_steps=10, steps_per_epoch=5)
+    resumed.load_state_dict(saved)  # before the first step's enqueue: empty
+    resumed(multicrop_views(seed=0), 0)
+    resumed.on_after_step(0)
+    assert not resumed.queue_full()
+    resumed.load_state_dict(method.state_dict())  # a full queue
+    assert resumed.queue_full()
 
 
 def test_loss_goes_down_with_the_queue_in_use_without_collapse():

@@ -68,15 +68,16 @@ def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, op
                       views: list[torch.Tensor], step: int, lr: float, wd: float, clip: float,
                       diagnostics: bool = True, stats: RunningStats | None = None, freeze_backbone: bool = False,
                       clip_mode: str = "parameter"
-                      ) -> tuple[float, bool, dict[str, float]]:
+                      ) -> tuple[torch.Tensor | float, bool, dict[str, float]]:
     """Forward, backward, clip (`clip_mode`: per parameter or global, engine/optim.py clip_gradients), step
     and the method's hooks; `model` is the Fabric-wrapped `method`.
 
-    A non-finite loss on any process skips the step on every process (so DDP stays in step), leaves no
-    trace and returns (nan, False, {}): the optimiser does not step, `on_after_step` (where the methods
-    apply their centre, queue and momentum updates) is not called, and the running statistics that the
-    forward updated are put back from `stats` (a RunningStats of `method`; one is made here if None).
-    The dict holds the method's diagnostics for this step, computed only if `diagnostics`. With
+    One host sync a step, the finite flag (as DINO's `math.isfinite(loss.item())`): the loss comes back as a
+    device tensor, read on logging steps only. A non-finite loss on any process skips the step on every
+    process (so DDP stays in step), leaves no trace and returns (nan, False, {}): the optimiser does not step,
+    `on_after_step` (where the methods apply their centre, queue and momentum updates) is not called, and the
+    running statistics that the forward updated are put back from `stats` (a RunningStats of `method`; one is
+    made here if None). The dict holds the method's diagnostics for this step, computed only if `diagnostics`. With
     `freeze_backbone` the backbone's gradients are dropped, so that only the heads step (the optimiser skips a
     parameter without a gradient, weight decay included; --optim.freeze-backbone-epochs).
     """
@@ -100,7 +101,7 @@ def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, op
     optimizer.zero_grad(set_to_none=True)
     method.on_after_step(step)
     method.update_average()
-    return float(loss.detach()), True, logs
+    return loss.detach(), True, logs  # a tensor: read on the host on log steps only (IntervalMeter.flush)
 
 
 def unscale_gradients(fabric: Fabric, optimizer: torch.optim.Optimizer) -> None:
@@ -309,10 +310,18 @@ class Trainer:
         log.log(done, {"time_replanned_from_steps": planned, "time_replanned_to_steps": total,
                        **self._warmup_values()})
 
+    STOP_CHECK_EVERY = 10  # steps between the processes' agreements on a stop (and on every log step)
+
     def _stop_flags(self, step: int, stop: StopRequest) -> tuple[bool, bool]:
-        """(interrupted, out of time), agreed by all processes."""
+        """(interrupted, out of time). One process decides alone; several agree (a collective, so a host sync on
+        a GPU) every STOP_CHECK_EVERY steps, on log steps and at --stop-at-step, so that a signal or the
+        deadline is acted on within a few steps, together."""
         asked = stop.requested or step + 1 == self.stop_at_step
         late = self.budget.late()
+        if self.fabric.world_size == 1:
+            return asked, late
+        if not ((step + 1) % self.STOP_CHECK_EVERY == 0 or self._is_log_step(step) or step + 1 == self.stop_at_step):
+            return False, False
         flags = self.fabric.all_reduce(torch.tensor([float(asked), float(late)]), reduce_op="max")
         return bool(flags[0] > 0), bool(flags[1] > 0)
 

@@ -129,10 +129,9 @@ class MoCoV2(Method):
         """Overwrite the oldest entries with `keys` (n, d), wrapping around; only the newest K if n > K."""
         size = self.queue.shape[0]
         keys = keys[-size:]
-        ptr = int(self.queue_ptr)
-        idx = (ptr + torch.arange(len(keys), device=keys.device)) % size
-        self.queue[idx] = keys.to(self.queue.dtype)
-        self.queue_ptr[0] = (ptr + len(keys)) % size
+        idx = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % size  # on the device: no host sync
+        self.queue.index_copy_(0, idx, keys.to(self.queue.dtype))
+        self.queue_ptr.add_(len(keys)).remainder_(size)
 
     @torch.no_grad()
     def on_after_step(self, step: int) -> None:

@@ -129,6 +129,8 @@ class SwAV(Method):
         # (G, L, d) newest first; zero rows are empty. A buffer, so checkpoints carry it.
         self.register_buffer("queue", torch.zeros(n_global, cfg.queue_length, cfg.proj_output_dim))
         self._pending: torch.Tensor | None = None  # this step's assignment projections, for the queue
+        self._filled: int | None = None  # queue slots filled, once known (queue_full); unknown after a load
+        self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_filled", None))
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
@@ -136,7 +138,13 @@ class SwAV(Method):
         w.copy_(F.normalize(w, dim=1))
 
     def queue_full(self) -> bool:
-        return self.queue.shape[1] > 0 and bool(self.queue[:, -1].any())
+        """Whether the queue's last slot holds a feature (the official `use_the_queue`). Read from the queue once
+        (a host sync; after a resume it holds the checkpoint's), then followed on the host as steps fill it."""
+        if self.queue.shape[1] == 0:
+            return False
+        if self._filled is None:  # the FIFO fills from the front: its filled slots are the first ones
+            self._filled = int(self.queue.any(dim=-1).any(dim=0).sum())
+        return self._filled >= self.queue.shape[1]
 
     def forward(self, views: list[torch.Tensor], step: int, diagnostics: bool = True
                 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -183,4 +191,6 @@ class SwAV(Method):
         if self._pending is not None and step >= int(self.cfg.queue_start_epochs * self.steps_per_epoch):
             new = gather(self._pending).transpose(0, 1)  # (G, world*B, d), rank order
             self.queue.copy_(torch.cat([new, self.queue], dim=1)[:, : self.queue.shape[1]])  # FIFO
+            if self._filled is not None:
+                self._filled += new.shape[1]
         self._pending = None
