@@ -132,3 +132,26 @@ def test_dinov2_masks_on_a_small_grid_and_without_masking():
     masks = dinov2_masks(8, 4, 4, (0.1, 0.5), 0.5)
     assert (masks.sum(-1) > 0).sum() <= 4 and masks.sum(-1).max() <= 8
     assert not dinov2_masks(8, 4, 4, (0.1, 0.5), 0.0).any()
+
+
+def test_batched_block_masks_draw_as_beits_generator_image_by_image():
+    """block_masks (all images at once) against block_boxes (BEiT's MaskingGenerator, one image at a time): the
+    same distribution of masked counts, never above an image's own target, every image within its target."""
+    from selfsup.methods.masking import block_masks
+
+    torch.manual_seed(6)
+    h, min_patches, n_images = 14, 16, 300
+    targets = torch.randint(20, 100, (n_images,))
+    batched = block_masks(targets, h, h, min_patches).flatten(1).sum(-1)
+    reference = []
+    for t in targets.tolist():
+        union = torch.zeros(h, h, dtype=torch.bool)
+        for top, left, bh, bw in block_boxes(h, h, t, min_patches):
+            union[top:top + bh, left:left + bw] = True
+        reference.append(int(union.sum()))
+    reference = torch.tensor(reference)
+    assert (batched <= targets).all() and (batched > 0).all()
+    assert abs(batched.float().mean() - reference.float().mean()) < 2.5  # patches; means of ~55
+    assert abs(batched.float().std() / reference.float().std() - 1) < 0.2
+    shortfall = (targets - batched).float().mean(), (targets - reference).float().mean()
+    assert abs(shortfall[0] - shortfall[1]) < 2.5, shortfall

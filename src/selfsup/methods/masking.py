@@ -106,6 +106,46 @@ def block_boxes(h: int, w: int, target: int, min_patches: int, aspect: float = 0
     return boxes
 
 
+def block_masks(targets: torch.Tensor, h: int, w: int, min_patches: int, aspect: float = 0.3, attempts: int = 10,
+                max_patches: float | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """`block_boxes` for a batch at once, on `device`: targets (B,) int -> masks (B, h, w) bool. Each round draws
+    `attempts` candidate blocks for every image still short of its target, keeps each image's first candidate
+    that adds between 1 and its remaining count of new patches, and retires the images with none (BEiT's
+    MaskingGenerator, image by image, stops after `attempts` failed tries in a row too): the same distribution
+    of masks, in a few tensor operations a block rather than a Python loop over images and tries."""
+    targets = targets.to(device=device, dtype=torch.long)
+    B = len(targets)
+    taken = torch.zeros(B, h, w, dtype=torch.bool, device=device)
+    count = torch.zeros(B, dtype=torch.long, device=device)
+    active = targets > 0
+    rows, cols = torch.arange(h, device=device), torch.arange(w, device=device)
+    lo, hi = math.log(aspect), math.log(1 / aspect)
+    for _ in range(h * w):  # each round masks at least one new patch of every image it keeps active
+        if not bool(active.any()):
+            break
+        r = torch.rand(B, attempts, 4, device=device)
+        left_over = targets - count  # (B,)
+        if max_patches is not None:
+            left_over = left_over.clamp(max=int(max_patches))
+        area = min_patches + r[..., 0] * (left_over[:, None] - min_patches)  # (B, A)
+        ratio = torch.exp(lo + r[..., 1] * (hi - lo))
+        bh, bw = torch.round(torch.sqrt(area * ratio)).long(), torch.round(torch.sqrt(area / ratio)).long()
+        fits = (bh > 0) & (bh < h) & (bw > 0) & (bw < w)
+        top = (r[..., 2] * (h - bh + 1)).long()
+        left = (r[..., 3] * (w - bw + 1)).long()
+        inside = ((rows >= top[..., None]) & (rows < (top + bh)[..., None]))[..., :, None] & \
+                 ((cols >= left[..., None]) & (cols < (left + bw)[..., None]))[..., None, :]  # (B, A, h, w)
+        new = (inside & ~taken[:, None]).flatten(2).sum(-1)  # (B, A) patches a candidate would add
+        ok = fits & (new > 0) & (new <= left_over[:, None]) & active[:, None]
+        first = ok.float().argmax(dim=1)  # (B,) the first acceptable candidate
+        chosen = ok.any(dim=1)
+        pick = inside[torch.arange(B, device=device), first]  # (B, h, w)
+        taken |= pick & chosen[:, None, None]
+        count += torch.where(chosen, new[torch.arange(B, device=device), first], 0)
+        active &= chosen & (count < targets)
+    return taken
+
+
 def block_mask(batch: int, h: int, w: int, ratio: float = 75 / 196, min_patches: int | None = None,
                device: torch.device | str = "cpu") -> torch.Tensor:
     """BEiT's block-wise mask for each image -> (B, h*w) bool: up to round(ratio x h x w) patches, BEiT's 75
@@ -114,12 +154,8 @@ def block_mask(batch: int, h: int, w: int, ratio: float = 75 / 196, min_patches:
     fit in a 4x4 grid."""
     n = h * w
     min_patches = min_patches or max(1, round(16 * n / 196))
-    target = round(ratio * n)
-    mask = torch.zeros(batch, h, w, dtype=torch.bool)
-    for b in range(batch):
-        for top, left, bh, bw in block_boxes(h, w, target, min_patches):
-            mask[b, top:top + bh, left:left + bw] = True
-    return mask.view(batch, n).to(device)
+    targets = torch.full((batch,), round(ratio * n))
+    return block_masks(targets, h, w, min_patches).view(batch, n).to(device)  # drawn on the host: CPU RNG, no syncs
 
 
 def dinov2_masks(batch: int, h: int, w: int, ratio_range: tuple[float, float] = (0.1, 0.5),
@@ -130,16 +166,12 @@ def dinov2_masks(batch: int, h: int, w: int, ratio_range: tuple[float, float] = 
     BEiT's blocks, r_0..r_n the n + 1 evenly spaced points of `ratio_range` (so the ratios cover the range over
     the batch); the others not at all; the masks are shuffled over the batch. Blocks have at least
     `min_patches` (DINOv2's 4 of a 14x14 or 16x16 grid, scaled to this grid as `block_mask` does) and add at most
-    `max_share` of the grid each (train.py: max_num_patches = 0.5 x h x w). The ratios are drawn at once; the
-    blocks of an image depend on its earlier blocks (rejection sampling), so each image is drawn in turn."""
+    `max_share` of the grid each (train.py: max_num_patches = 0.5 x h x w). The ratios are drawn at once, the
+    blocks of every image together (`block_masks`)."""
     n = h * w
     n_masked = int(batch * probability)
     bounds = torch.linspace(*ratio_range, n_masked + 1)
     ratios = bounds[:-1] + torch.rand(n_masked) * (bounds[1:] - bounds[:-1])  # (n_masked,) one per stratum
     targets = torch.cat([(n * ratios).int(), torch.zeros(batch - n_masked, dtype=torch.int32)])[torch.randperm(batch)]
     min_patches = min_patches or max(1, round(4 * n / 196))
-    mask = torch.zeros(batch, h, w, dtype=torch.bool)
-    for b, target in enumerate(targets.tolist()):
-        for top, left, bh, bw in block_boxes(h, w, target, min_patches, max_patches=max_share * n) if target else ():
-            mask[b, top:top + bh, left:left + bw] = True
-    return mask.view(batch, n).to(device)
+    return block_masks(targets, h, w, min_patches, max_patches=max_share * n).view(batch, n).to(device)
