@@ -30,10 +30,15 @@ from distill import student_backbone  # noqa: E402  (a sibling script)
 ROOT = Path(__file__).resolve().parents[1]
 HOLDOUT = 0.1667
 DEMO_CROPS = {"views": {"global_scale": [0.5, 1.0]}}  # the demo's crops of half the image or more
+# the images as k-NN reads them: whole, unflipped, uncoloured, unmixed
+PLAIN = {"views": {"global_scale": [1.0, 1.0], "flip": 0.0, "color_jitter": 0.0, "grayscale": 0.0},
+         "distill": {"mixup": False}}
 VARIANTS: dict[str, dict[str, Any]] = {
     "LightlyTrain's recipe (crops 0.14-1, mixup, mse)": {},
     "crops 0.5-1": DEMO_CROPS,
     "crops 0.5-1, no mixup": merge(DEMO_CROPS, {"distill": {"mixup": False}}),
+    "crops 0.5-1, token-grid term only (LightlyTrain's)": merge(DEMO_CROPS, {"distill": {"pooled_weight": 0.0}}),
+    "no augmentation, no mixup": PLAIN,
     "crops 0.5-1, cosine loss": merge(DEMO_CROPS, {"distill": {"loss": "cosine"}}),
 }
 
