@@ -22,12 +22,13 @@ Finished variants are reused (OUT/NAME/summary.json); docs/continue_screen.md an
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 import selfsup
-from selfsup.config import build_config
+from selfsup.config import build_config, load_yaml
 from selfsup.machine import machine_words
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,15 +78,27 @@ def run(name: str, sections: dict[str, Any], out: Path) -> dict[str, Any]:
     return summary
 
 
+def epochs(r: dict[str, Any]) -> float:
+    """Epochs a variant trained: its steps x batch (its config.yaml) over its training images (the k-NN bank)."""
+    batch = load_yaml(Path(r["out"]) / "config.yaml")["optim"]["batch_size"]
+    return r["steps"] * batch / r["knn"]["n_train"]
+
+
 def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     length = "two steps (smoke)" if args.smoke else f"{args.minutes} minutes each"
     lines = [f"# Continuing pre-training from {args.init}: {args.method} on {args.data}, {length}", "",
-             f"Written by benchmarks/continue_screen.py on {machine_words()}. k-NN (k=20, T=0.07) on the validation "
-             f"split: {args.holdout:.4g} of the training images held out (--data.holdout), never the test split.", "",
-             "| variant | k-NN top-1 (validation) | steps | images/s |", "|---|---|---|---|"]
+             f"Written by benchmarks/continue_screen.py on {dt.date.today().isoformat()}, {machine_words()}. k-NN "
+             f"(k=20, T=0.07) on the validation split: {args.holdout:.4g} of the training images held out "
+             "(--data.holdout), never the test split.", "",
+             "| variant | k-NN top-1 (validation) | steps | epochs | images/s |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r.get('knn_top1', float('nan')):.2f} | {r['steps']} | "
+        lines.append(f"| {r['variant']} | {r.get('knn_top1', float('nan')):.2f} | {r['steps']} | {epochs(r):.2f} | "
                      f"{r['images_per_s']:.0f} |")
+    most = max(epochs(r) for r in rows)
+    if most < 1:  # the base recipe keeps the backbone frozen for its first epoch
+        lines += ["", f"Every variant trained at most {most:.2f} epochs: those that freeze the backbone for the "
+                  "first epoch (the base and every variant but 'backbone never frozen') never unfroze it, so this "
+                  "budget cannot separate them. Rerun with more --minutes."]
     return "\n".join(lines) + "\n"
 
 
@@ -100,7 +113,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "continue-screen")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "continue_screen.md")
     p.add_argument("--smoke", action="store_true", help="two variants of two steps on digits, for the test")
+    p.add_argument("--only", default="", help="variant names separated by ';' (default: all)")
     args = p.parse_args(argv)
+    only = [n.strip() for n in args.only.split(";") if n.strip()]
     if args.smoke:
         args.data = "digits"
     length = {"epochs": 2 / 40, "batch_size": 32, "minutes": None} if args.smoke else {"minutes": args.minutes}
@@ -112,7 +127,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         common["dino"] = {**common.get("dino", {}), "out_dim": 256, "hidden_dim": 64, "bottleneck_dim": 32}
         common["views"] = {"n_local": 0}
     rows = [run(name, merge(common, change), args.out / f"v{i}")
-            for i, (name, change) in enumerate(variants(args.method, args.smoke).items())]
+            for i, (name, change) in enumerate(variants(args.method, args.smoke).items()) if not only or name in only]
     text = table(rows, args)
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     args.doc.write_text(text)
