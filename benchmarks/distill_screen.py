@@ -5,6 +5,7 @@ by k-NN (k=20, T=0.07, their own feature) on those held-out 10,000 images. The t
 (unlabelled) training, as every variant's student does: the comparison between variants is what counts.
 
     .venv/bin/python benchmarks/distill_screen.py --teacher runs/demo [--minutes 5] [--only 'NAME;NAME']
+    .venv/bin/python benchmarks/distill_screen.py --smoke --teacher T --out DIR --doc FILE   # seconds: the test's
 
 Writes docs/distill_screen.md and .json (finished variants are reused from --out/NAME/summary.json).
 """
@@ -43,12 +44,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def run(name: str, sections: dict[str, Any], teacher: str, minutes: float, width: int, out: Path) -> dict[str, Any]:
+def run(name: str, sections: dict[str, Any], teacher: str, minutes: float, width: int, out: Path,
+        smoke: bool = False) -> dict[str, Any]:
     done = out / "summary.json"
     if done.exists():
         return json.loads(done.read_text())
-    base = {"data": {"name": "fashion-mnist", "holdout": HOLDOUT},
-            "backbone": {**student_backbone(width), "patch_dropout": 0.0}, "optim": {"minutes": minutes},
+    length = {"epochs": 2 / 37, "batch_size": 32, "minutes": None} if smoke else {"minutes": minutes}
+    base = {"data": {"name": "digits" if smoke else "fashion-mnist", "holdout": HOLDOUT},
+            "backbone": {**student_backbone(width), "patch_dropout": 0.0}, "optim": length,
             "run": {"out": str(out), "eval_knn": True, "checkpoint_every": 200}}
     summary = selfsup.distill(teacher, **merge(base, sections), resume=(out / "checkpoints" / "last.pt").exists())
     summary["variant"] = name
@@ -77,10 +80,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--only", default="", help="variant names separated by ';' (default: all)")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "distill-screen")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "distill_screen.md")
+    p.add_argument("--smoke", action="store_true", help="two variants of two steps on digits, for the test")
     args = p.parse_args(argv)
     only = [n.strip() for n in args.only.split(";") if n.strip()]
-    names = [n for n in VARIANTS if not only or n in only]
-    rows = [run(n, VARIANTS[n], args.teacher, args.minutes, args.width, args.out / str(i))
+    names = [n for n in VARIANTS if not only or n in only][: 2 if args.smoke else None]
+    rows = [run(n, VARIANTS[n], args.teacher, args.minutes, args.width, args.out / str(i), args.smoke)
             for i, n in enumerate(VARIANTS) if n in names]
     text = table(rows, args.minutes, args.teacher)
     args.doc.write_text(text)

@@ -38,3 +38,14 @@ def test_continue_screen_smoke_writes_its_table(continue_screen, teacher, tmp_pa
     assert [r["variant"] for r in rows] == ["source (backbone frozen)", "base: lr x0.1, warm-up 1, frozen 1 epoch"]
     assert all(0 <= r["knn_top1"] <= 100 for r in rows)
     assert "| source (backbone frozen) |" in doc.read_text()
+
+
+def test_distill_screen_smoke_writes_its_table(teacher, tmp_path):
+    from conftest import load_script
+
+    module = next(load_script("distill_screen"))
+    doc = tmp_path / "screen.md"
+    rows = module.main(["--smoke", "--teacher", str(teacher), "--out", str(tmp_path / "runs"), "--doc", str(doc)])
+    assert [r["variant"] for r in rows] == list(module.VARIANTS)[:2]
+    assert all(0 <= r["knn_top1"] <= 100 for r in rows)
+    assert "| crops 0.5-1 |" in doc.read_text() and "validation" in doc.read_text()
