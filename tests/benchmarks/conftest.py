@@ -71,3 +71,8 @@ def distill_bench() -> Iterator[ModuleType]:
 @pytest.fixture(scope="module")
 def continue_screen() -> Iterator[ModuleType]:
     yield from load_script("continue_screen")
+
+
+@pytest.fixture(scope="module")
+def distill_screen() -> Iterator[ModuleType]:
+    yield from load_script("distill_screen")

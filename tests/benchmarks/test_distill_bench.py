@@ -40,10 +40,8 @@ def test_continue_screen_smoke_writes_its_table(continue_screen, teacher, tmp_pa
     assert "| source (backbone frozen) |" in doc.read_text()
 
 
-def test_distill_screen_smoke_writes_its_table(teacher, tmp_path):
-    from conftest import load_script
-
-    module = next(load_script("distill_screen"))
+def test_distill_screen_smoke_writes_its_table(distill_screen, teacher, tmp_path):
+    module = distill_screen
     doc = tmp_path / "screen.md"
     rows = module.main(["--smoke", "--teacher", str(teacher), "--out", str(tmp_path / "runs"), "--doc", str(doc)])
     assert [r["variant"] for r in rows] == list(module.VARIANTS)[:2]
