@@ -193,10 +193,11 @@ def print_config(args: argparse.Namespace, final: Any, base: dict[str, Any] | No
     """--print-config: `final`'s values as YAML, each with its source."""
     from selfsup.print_config import render, value_sources
 
+    saved = resume_base(args)
     files = [(load_yaml(args.config), f"file {args.config}")] if getattr(args, "config", None) else []
-    files += [(resume_base(args), "the run's config.yaml")] if resume_base(args) else []
+    files += [(saved, "the run's config.yaml")] if saved else []
     files += [(base, base_name)] if base and base_name else []
-    unsized = build_config(user_values(args, merge(base or {}, resume_base(args) or {})))
+    unsized = build_config(user_values(args, merge(base or {}, saved or {})))
     flags = check_sections({k: v for k, v in overrides_from(args).items() if k != "method"}, option_classes(),
                            flag_name(args))
     if "method" in vars(args):
