@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 
 import selfsup
-from selfsup.config import merge
+from selfsup.config import merge, recipe
 from selfsup.machine import cpu_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,13 +35,27 @@ DEMO_CROPS = {"views": {"global_scale": [0.5, 1.0]}}  # the demo's crops of half
 # the images as k-NN reads them: whole, unflipped, uncoloured, unmixed
 PLAIN = {"views": {"global_scale": [1.0, 1.0], "flip": 0.0, "color_jitter": 0.0, "grayscale": 0.0},
          "distill": {"mixup": False}}
+SCRATCH = "no teacher: the same student pre-trained from scratch with the demo recipe"
+
+
+def merged(*parts: dict[str, Any]) -> dict[str, Any]:
+    return functools.reduce(merge, parts, {})
+
+
+RANDOM = {"distill": {"student_init": "random"}}  # the first screen's students all started from random weights
+SELECT = {"distill": {"student_init": "select"}}  # Xu et al. 2024's weight selection from the teacher
 VARIANTS: dict[str, dict[str, Any]] = {
-    "LightlyTrain's recipe (crops 0.14-1, mixup, mse)": {},
-    "crops 0.5-1": DEMO_CROPS,
-    "crops 0.5-1, no mixup": merge(DEMO_CROPS, {"distill": {"mixup": False}}),
-    "crops 0.5-1, token-grid term only (LightlyTrain's)": merge(DEMO_CROPS, {"distill": {"pooled_weight": 0.0}}),
-    "no augmentation, no mixup": PLAIN,
-    "crops 0.5-1, cosine loss": merge(DEMO_CROPS, {"distill": {"loss": "cosine"}}),
+    "LightlyTrain's recipe (crops 0.14-1, mixup, mse)": RANDOM,
+    "crops 0.5-1": merged(RANDOM, DEMO_CROPS),
+    "crops 0.5-1, no mixup": merged(RANDOM, DEMO_CROPS, {"distill": {"mixup": False}}),
+    "crops 0.5-1, token-grid term only (LightlyTrain's)": merged(RANDOM, DEMO_CROPS,
+                                                                 {"distill": {"pooled_weight": 0.0}}),
+    "no augmentation, no mixup": merged(RANDOM, PLAIN),
+    "crops 0.5-1, cosine loss": merged(RANDOM, DEMO_CROPS, {"distill": {"loss": "cosine"}}),
+    SCRATCH: {},
+    "crops 0.5-1, student selected from the teacher's weights": merged(SELECT, DEMO_CROPS),
+    "crops 0.5-1, student selected from the teacher's weights, lr 2.5e-4": merged(SELECT, DEMO_CROPS,
+                                                                               {"optim": {"lr": 2.5e-4}}),
 }
 
 
@@ -53,10 +68,19 @@ def run(name: str, sections: dict[str, Any], teacher: str, minutes: float, width
     base = {"data": {"name": "digits" if smoke else "fashion-mnist", "holdout": HOLDOUT},
             "backbone": {**student_backbone(width), "patch_dropout": 0.0}, "optim": length,
             "run": {"out": str(out), "eval_knn": True, "checkpoint_every": 200}}
-    summary = selfsup.distill(teacher, **merge(base, sections), resume=(out / "checkpoints" / "last.pt").exists())
-    summary["variant"] = name
+    resume = (out / "checkpoints" / "last.pt").exists()
+    if name == SCRATCH:  # the comparison of the goal: the demo's recipe exactly (its patch dropout too)
+        base = merge(base, {"config": recipe("demo"), "backbone": student_backbone(width)})
+        summary = selfsup.pretrain(**base, resume=resume, sized=False)
+    else:
+        summary = selfsup.distill(teacher, **merge(base, sections), resume=resume)
+    summary["variant"], summary["date"] = name, dt.date.today().isoformat()
     done.write_text(json.dumps(summary))
     return summary
+
+
+def earlier(path: Path) -> list[dict[str, Any]]:
+    return json.loads(path.read_text()) if path.exists() else []
 
 
 def table(rows: list[dict[str, Any]], minutes: float, teacher: str) -> str:
@@ -64,11 +88,13 @@ def table(rows: list[dict[str, Any]], minutes: float, teacher: str) -> str:
              f"Written by benchmarks/distill_screen.py on {dt.date.today().isoformat()}; {cpu_name()}, "
              f"{torch.get_num_threads()} threads. Teacher: {teacher}; student: the demo's backbone at width 64. "
              f"k-NN top-1 (k=20, T=0.07, the student's own feature) on the {HOLDOUT:.4g} of the training images "
-             "held out (--data.holdout), never the test split.", "",
-             "| variant | k-NN top-1 (validation) | steps | images/s |", "|---|---|---|---|"]
+             "held out (--data.holdout), never the test split. Students not named 'selected' start from random weights "
+             "(--distill.student-init random); 'selected' ones from Xu et al. 2024's selection of the teacher's "
+             "weights.", "",
+             "| variant | k-NN top-1 (validation) | steps | images/s | date |", "|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r.get("knn_top1", 0)):
         lines.append(f"| {r['variant']} | {r.get('knn_top1', float('nan')):.2f} | {r['steps']} | "
-                     f"{r['images_per_s']:.0f} |")
+                     f"{r['images_per_s']:.0f} | {r.get('date', '-')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -86,6 +112,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     names = [n for n in VARIANTS if not only or n in only][: 2 if args.smoke else None]
     rows = [run(n, VARIANTS[n], args.teacher, args.minutes, args.width, args.out / str(i), args.smoke)
             for i, n in enumerate(VARIANTS) if n in names]
+    if not args.smoke:  # rows of earlier invocations that this one did not run stay in the table
+        rows += [r for r in earlier(args.doc.with_suffix(".json")) if r["variant"] not in names]
     text = table(rows, args.minutes, args.teacher)
     args.doc.write_text(text)
     args.doc.with_suffix(".json").write_text(json.dumps(rows, indent=1))

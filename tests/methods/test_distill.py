@@ -118,3 +118,21 @@ def test_resume_finds_the_teacher_again_and_refuses_another(teacher_file, tmp_pa
     save_backbone(spec.build(), spec, other)
     with pytest.raises(CheckpointError, match="distilled from a teacher file with sha256"):
         pretrain(run_cfg(str(other), tmp_path / "b"), resume=True, progress=False)
+
+
+def test_a_slimmer_student_starts_from_a_selection_of_the_teachers_weights(teacher_file):
+    def slim():
+        return VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_heads=1)
+
+    assert student_method(teacher_file, slim()).cfg.student_init == "random"  # the default
+    method = student_method(teacher_file, slim(), student_init="auto")
+    assert method.cfg.student_init == "select"  # auto chose it; recorded in config.yaml
+    fc1 = method.teacher.blocks[0].mlp.fc1.weight[::2, ::2]  # teacher width 32 in 1 head -> 16
+    assert torch.equal(method.backbone.blocks[0].mlp.fc1.weight, fc1)
+    fresh = student_method(teacher_file, slim(), student_init="random")
+    assert fresh.cfg.student_init == "random"
+    assert not torch.equal(fresh.backbone.blocks[0].mlp.fc1.weight, fc1)
+    resnet = resnet18(in_chans=1, small_stem=True, width=8)
+    assert student_method(teacher_file, resnet, student_init="auto").cfg.student_init == "random"  # none possible
+    with pytest.raises(ValueError, match="no slimmer copy of the teacher .the student is a ResNet"):
+        student_method(teacher_file, resnet, student_init="select")
