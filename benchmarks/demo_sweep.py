@@ -129,6 +129,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "rotation, batch 64": {"method": "rotation", "views": MAE_VIEWS, "optim": {**MAE_OPTIM, "batch_size": 64}},
     "iBOT multi-crop": {"method": "ibot", "backbone": {"patch_dropout": 0.0}, "views": DINO_VIEWS,
                         "ibot": DINO_HEAD},
+    "iBOT, the demo's two views": {"method": "ibot", "backbone": {"patch_dropout": 0.0}, "ibot": DINO_HEAD},
     "DINOv2 multi-crop": {"method": "dinov2", "backbone": {"patch_dropout": 0.0}, "views": DINO_VIEWS,
                           "dinov2": DINO_HEAD},
 }
