@@ -56,8 +56,10 @@ def train(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     if done.exists():
         return json.loads(done.read_text())
     resume = (out / "checkpoints" / "last.pt").exists()
-    fn = selfsup.distill if name == "student" else selfsup.pretrain
-    summary = fn(**kwargs, resume=resume, progress=False)
+    if name == "scratch":  # the demo's recipe exactly, not sized
+        summary = selfsup.pretrain(**kwargs, resume=resume, progress=False, sized=False)
+    else:
+        summary = selfsup.distill(**kwargs, resume=resume, progress=False)
     done.write_text(json.dumps(summary))
     return summary
 

@@ -71,3 +71,19 @@ def test_embed_reads_a_folder_or_an_array_the_same_way(teacher, tmp_path):
 def test_evaluate_refuses_an_unknown_option(teacher):
     with pytest.raises(selfsup.api.ConfigError, match="knn has no option kk"):
         selfsup.evaluate(teacher, "knn", "digits", kk=3)
+
+
+def test_pretrain_sizes_what_a_dict_leaves_open_and_runs_a_config_object_as_given(tmp_path, capsys):
+    """Like `selfsup pretrain`: the batch is checked against the data (digits: 1,437 training images) and lowered
+    with a notice; sized=False, or a PretrainConfig, runs the values exactly (and this batch is refused)."""
+    tiny = {"method": "simclr", "data": {"name": "digits"}, "backbone": {"name": "vit-cpu", "patch_size": 7},
+            "views": {"global_size": 28}, "optim": {"epochs": 0.01, "batch_size": 4096},
+            "run": {"eval_knn": False, "out": str(tmp_path / "sized")}}
+    out = selfsup.pretrain(**tiny)
+    assert "lowered to 1024" in capsys.readouterr().err
+    assert "batch_size: 1024" in (tmp_path / "sized" / "config.yaml").read_text() and out["steps"] == 1
+    exact = {**tiny, "run": {**tiny["run"], "out": str(tmp_path / "exact")}}
+    with pytest.raises(selfsup.api.ConfigError, match="larger than the 1437 training images"):
+        selfsup.pretrain(**exact, sized=False)
+    with pytest.raises(selfsup.api.ConfigError, match="larger than the 1437 training images"):
+        selfsup.pretrain(selfsup.make_config(**exact))

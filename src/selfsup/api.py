@@ -15,6 +15,7 @@ A configuration is given as a `PretrainConfig`, a YAML file, or nested sections 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +122,32 @@ def summary(result: Any) -> dict[str, Any]:
     return out
 
 
-def pretrain(config: Config = None, *, resume: bool = False, progress: bool = False, **sections: Any
-             ) -> dict[str, Any] | None:
+def pretrain(config: Config = None, *, resume: bool = False, progress: bool = False, sized: bool = True,
+             **sections: Any) -> dict[str, Any] | None:
     """Pre-train (`selfsup pretrain`): returns its JSON summary (out, steps, minutes, images_per_s, knn_top1, ...),
-    None on the non-main processes of a distributed run. `resume` continues the run in run.out."""
+    None on the non-main processes of a distributed run. `resume` continues the run in run.out. With `sized`, the
+    values a YAML file or dict of sections leaves open are sized to the data and this machine, and the batch is
+    checked against the data, the cores and the memory, as `selfsup pretrain` does (the lines saying what was
+    chosen go to stderr); a PretrainConfig, a resumed run, or sized=False is run exactly as given."""
     from selfsup.engine.pretrain import pretrain as run
 
-    result = run(make_config(config, **sections), resume=resume, progress=progress)
+    if sized and not resume and not isinstance(config, PretrainConfig):
+        cfg = sized_config(config, sections)
+    else:
+        cfg = make_config(config, **sections)
+    result = run(cfg, resume=resume, progress=progress)
     return summary(result) if result.is_main else None
+
+
+def sized_config(config: Config, sections: dict[str, Any]) -> PretrainConfig:
+    """`make_config`'s values with those left open sized (selfsup.sizing), the reasons printed to stderr."""
+    from selfsup.sizing import sized_config as size
+
+    raw = load_yaml(config) if isinstance(config, (str, Path)) else dict(config or {})
+    cfg, lines = size(merge(raw, sections), where=str(config) if isinstance(config, (str, Path)) else "api")
+    for line in lines:
+        print(line, file=sys.stderr)
+    return cfg
 
 
 def distill(teacher: str | Path | None = None, config: Config = None, *, resume: bool = False,
