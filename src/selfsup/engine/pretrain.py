@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
@@ -22,7 +21,15 @@ from selfsup.data import Splits
 from selfsup.data.batch_source import Layout
 from selfsup.data.views import MultiCropViews, channel_stats
 from selfsup.engine.build import backbone_spec, build_method, resolve_sizes
-from selfsup.engine.checkpoint import CheckpointError, atomic_save, check_compatible, load_checkpoint
+from selfsup.engine.checkpoint import (
+    atomic_save,
+    check_compatible,
+    last_checkpoint,
+    length_option,
+    read_resume,
+    resume_length,
+    unfit,
+)
 from selfsup.engine.collapse_watch import CollapseWatch
 from selfsup.engine.data import open_data, skipped_files
 from selfsup.engine.fabric import make_fabric, precision_words
@@ -57,11 +64,6 @@ class RunResult:
     knn: dict[str, Any] | None
     splits: Splits | None = None  # the data of the run, for callers that evaluate further
     replanned: bool = False  # resumed with another --optim.epochs/--optim.minutes: schedules re-planned
-
-
-def _length_option(optim: dict[str, Any]) -> tuple[str, Any]:
-    """Which option sets a run's length, and its value: ("minutes", m), or ("epochs", e) without minutes."""
-    return ("minutes", optim.get("minutes")) if optim.get("minutes") is not None else ("epochs", optim.get("epochs"))
 
 
 def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
@@ -131,7 +133,7 @@ class Trainer:
         if f.device.type != "cpu" or cfg.run.precision:
             f.print(precision_words(f.device.type, self.precision, cfg.run.precision), file=sys.stderr)
         self.data = open_data(cfg.data, cfg.run.seed)  # in memory, or streamed (--data.stream)
-        ckpt = self._read_resume()
+        ckpt = read_resume(self.out, self.resume)
         saved = ckpt["config"].get("backbone", {}) if ckpt is not None else None
         cfg, init = resolve_init(cfg, METHODS[cfg.method].input_channels(self.data.channels), saved)
         self.cfg = cfg = resolve_sizes(cfg, self.data.size)
@@ -164,7 +166,8 @@ class Trainer:
         self.budget = TimeBudget(cfg.optim.minutes, self.prior_seconds, fresh=ckpt is None, clock=self.clock)
         self.model, self.optimizer = f.setup(self.method, self.optimizer)
         if ckpt is not None:  # after setup, so that the optimiser's state lands on its parameters' device
-            self._load_optimizer(ckpt)
+            with unfit(last_checkpoint(self.out)):
+                self.optimizer.load_state_dict(ckpt["optimizer"])
         self.running_stats = RunningStats(self.method)  # the buffers on their device
         self.total_steps = self._plan_steps() if ckpt is None else self._resume_length(ckpt)
         self.method.setup(self.total_steps, self.steps_per_epoch)
@@ -176,58 +179,29 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             save_yaml(cfg, self.out / "config.yaml")
 
-    def _read_resume(self) -> dict[str, Any] | None:
-        """The checkpoint to resume (None for a fresh run, whose --out must not hold one)."""
-        path = self.out / "checkpoints" / "last.pt"
-        if not self.resume:
-            if path.exists():
-                raise ConfigError(f"{path} exists: pass --resume to continue that run, or a new --out")
-            return None
-        return load_checkpoint(path)
-
     def _load_resume(self, ckpt: dict[str, Any] | None) -> None:
         """The checkpoint's model state, step, counters and training time (nothing for a fresh run)."""
         if ckpt is None:
             return
-        path = self.out / "checkpoints" / "last.pt"
+        path = last_checkpoint(self.out)
         check_compatible(ckpt, self.cfg.method, self.cfg.backbone.name, path)
-        with self._unfit(path):
+        with unfit(path):
             self.method.load_state_dict(ckpt["model"])
         self.start_step = ckpt["step"]
         self.nonfinite = ckpt.get("nonfinite", 0)
         self.prior_seconds = ckpt.get("train_seconds", 0.0)  # trained before this process (absent: older run)
 
-    def _load_optimizer(self, ckpt: dict[str, Any]) -> None:
-        """The optimiser's state, once Fabric has moved the model: torch casts it to each parameter's device."""
-        with self._unfit(self.out / "checkpoints" / "last.pt"):
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-
-    @contextlib.contextmanager
-    def _unfit(self, path: Path) -> Iterator[None]:
-        """Loading a checkpoint's state into this run's model or optimiser: a mismatch is named in one line."""
-        try:
-            yield
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{path} does not fit this run's model ({str(e)[:300]}): resume with the "
-                                  "options of the original run (its config.yaml) or use a new --out") from e
-
     def _resume_length(self, ckpt: dict[str, Any]) -> int:
-        """The checkpoint's planned step count, or a new plan (re-planned schedules, not bit-exact) if
-        --optim.epochs/--optim.minutes now ask for another length; one already trained is refused."""
-        planned = _length_option(ckpt.get("config", {}).get("optim", {}))
-        asked = _length_option(dataclasses.asdict(self.cfg.optim))
-        if asked == planned:
-            return ckpt["total_steps"]
-        total = self._plan_steps()
-        if total <= self.start_step:
-            raise ConfigError(f"--optim.{asked[0]} {asked[1]} plans {total} steps, but the run in {self.out} has "
-                              f"trained {self.start_step} of its {ckpt['total_steps']}: ask for a longer run, "
-                              f"or resume with its --optim.{planned[0]} {planned[1]}")
-        self.replanned = (ckpt["total_steps"], total)
-        self.fabric.print(f"notice: resuming at step {self.start_step} with --optim.{asked[0]} {asked[1]} instead "
-                          f"of {planned[1]}: the lr, weight-decay and method schedules are re-planned for "
-                          f"{total} steps instead of {ckpt['total_steps']}, so this resume is not bit-exact",
-                          file=sys.stderr)
+        """The resumed run's step count (engine/checkpoint.py `resume_length`), saying when it is re-planned."""
+        total, self.replanned = resume_length(ckpt, dataclasses.asdict(self.cfg.optim), self.start_step,
+                                              self._plan_steps, self.out)
+        if self.replanned:
+            asked = length_option(dataclasses.asdict(self.cfg.optim))
+            planned = length_option(ckpt.get("config", {}).get("optim", {}))
+            self.fabric.print(f"notice: resuming at step {self.start_step} with --optim.{asked[0]} {asked[1]} "
+                              f"instead of {planned[1]}: the lr, weight-decay and method schedules are re-planned "
+                              f"for {total} steps instead of {self.replanned[0]}, so this resume is not bit-exact",
+                              file=sys.stderr)
         return total
 
     def _plan_steps(self) -> int:
@@ -280,7 +254,7 @@ class Trainer:
                          "step": next_step, "total_steps": self.total_steps, "rng": rng,
                          "steps_per_epoch": self.steps_per_epoch, "nonfinite": self.nonfinite,
                          "train_seconds": self.budget.run_seconds(),
-                         "config": self.cfg.to_dict()}, self.out / "checkpoints" / "last.pt")
+                         "config": self.cfg.to_dict()}, last_checkpoint(self.out))
             save_backbone(self.method.evaluated_backbone(), self.spec, self.out / "backbone.safetensors")
         self.fabric.barrier()
 
