@@ -125,11 +125,11 @@ class BackboneConfig:
                            "leave --backbone.name, patch-size, width, depth, num-heads, stem, layerscale, "
                            "registers, ffn and pos-interp unset (a value other than the file's is refused). The "
                            "stored position grid is resampled once to the global crop's grid, as the network "
-                           "computes it at that size. The data must have the file's channels. Continue with a "
-                           "gentler recipe than from scratch: about a tenth of the learning rate, a teacher "
-                           "momentum near 1 and the backbone frozen while the fresh heads warm up "
-                           "(--optim.freeze-backbone-epochs); benchmarks/continue_screen.py picks them on a "
-                           "validation split.")
+                           "computes it at that size. The data must have the file's channels. `selfsup pretrain` "
+                           "continues with a gentler recipe than from scratch for the values you leave open "
+                           "(selfsup/sizing/continuing.py, chosen in docs/continue_screen.md): 0.3x the "
+                           "method's learning rate, the backbone frozen while the fresh heads warm up "
+                           "(--optim.freeze-backbone-epochs) and a teacher momentum near 1.")
     init_from: str | None = opt(None, "Layout of an official --backbone.init checkpoint, as `selfsup convert --from` "
                                 "(dino, mae, moco-v3, timm, ...); default: guessed from the file.")
     init_sha256: str | None = opt(None, "sha256 of the --backbone.init file, recorded in config.yaml by the run; "
@@ -209,8 +209,9 @@ class OptimConfig:
                                         "only the method's fresh heads train: with --backbone.init, random heads "
                                         "otherwise send large gradients into good weights and undo them in the "
                                         "first steps (dinov2 issue 204, dino issue 207; LightlyTrain's "
-                                        "student_freeze_backbone_epochs). 0 from scratch; about 1 when "
-                                        "continuing.", paper=0.0, low=0)
+                                        "student_freeze_backbone_epochs). 0 from scratch; `selfsup pretrain "
+                                        "--init` sets the continuing recipe's value when you leave it open (see "
+                                        "--backbone.init).", paper=0.0, low=0)
 
 
 @dataclass

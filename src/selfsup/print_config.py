@@ -13,6 +13,7 @@ import yaml
 
 from selfsup.config import PretrainConfig, build_config, option_classes
 from selfsup.options import describe
+from selfsup.sizing import continuing
 
 
 def _plain(value: Any) -> Any:
@@ -39,7 +40,8 @@ def value_sources(final: PretrainConfig, unsized: PretrainConfig, flags: dict[st
         for name, value in values.items():
             src = _source(section, name, flags, flag, files)
             if src is None and _plain(before.get(section, {}).get(name)) != _plain(value):
-                src = "sized to the data and this machine"
+                src = "the continuing recipe (--init)" if final.backbone.init and continuing.sets(
+                    f"{section}.{name}") else "sized to the data and this machine"
             if src is None and _plain(recipe.get(section, {}).get(name)) != _plain(plain.get(section, {}).get(name)):
                 src = f"the {method} recipe"
             rows.append((f"{section}.{name}", value, src or "default"))

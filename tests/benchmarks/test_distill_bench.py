@@ -35,7 +35,8 @@ def test_continue_screen_smoke_writes_its_table(continue_screen, teacher, tmp_pa
     module = continue_screen
     doc = tmp_path / "continue.md"
     rows = module.main(["--smoke", "--init", str(teacher), "--out", str(tmp_path / "runs"), "--doc", str(doc)])
-    assert [r["variant"] for r in rows] == ["source (backbone frozen)", "base: lr x0.1, warm-up 1, frozen 1 epoch"]
+    assert [r["variant"] for r in rows] == ["source (backbone frozen)",
+                                            "base: lr x0.1, warm-up 0.3, heads first 0.2 epoch"]
     assert all(0 <= r["knn_top1"] <= 100 for r in rows)
     assert "| source (backbone frozen) |" in doc.read_text()
 

@@ -1,5 +1,6 @@
 """--backbone.init: a run starts from existing weights; heads fresh, architecture from the file, resume from the run."""
 
+import dataclasses
 import math
 
 import pytest
@@ -90,6 +91,18 @@ def test_an_architecture_or_channel_mismatch_is_refused_in_one_line(tiny_cfg, so
 def test_the_architecture_is_taken_from_the_file(tiny_cfg, source):
     cfg, model = resolve_init(tiny_cfg(backbone={"init": str(source), "patch_size": None}), channels=1)
     assert cfg.backbone.patch_size == 7 and cfg.backbone.name == "vit-cpu" and model is not None
+
+
+def test_the_evaluated_feature_is_the_files_unless_given(tiny_cfg, source, tmp_path):
+    from selfsup.models.io import load_backbone, save_backbone
+
+    backbone, spec = load_backbone(source / "backbone.safetensors")
+    save_backbone(backbone, dataclasses.replace(spec, pool="patches"), tmp_path / "patches.safetensors")
+    cfg, _ = resolve_init(tiny_cfg(backbone={"init": str(tmp_path / "patches.safetensors")}), channels=1)
+    assert cfg.backbone.pool == "patches"
+    cfg, _ = resolve_init(tiny_cfg(backbone={"init": str(tmp_path / "patches.safetensors"), "pool": "mean"}),
+                          channels=1)
+    assert cfg.backbone.pool == "mean"
 
 
 def test_the_position_grid_is_resampled_to_the_crop_as_the_source_computes_it():

@@ -105,3 +105,21 @@ def test_an_init_file_keeps_its_architecture(res):
     sized = pick(user={"backbone": {"init": "dino_deitsmall16_pretrain.pth"}}, res=res).values
     assert "backbone" not in sized or not sized["backbone"], sized
     assert sized["optim"]["batch_size"] and pick(res=res).values["backbone"]  # without --init: sized
+
+
+@pytest.mark.parametrize(("method", "momentum"), [("dino", "momentum_teacher"), ("byol", "momentum"),
+                                                  ("simclr", None)])
+def test_an_init_file_gets_the_continuing_recipe_for_what_the_user_left_open(method, momentum):
+    from selfsup.config import build_config
+    from selfsup.sizing import continuing
+
+    init = {"backbone": {"init": "run"}, "method": method}
+    chosen = pick(user=init)
+    scratch_lr = build_config({"data": {"name": "x"}, "method": method}).optim.lr
+    assert chosen.values["optim"]["lr"] == pytest.approx(scratch_lr * continuing.LR_SCALE)
+    assert chosen.values["optim"]["freeze_backbone_epochs"] == continuing.OPTIM["freeze_backbone_epochs"] > 0
+    assert chosen.values.get(method, {}).get(momentum) == (continuing.TEACHER_MOMENTUM if momentum else None)
+    assert any("the continuing recipe" in r for r in chosen.reasons)
+    mine = pick(user={**init, "optim": {"lr": 0.5}}).values["optim"]
+    assert "lr" not in mine and mine["warmup_epochs"] == continuing.OPTIM["warmup_epochs"]  # the user's lr wins
+    assert "lr" not in pick(user={"method": method}).values.get("optim", {})  # from scratch: the method's own

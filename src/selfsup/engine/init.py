@@ -1,14 +1,14 @@
 """`--backbone.init`: a run's backbone starts from existing weights (a run directory, a backbone.safetensors or an
-official checkpoint, read by models/convert.py's `load_pretrained`).
-
-The architecture is the file's: the backbone options a user left at their defaults take the file's values, and
-one set to another value is refused in one line. The stored position grid is resampled once to the global
-crop's grid with the file's own interpolation (`interpolate_pos_encoding`), so that the run's network computes
-at its crop size exactly what the file's computes there, and its spec (img_size = crop side) holds. The method
-is built around the loaded backbone, so its teacher, momentum encoder or EMA copy starts from the same weights
-and its heads start fresh (DINO, DINOv2 and MoCo v3 load a backbone the same way; dinov2 ssl_meta_arch.py
-`student.pretrained_weights`). A resumed run takes the architecture from its checkpoint's configuration and
-its weights from the checkpoint: the file is neither read nor needed.
+official checkpoint, read by models/convert.py's `load_pretrained`). The architecture is the file's: the backbone
+options a user left at their defaults take the file's values, and one set to another value is refused in one line.
+The evaluated feature (--backbone.pool) is the file's too unless given: a run continued from the demo is judged on
+the demo's `patches`, as the demo was. The stored position grid is resampled once to the global crop's grid with the
+file's own interpolation (`interpolate_pos_encoding`), so that the run's network computes at its crop size exactly
+what the file's computes there, and its spec (img_size = crop side) holds. The method is built around the loaded
+backbone, so its teacher, momentum encoder or EMA copy starts from the same weights and its heads start fresh (DINO,
+DINOv2 and MoCo v3 load a backbone the same way; dinov2 ssl_meta_arch.py `student.pretrained_weights`). A resumed run
+takes the architecture from its checkpoint's configuration and its weights from the checkpoint: the file is neither
+read nor needed.
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ def resolve_init(cfg: PretrainConfig, channels: int, saved: dict[str, Any] | Non
         raise ConfigError(f"--backbone.init {file} reads {spec.in_chans}-channel images but the data "
                           f"{cfg.data.name} gives the backbone {channels}: use {spec.in_chans}-channel images "
                           "(convert them) or weights trained on your channels")
-    backbone = dataclasses.replace(b, **arch, init=str(file.resolve()), init_sha256=digest)
+    # the file's evaluated feature unless one is given: what its own runs were judged on (the demo's `patches`)
+    pool = spec.pool if b.pool == BackboneConfig().pool and spec.pool else b.pool
+    backbone = dataclasses.replace(b, **arch, pool=pool, init=str(file.resolve()), init_sha256=digest)
     return dataclasses.replace(cfg, backbone=backbone), model
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from selfsup.config import build_config, merge, recipe
 from selfsup.machine import Resources
 from selfsup.models.vit import VIT_PRESETS, pick_patch_size
+from selfsup.sizing.continuing import continuing_values
 from selfsup.sizing.data_facts import DataFacts
 from selfsup.sizing.speed import StepShape, images_per_second
 
@@ -75,6 +76,9 @@ def choose(user: dict[str, Any], facts: DataFacts, res: Resources, head: tuple[i
     if given(user, "backbone.init"):  # the architecture is the file's (engine/init.py): batch and workers only
         out.reasons.append("--init: the backbone and its patch size are the file's; crops as given or the images' "
                            "side (set --views.global-size to a multiple of the file's patch size for fewer tokens)")
+        values, words = continuing_values(user)
+        if _put(user, out, values):
+            out.reasons.append(words + " (a value you give wins)")
     elif res.gpu:
         _gpu(user, facts, res, out)
     else:
