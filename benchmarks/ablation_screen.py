@@ -26,7 +26,7 @@ import torch
 from selfsup.config import build_config, merge
 from selfsup.engine.pretrain import pretrain
 from selfsup.eval.context import build_context
-from selfsup.eval.knn_protocol import KnnOptions
+from selfsup.eval.knn import KnnOptions
 from selfsup.eval.protocols import run_protocol
 from selfsup.eval.subsets import holdout_splits
 from selfsup.machine import machine_words

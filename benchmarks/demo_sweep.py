@@ -36,7 +36,7 @@ from selfsup.config import build_config, merge, recipe
 from selfsup.data import load_data
 from selfsup.engine.pretrain import pretrain
 from selfsup.eval.context import with_feature
-from selfsup.eval.knn_protocol import knn_eval
+from selfsup.eval.knn import knn_eval
 from selfsup.eval.subsets import holdout_splits
 from selfsup.machine import cpu_name
 from selfsup.models.io import load_backbone, normalizer

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from selfsup.config import PretrainConfig
 from selfsup.methods.dino import DINO, DINOLoss
 from selfsup.models import build_backbone
-from selfsup.models.vit import Attention
+from selfsup.models.vit_layers import Attention
 
 TOLERANCE = 1e-4  # relative difference allowed between the optimised and the reference loss
 

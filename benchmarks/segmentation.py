@@ -30,11 +30,11 @@ import torch
 import yaml
 
 from selfsup.config import build_config
-from selfsup.engine.pretrain import pretrain
+from selfsup.engine.pretrain import initial_network, pretrain
 from selfsup.eval.context import build_context
-from selfsup.eval.finetune_protocols import SupervisedOptions
 from selfsup.eval.protocols import run_protocol
 from selfsup.eval.segmentation import SegmentationOptions
+from selfsup.eval.supervised import SupervisedOptions
 from selfsup.eval.video import VideoOptions
 from selfsup.insight.attention import cls_attention, mass_masks, upsample
 from selfsup.insight.figure import comparison_figure
@@ -79,8 +79,7 @@ def train_dino(work: Path, minutes: float, reuse: bool, seed: int = 0) -> Path:
     out = work / "dino"
     if reuse and (out / "backbone.safetensors").exists() and (out / "summary.json").exists():
         return out
-    raw = {**RECIPE, "optim": {**RECIPE["optim"], "minutes": minutes},
-           "run": {**RECIPE["run"], "out": str(out), "seed": seed}}
+    raw = recipe(minutes, seed, out)
     work.mkdir(parents=True, exist_ok=True)
     (work / "dino-recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     result = pretrain(build_config(raw, where="benchmarks/segmentation.py"), progress=False)
@@ -89,37 +88,49 @@ def train_dino(work: Path, minutes: float, reuse: bool, seed: int = 0) -> Path:
     return out
 
 
-def random_run(work: Path, dino: Path, seed: int = 0) -> Path:
-    """The DINO run's architecture at random init (torch seed `seed`), as a run directory."""
-    _, spec = load_backbone(dino / "backbone.safetensors")
-    torch.manual_seed(seed)
+def recipe(minutes: float, seed: int, out: Path) -> dict[str, Any]:
+    return {**RECIPE, "optim": {**RECIPE["optim"], "minutes": minutes},
+            "run": {**RECIPE["run"], "out": str(out), "seed": seed}}
+
+
+def random_run(work: Path, seed: int = 0) -> Path:
+    """The network DINO's run of `seed` starts from (its teacher at initialisation), as a run directory: the
+    random row, and the architecture the supervised row trains from its own random init."""
     out = work / "random"
-    save_backbone(spec.build(), spec, out / "backbone.safetensors")
+    if (out / "backbone.safetensors").exists():
+        return out
+    model, spec, _ = initial_network(build_config(recipe(1.0, seed, out), where="benchmarks/segmentation.py"))
+    save_backbone(model, spec, out / "backbone.safetensors")
     (out / "config.yaml").write_text(yaml.safe_dump({"method": "random init", "data": {"name": DATA}}))
     return out
 
 
-def train_supervised(work: Path, dino: Path, minutes: float, reuse: bool, seed: int = 0
-                     ) -> tuple[Path, dict[str, Any]]:
+def train_supervised(work: Path, minutes: float, reuse: bool, seed: int = 0) -> tuple[Path, dict[str, Any]]:
     out = work / "supervised"
     if reuse and (out / "backbone.safetensors").exists() and (work / "supervised.json").exists():
         return out, json.loads((work / "supervised.json").read_text())
     # the --epochs plan caps the run and sets the warm-up's share (1 epoch of it): 20 is about twice what fits
     # in 12 min at 1 thread here, so the budget, not the plan, ends the run and the warm-up keeps ~5% of it
     opts = SupervisedOptions(minutes=minutes, epochs=SUPERVISED_EPOCHS, out=str(out))
-    record = run_protocol("supervised", build_context(dino, DATA, opts, cache=False, seed=seed), write=False,
+    arch = random_run(work, seed)
+    record = run_protocol("supervised", build_context(arch, DATA, opts, cache=False, seed=seed), write=False,
                           echo=False)
     (work / "supervised.json").write_text(json.dumps(record))
     return out, record
 
 
-def score(run: Path) -> dict[str, Any]:
+def score(run: Path, reuse: bool) -> dict[str, Any]:
+    """Segmentation, k-NN and video numbers of one run, kept in run/score.json (read back under --reuse)."""
+    if reuse and (run / "score.json").exists():
+        return json.loads((run / "score.json").read_text())
     seg = run_protocol("segmentation", build_context(run, DATA, SegmentationOptions(), cache=False), write=False,
                        echo=False)
     knn = run_protocol("knn", build_context(run, DATA, cache=False), write=False, echo=False)
     video = run_protocol("video", build_context(run, "moving", VideoOptions(), cache=False), write=False, echo=False)
-    return {**seg["numbers"], "per_head": seg["settings"]["per_head"], "knn_top1": knn["numbers"]["top1"],
-            **{f"video_{k}": v for k, v in video["numbers"].items()}}
+    numbers = {**seg["numbers"], "per_head": seg["settings"]["per_head"], "knn_top1": knn["numbers"]["top1"],
+               **{f"video_{k}": v for k, v in video["numbers"].items()}}
+    (run / "score.json").write_text(json.dumps(numbers))
+    return numbers
 
 
 def figures(runs: dict[str, Path]) -> None:
@@ -156,8 +167,22 @@ def combine(per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, An
         row = {k: statistics.fmean(r[k] for r in runs) for k, v in first.items() if isinstance(v, int | float)}
         seeds = [r["jaccard"] for r in runs]
         rows[name] = {**row, "per_head": first["per_head"], "jaccard_seeds": seeds,
+                      "mean_heads_seeds": [r["jaccard_mean_heads"] for r in runs],
                       "jaccard_std": statistics.stdev(seeds) if len(seeds) > 1 else None}
     return rows
+
+
+def seed_by_seed(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """What holds on every seed (issue 35's goal): DINO against supervised, best head and mean of heads."""
+    if "mean_heads_seeds" not in rows["DINO"]:
+        return []
+    out = []
+    for what, key in (("best-head Jaccard", "jaccard_seeds"), ("mean of heads", "mean_heads_seeds")):
+        gaps = [d - s for d, s in zip(rows["DINO"][key], rows["supervised"][key], strict=True)]
+        ahead = sum(g > 0 for g in gaps)
+        out.append(f"DINO's {what} is above the supervised ViT's on {ahead} of {len(gaps)} seeds, by "
+                   f"{statistics.fmean(gaps):+.2f} points on average ({', '.join(f'{g:+.2f}' for g in gaps)}).")
+    return [" ".join(out)]
 
 
 def markdown(rec: dict[str, Any]) -> str:
@@ -193,8 +218,11 @@ def markdown(rec: dict[str, Any]) -> str:
     order = " < ".join(sorted(rows, key=lambda n: rows[n]["jaccard"]))
     per_seed = "; ".join(f"{n} {', '.join(f'{v:.2f}' for v in rows[n].get('jaccard_seeds', [rows[n]['jaccard']]))}"
                          for n in ("random", "supervised", "DINO"))
-    lines += ["", f"Best-head Jaccard per seed: {per_seed}.", "",
+    heads_seeds = "; ".join(f"{n} {', '.join(f'{v:.2f}' for v in rows[n].get('mean_heads_seeds', []))}"
+                            for n in ("random", "supervised", "DINO"))
+    lines += ["", f"Best-head Jaccard per seed: {per_seed}.", "", f"Mean of heads per seed: {heads_seeds}.", "",
               f"Ordering here (best head, mean): {order}. The seed's: random < supervised < DINO.", "",
+              *seed_by_seed(rows), "",
               "![attention of the three models](segmentation.png)", "",
               "DINO's attention on scikit-image's cat (each head, the mean, rollout, and the 60% masks):", "",
               "![attention on the cat](attention_cat.png)", ""]
@@ -209,8 +237,19 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true", help="keep runs already finished in --work")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to train and score (3 give a spread; "
                    "each costs twice --minutes of training and a few minutes of scoring)")
+    p.add_argument("--train", choices=["dino", "supervised"],
+                   help="only train this model for --seeds, score nothing: splits a many-seed run over two "
+                   "1-thread processes; a last run with --reuse scores and combines them")
     p.add_argument("--render", action="store_true", help="only rewrite docs/segmentation.md from its JSON")
     args = p.parse_args()
+    if args.train:
+        for seed in args.seeds:
+            work = seed_work(args.work, seed)
+            if args.train == "dino":
+                train_dino(work, args.minutes, args.reuse, seed)
+            else:
+                train_supervised(work, args.minutes, args.reuse, seed)
+        return
     if args.render:
         rec = json.loads((ROOT / "docs" / "segmentation.json").read_text())
     else:
@@ -218,9 +257,9 @@ def main() -> None:
         for seed in args.seeds:
             work = seed_work(args.work, seed)
             dino = train_dino(work, args.minutes, args.reuse, seed)
-            supervised, record = train_supervised(work, dino, args.minutes, args.reuse, seed)
-            seed_runs = {"random": random_run(work, dino, seed), "supervised": supervised, "DINO": dino}
-            per_seed.append({name: score(run) for name, run in seed_runs.items()})
+            supervised, record = train_supervised(work, args.minutes, args.reuse, seed)
+            seed_runs = {"random": random_run(work, seed), "supervised": supervised, "DINO": dino}
+            per_seed.append({name: score(run, args.reuse) for name, run in seed_runs.items()})
             first = first or (seed_runs, record)  # the figures and the header's steps are the first seed's
         runs, sup_record = first
         rows = combine(per_seed)

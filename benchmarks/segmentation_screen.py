@@ -26,10 +26,10 @@ import yaml
 from selfsup.config import build_config
 from selfsup.engine.pretrain import pretrain
 from selfsup.eval.context import build_context
-from selfsup.eval.finetune_protocols import SupervisedOptions
 from selfsup.eval.protocols import run_protocol
 from selfsup.eval.segmentation import SegmentationOptions
 from selfsup.eval.subsets import holdout_splits
+from selfsup.eval.supervised import SupervisedOptions
 from selfsup.machine import machine_words
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -64,11 +64,17 @@ def images_of(images_or_folder: Any, channels: int, size: int) -> torch.Tensor:
     """Images as uint8 (N, channels, H, W): a folder's image files (sorted by path, each resized and centre-cropped
     to `size`), or an array/tensor (N, C, H, W) / (N, H, W) of uint8, or of floats in [0, 1]."""
     from selfsup.data.channels import to_channels
-    from selfsup.data.image_folder import decode_image, image_extensions
+    from selfsup.data.dataset import DataError
+    from selfsup.data.folder_index import image_extensions, scan_folder
+    from selfsup.data.image_folder import decode_image
 
     if isinstance(images_or_folder, (str, Path)):
-        folder, exts = Path(images_or_folder), image_extensions()
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts) if folder.is_dir() else []
+        folder = Path(images_or_folder)
+        try:  # the files every reader of a folder sees (data/folder_index.py), all splits, sorted by path
+            train, test, _ = scan_folder(folder, image_extensions()) if folder.is_dir() else (None, None, None)
+        except DataError:
+            train = test = None
+        files = sorted(train.files + (test.files if test else [])) if train else []
         if not files:
             raise ConfigError(f"{folder} holds no image files: pass a folder of images, or an array (N, C, H, W)")
         decoded = [decode_image(p, channels, size) for p in files]

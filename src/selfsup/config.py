@@ -16,7 +16,8 @@ import yaml
 from selfsup.data.views import ViewsConfig
 from selfsup.methods import METHODS
 from selfsup.models import BACKBONES
-from selfsup.models.vit import FFNS, POOLS, POS_INTERPS, STEMS
+from selfsup.models.vit import POOLS, POS_INTERPS, STEMS
+from selfsup.models.vit_layers import FFNS
 from selfsup.options import opt
 from selfsup.validate import ConfigError, check_sections
 

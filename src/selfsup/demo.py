@@ -17,7 +17,7 @@ from selfsup.config import PretrainConfig
 from selfsup.data import DataNotFound
 from selfsup.data.fashion_mnist import find_fashion_mnist
 from selfsup.engine.pretrain import pretrain
-from selfsup.eval.knn_protocol import knn_eval
+from selfsup.eval.knn import knn_eval
 from selfsup.machine import machine_words
 from selfsup.models.io import load_backbone, normalizer
 

@@ -8,8 +8,8 @@ from PIL import Image
 
 from selfsup.data.channels import to_channels
 from selfsup.data.file_batches import FileBatches, file_batches
+from selfsup.data.folder_index import PathTable
 from selfsup.data.image_folder import decode_image
-from selfsup.data.streaming import PathTable
 
 
 def _files(root, n: int = 7, broken: tuple[int, ...] = (2,)) -> PathTable:

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from selfsup.data import DataError
-from selfsup.data.image_folder import image_extensions, load_image_folder, stratified_split
+from selfsup.data.folder_index import image_extensions, stratified_split
+from selfsup.data.image_folder import load_image_folder
 
 
 def save(path: Path, image: Image.Image, fmt: str | None = None) -> Path:

@@ -15,7 +15,7 @@ from lightning.fabric import Fabric
 
 from selfsup.engine.fabric import ddp_strategy
 from selfsup.engine.optim import param_groups
-from selfsup.engine.pretrain import optimization_step
+from selfsup.engine.step import optimization_step
 from selfsup.methods import METHODS, Method
 from selfsup.models.resnet import resnet18
 from selfsup.models.vit import VisionTransformer

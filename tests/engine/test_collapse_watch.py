@@ -37,7 +37,7 @@ def test_embeddings_on_one_line_are_named_by_their_rank():
 
 def test_the_engine_writes_the_warning_once_to_metrics_and_stderr(tiny_cfg, capsys):
     trainer = Trainer(tiny_cfg(optim={"epochs": 3 / 22}), progress=False)
-    trainer._setup()
+    trainer.setup()
     forward = trainer.method.forward
 
     def collapsed(views, step, diagnostics=True):  # a fake logs dict: the teacher's outputs uniform
@@ -45,7 +45,7 @@ def test_the_engine_writes_the_warning_once_to_metrics_and_stderr(tiny_cfg, caps
         return loss, {**logs, "teacher_entropy": logs["log_K"], "teacher_student_kl": 0.0} if diagnostics else {}
 
     trainer.method.forward = collapsed
-    trainer._setup = lambda: None
+    trainer.setup = lambda: None
     result = trainer.fit()
     lines = [x for x in map(json.loads, (result.out / "metrics.jsonl").read_text().splitlines()) if "loss" in x]
     warned = [x["step"] for x in lines if "warning" in x]

@@ -35,7 +35,7 @@ def scaled_step(precision_plugin=None) -> dict:
     from ddp_worker import build, fixed_views
 
     from selfsup.engine.optim import param_groups
-    from selfsup.engine.pretrain import optimization_step
+    from selfsup.engine.step import optimization_step
 
     fabric = Fabric(accelerator="cpu", devices=1, plugins=[precision_plugin] if precision_plugin else None)
     method = build("simclr")

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ddp_worker import TINY, build, fixed_views  # noqa: E402
 
 from selfsup.engine.optim import param_groups  # noqa: E402
-from selfsup.engine.pretrain import optimization_step  # noqa: E402
+from selfsup.engine.step import optimization_step  # noqa: E402
 
 READS = ("item", "__bool__", "__int__", "__float__", "tolist")
 HOST_BUILT = {"masking.py", "base.py"}  # block masks drawn on the host; the sizes of the views (a host list)

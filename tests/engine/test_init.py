@@ -56,7 +56,7 @@ def test_a_run_at_lr_0_exports_the_source_weights_and_a_normal_one_changes_them(
 
 def test_the_heads_start_fresh_and_the_teacher_from_the_file(tiny_cfg, source):
     trainer = Trainer(tiny_cfg(backbone={"init": str(source)}), progress=False)
-    trainer._setup()
+    trainer.setup()
     src, method = exported(source), trainer.method
     for k, v in src.items():
         assert torch.equal(method.backbone.state_dict()[k], v), k
@@ -72,7 +72,7 @@ def test_backbone_frozen_for_its_epochs_while_the_heads_train(tiny_cfg, source, 
     src = exported(source)
     assert all(torch.equal(state["backbone." + k], v) for k, v in src.items())
     fresh = Trainer(tiny_cfg(backbone={"init": str(source)}, run={"out": str(tmp_path / "f")}), progress=False)
-    fresh._setup()
+    fresh.setup()
     assert not torch.equal(state["head.mlp.0.weight"], fresh.method.head.mlp[0].weight)
 
 

@@ -185,7 +185,7 @@ def test_the_engine_clips_as_the_run_asks(tiny_cfg, monkeypatch):
     monkeypatch.setattr(pretrain, "clip_gradients", lambda model, clip, mode="parameter": seen.append((clip, mode)))
     trainer = pretrain.Trainer(tiny_cfg(method="simmim", optim={"batch_size": 8}, views={"n_local": 0}),
                                progress=False)
-    trainer._setup()
+    trainer.setup()
     trainer._step(0, trainer.source.batch(0))
     assert seen == [(5.0, "global")]
 

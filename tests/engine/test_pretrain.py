@@ -112,9 +112,9 @@ def test_patch_size_that_does_not_divide_the_crop(tiny_cfg):
 def test_non_finite_loss_stops_with_explanation(tiny_cfg):
     cfg = tiny_cfg(optim={"epochs": 10 / 22}, run={"max_nonfinite": 3})
     trainer = Trainer(cfg, progress=False)
-    trainer._setup()
+    trainer.setup()
     trainer.views.mean.fill_(float("nan"))  # every view is NaN -> every loss is NaN
-    trainer._setup = lambda: None
+    trainer.setup = lambda: None
     from selfsup.engine.pretrain import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match="3 steps in a row.*learning rate"):
@@ -147,7 +147,7 @@ def test_several_devices_use_ddp_without_buffer_broadcast(tiny_cfg):
 def test_diagnostics_are_computed_on_logging_steps_only(tiny_cfg):
     """Each diagnostic is a device sync on a GPU: the engine asks the method for them when it logs."""
     trainer = Trainer(tiny_cfg(run={"log_every": 2}), progress=False)
-    trainer._setup()
+    trainer.setup()
     asked, forward = [], trainer.method.forward
 
     def spy(views, step, diagnostics=True):
@@ -155,7 +155,7 @@ def test_diagnostics_are_computed_on_logging_steps_only(tiny_cfg):
         return forward(views, step, diagnostics)
 
     trainer.method.forward = spy
-    trainer._setup = lambda: None
+    trainer.setup = lambda: None
     result = trainer.fit()
     assert result.steps == 4 and asked == [False, True, False, True]
     lines = [json.loads(x) for x in (result.out / "metrics.jsonl").read_text().splitlines()]

@@ -21,7 +21,7 @@ def state(trainer: Trainer) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_nan_batch_changes_no_state(name, tiny_cfg):
     trainer = Trainer(tiny_cfg(method=name, optim={"batch_size": 8}, **CASES[name]), progress=False)
-    trainer._setup()
+    trainer.setup()
     batch = trainer.source.batch(0)
     assert trainer._step(0, batch)[1]  # a finite step first: the centre, queue and statistics are under way
     before = state(trainer)

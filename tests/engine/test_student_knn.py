@@ -7,7 +7,7 @@ from selfsup.engine.pretrain import Trainer
 def run_spying(cfg, monkeypatch):
     """Fit `cfg`, recording which module each k-NN evaluated."""
     trainer = Trainer(cfg, progress=False)
-    trainer._setup()
+    trainer.setup()
     seen, knn_of = [], pretrain.knn_of_weights
 
     def spy(module, *args):
@@ -15,7 +15,7 @@ def run_spying(cfg, monkeypatch):
         return knn_of(module, *args)
 
     monkeypatch.setattr(pretrain, "knn_of_weights", spy)
-    trainer._setup = lambda: None
+    trainer.setup = lambda: None
     result = trainer.fit()
     lines = [json.loads(x) for x in (result.out / "metrics.jsonl").read_text().splitlines()]
     return trainer, result, seen, lines

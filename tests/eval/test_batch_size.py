@@ -20,10 +20,11 @@ from selfsup.cli import main
 from selfsup.eval.context import build_context
 from selfsup.eval.fewshot import FewshotOptions
 from selfsup.eval.finetune import FinetuneConfig, fit_and_evaluate, predict_proba
-from selfsup.eval.finetune_protocols import PseudolabelOptions, SupervisedOptions
-from selfsup.eval.knn_protocol import KnnOptions
-from selfsup.eval.linear_protocol import LinearOptions
+from selfsup.eval.knn import KnnOptions
+from selfsup.eval.linear import LinearOptions
 from selfsup.eval.protocols import run_protocol
+from selfsup.eval.pseudolabel import PseudolabelOptions
+from selfsup.eval.supervised import SupervisedOptions
 from selfsup.eval.transfer import TransferOptions
 from selfsup.models.io import BackboneSpec, load_backbone, save_backbone
 

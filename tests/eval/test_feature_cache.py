@@ -1,7 +1,9 @@
 import torch
 
+from selfsup.data import ImageSet
 from selfsup.eval.context import build_context
-from selfsup.eval.feature_cache import FeatureCache, FeatureKey, cached_features
+from selfsup.eval.feature_cache import FeatureCache, FeatureKey
+from selfsup.eval.feature_source import FeatureSource
 from selfsup.eval.features import extract_features
 from selfsup.models.io import file_sha256, load_backbone, save_backbone
 
@@ -39,8 +41,9 @@ def test_changed_images_or_a_corrupt_file_are_recomputed(tmp_path):
     cache = FeatureCache(tmp_path)
     model = torch.nn.Flatten()
     images = torch.randint(0, 256, (4, 1, 3, 3), dtype=torch.uint8)
-    a = cached_features(cache, model, None, images, "sha", "d", "train", "cls")
-    b = cached_features(cache, model, None, 255 - images, "sha", "d", "train", "cls")
+    source = FeatureSource(model, None, cache=cache, checkpoint="sha", data="d", feature="cls")
+    a, _ = source.features("train", ImageSet(images))
+    b, _ = source.features("train", ImageSet(255 - images))
     assert cache.misses == 2 and not torch.equal(a, b)
     key = FeatureKey("sha", "d", "train", 3, 1, "x", "cls")
     cache.path(key).write_bytes(b"not a torch file")

@@ -7,8 +7,9 @@ from selfsup.data import ImageSet, Splits, load_data
 from selfsup.data.views import channel_stats
 from selfsup.eval.context import EvalContext, EvalError
 from selfsup.eval.finetune import FinetuneConfig
-from selfsup.eval.finetune_protocols import PseudolabelOptions, SupervisedOptions
 from selfsup.eval.protocols import PROTOCOLS, run_protocol
+from selfsup.eval.pseudolabel import PseudolabelOptions
+from selfsup.eval.supervised import SupervisedOptions
 from selfsup.models.io import BackboneSpec, load_backbone, normalizer
 
 

@@ -9,11 +9,13 @@ from torch import nn
 
 from selfsup.eval.context import EvalError, Protocol, build_context, pixels_context
 from selfsup.eval.fewshot import FewshotOptions
-from selfsup.eval.knn_protocol import KnnOptions, knn_eval
-from selfsup.eval.linear_protocol import LinearOptions
-from selfsup.eval.protocols import PROTOCOLS, run_protocol
+from selfsup.eval.knn import KnnOptions, knn_eval
+from selfsup.eval.linear import LinearOptions
+from selfsup.eval.protocols import PROTOCOLS, checked, run_protocol
 from selfsup.eval.subsets import stratified_subset
+from selfsup.eval.supervised import SupervisedOptions
 from selfsup.eval.transfer import TransferOptions
+from selfsup.validate import ConfigError
 
 RECORD_KEYS = {"protocol", "numbers", "settings", "data", "checkpoint", "seed", "time", "minutes"}
 
@@ -104,11 +106,14 @@ def test_unlabelled_data_is_a_clear_error(tiny_run, tmp_path):
 def test_unknown_protocol_and_bad_options(tiny_run):
     with pytest.raises(EvalError, match="unknown protocol 'nope'"):
         run_protocol("nope", build_context(tiny_run))
-    with pytest.raises(EvalError, match="--k"):
-        run_protocol("knn", build_context(tiny_run, options=KnnOptions(k=[0])), write=False, echo=False)
-    with pytest.raises(EvalError, match="--fractions"):
-        run_protocol("fewshot", build_context(tiny_run, options=FewshotOptions(fractions=[2.0])), write=False,
-                     echo=False)
+    # options from Python are checked against their declarations, as flags are: one place, one message
+    bad = {"knn": KnnOptions(k=[0]), "fewshot": FewshotOptions(fractions=[2.0]),
+           "linear": LinearOptions(val_fraction=1.0), "supervised": SupervisedOptions(fraction=0.0)}
+    for name, options in bad.items():
+        flag = {"knn": "--k", "fewshot": "--fractions", "linear": "--val-fraction", "supervised": "--fraction"}[name]
+        with pytest.raises(ConfigError, match=f"^{flag}: got "):
+            run_protocol(name, build_context(tiny_run, options=options), write=False, echo=False)
+    assert checked(PROTOCOLS["knn"], KnnOptions(k=["10"])).k == [10]  # converted to the declared type
 
 
 def test_every_registered_protocol_declares_documented_options():

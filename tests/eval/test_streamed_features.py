@@ -12,7 +12,7 @@ from PIL import Image
 from selfsup.data import image_folder
 from selfsup.data.file_batches import FileBatches
 from selfsup.eval.context import build_context
-from selfsup.eval.knn_protocol import KnnOptions
+from selfsup.eval.knn import KnnOptions
 from selfsup.eval.protocols import run_protocol
 from selfsup.eval.streamed_split import StreamedSplit
 

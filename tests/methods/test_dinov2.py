@@ -13,7 +13,8 @@ from selfsup.engine.pretrain import Trainer, pretrain
 from selfsup.methods.dino import DINOLoss as OurDINOLoss
 from selfsup.methods.dinov2 import DINOv2, DINOv2Config
 from selfsup.methods.koleo import koleo_loss
-from selfsup.models.vit import LayerScale, VisionTransformer
+from selfsup.models.vit import VisionTransformer
+from selfsup.models.vit_layers import LayerScale
 
 sys.path.insert(0, str(Path(__file__).parent))
 from official_dinov2_losses import DINOLoss, KoLeoLoss, iBOTPatchLoss  # noqa: E402

@@ -81,12 +81,12 @@ HEALTHY_START = {"simsiam": {"simsiam": {**TINY["simsiam"], "head_bn": True}},
 def test_two_steps_through_the_engine(name, backbone, tmp_path):
     if family(backbone) not in METHODS[name].families:  # MAE and SimMIM need a ViT: a clear error instead
         with pytest.raises(ConfigError, match=f"{name} needs a vit backbone"):
-            Trainer(run_cfg(name, backbone, tmp_path / "run"), progress=False)._setup()
+            Trainer(run_cfg(name, backbone, tmp_path / "run"), progress=False).setup()
         return
     trainer = Trainer(run_cfg(name, backbone, tmp_path / "run", **HEALTHY_START.get(name, {})), progress=False)
-    trainer._setup()
+    trainer.setup()
     before = {k: v.clone() for k, v in trainer.method.named_parameters()}
-    trainer._setup = lambda: None
+    trainer.setup = lambda: None
     result = trainer.fit()
     assert result.steps == 2
     logged = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -381,3 +381,14 @@ def timm_dinov2(model) -> dict:
             continue
         out_dict[k] = v
     return out_dict
+
+
+DINOV2_CASES = {  # name -> (registers, ffn, block_chunks, writer, source)
+    "release": (False, "mlp", 0, dinov2_release, "dinov2"),
+    "release-reg4": (True, "mlp", 0, dinov2_release, "dinov2"),
+    "release-swiglu": (False, "swiglu", 0, dinov2_release, "dinov2"),
+    "teacher-chunked": (False, "mlp", 2, dinov2_teacher, "dinov2"),
+    "teacher-chunked-reg4": (True, "swiglu", 2, dinov2_teacher, "dinov2"),
+    "timm-reg4": (True, "mlp", 0, timm_dinov2, "timm"),
+    "timm-swiglu": (False, "swiglu", 0, timm_dinov2, "timm"),
+}

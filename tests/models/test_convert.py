@@ -8,13 +8,13 @@ from safetensors.torch import save_file
 
 import selfsup
 from selfsup.cli import main
-from selfsup.models import convert as conv
+from selfsup.models.checkpoint_file import _unpickling_message as unpickling_message
 from selfsup.models.convert import ConvertError, Geometry, convert_checkpoint, resolve_spec, suggest_flags
 from selfsup.models.io import BackboneSpec, load_backbone
 
 sys.path.insert(0, str(Path(__file__).parent))
 import official_vit  # noqa: E402
-from official_vit import LAYOUTS, dinov2_reference, reference, write_layout  # noqa: E402
+from official_vit import DINOV2_CASES, LAYOUTS, dinov2_reference, reference, write_layout  # noqa: E402
 
 TINY = {"backbone": "vit-tiny", "width": 48, "depth": 2, "num_heads": 3}  # the reference's size (patch 8, 64 px)
 TINY_FLAGS = ["--backbone", "vit-tiny", "--width", "48", "--depth", "2", "--num-heads", "3"]
@@ -95,17 +95,6 @@ def test_moco_v3_vit_s_with_dino_s_heads_would_be_off(tmp_path, one_thread):
                             atol=1e-2)
 
 
-DINOV2_CASES = {  # name -> (registers, ffn, block_chunks, writer, source)
-    "release": (False, "mlp", 0, official_vit.dinov2_release, "dinov2"),
-    "release-reg4": (True, "mlp", 0, official_vit.dinov2_release, "dinov2"),
-    "release-swiglu": (False, "swiglu", 0, official_vit.dinov2_release, "dinov2"),
-    "teacher-chunked": (False, "mlp", 2, official_vit.dinov2_teacher, "dinov2"),
-    "teacher-chunked-reg4": (True, "swiglu", 2, official_vit.dinov2_teacher, "dinov2"),
-    "timm-reg4": (True, "mlp", 0, official_vit.timm_dinov2, "timm"),
-    "timm-swiglu": (False, "swiglu", 0, official_vit.timm_dinov2, "timm"),
-}
-
-
 @pytest.mark.parametrize("case", list(DINOV2_CASES))
 def test_dinov2_files_give_the_official_tokens(case, tmp_path, one_thread):
     registers, ffn, chunks, writer, source = DINOV2_CASES[case]
@@ -136,36 +125,6 @@ def test_dinov2_files_give_the_official_tokens(case, tmp_path, one_thread):
             assert torch.allclose(converted.model(x), want, atol=1e-5)
 
 
-def _guess(path):
-    return conv.detect_source(conv.read_checkpoint(path), path)
-
-
-@pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_the_guess_from_the_keys_is_the_source_or_a_refusal(layout, nets, tmp_path, one_thread):
-    source, _, _, guess = LAYOUTS[layout]
-    path = write_layout(layout, *nets, tmp_path / "ckpt.pth")
-    if guess is None:
-        with pytest.raises(ConvertError) as e:
-            _guess(path)
-        message = str(e.value)
-        assert "\n" not in message and str(path) in message and f"--from {source}" in message
-        assert message.count("--from ") == 2 and "source=" in message
-        with pytest.raises(ConvertError, match="share and whose defaults differ"):
-            selfsup.load_backbone(path, **TINY)
-    else:
-        assert _guess(path) == guess == source
-        assert same_outputs(selfsup.load_backbone(path, **TINY), nets[0], [(64, 64)])
-
-
-@pytest.mark.parametrize("case", list(DINOV2_CASES))
-def test_the_guess_recognises_dinov2_files(case, tmp_path):
-    registers, ffn, chunks, writer, source = DINOV2_CASES[case]
-    path = tmp_path / ("model.safetensors" if source == "timm" else "model.pth")
-    state = writer(dinov2_reference(registers, ffn, chunks))
-    save_file({k: v.contiguous() for k, v in state.items()}, str(path)) if source == "timm" else torch.save(state, path)
-    assert _guess(path) == source
-
-
 def test_dinov2_training_shards_and_student_are_refused(tmp_path):
     torch.save({"model": {"student.backbone._flat_param": torch.zeros(10)}, "iteration": 5},
                tmp_path / "model_final.rank_0.pth")
@@ -173,7 +132,7 @@ def test_dinov2_training_shards_and_student_are_refused(tmp_path):
         convert_checkpoint(tmp_path / "model_final.rank_0.pth", "dinov2")
     # the real files hold ShardedTensors, which weights_only refuses before any key is read
     error = "Unsupported global: GLOBAL torch.distributed._shard.sharded_tensor.api.ShardedTensor"
-    assert "FSDP training checkpoint" in conv._unpickling_message(tmp_path / "model_final.rank_0.pth", error)
+    assert "FSDP training checkpoint" in unpickling_message(tmp_path / "model_final.rank_0.pth", error)
     torch.save(official_vit.dinov2_teacher(dinov2_reference()), tmp_path / "teacher_checkpoint.pth")
     with pytest.raises(ConvertError, match="holds the teacher only.*drop --student"):
         convert_checkpoint(tmp_path / "teacher_checkpoint.pth", "dinov2", student=True)
@@ -395,17 +354,6 @@ def test_convert_help_names_each_sources_resizing(capsys):
     assert "size-antialias (bicubic to the grid, antialiased when shrinking, as DINOv2's register models and timm " \
            "do)" in text
     assert "dinov2 (a release dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth" in text and "--mean" in text
-
-
-def test_the_guess_refuses_dinov2_look_alikes(tmp_path):
-    ref = dinov2_reference()
-    backbone = {k: v for k, v in ref.state_dict().items() if k != "mask_token"}
-    torch.save({"teacher": {"backbone." + k: v for k, v in backbone.items()}}, tmp_path / "teacher.pth")
-    with pytest.raises(ConvertError, match="dino and dinov2 share .*pass --from dino or --from dinov2"):
-        _guess(tmp_path / "teacher.pth")
-    torch.save(backbone, tmp_path / "layerscale.pth")  # LayerScale without DINOv2's mask_token: timm's names too
-    with pytest.raises(ConvertError, match="dinov2 and timm share .*pass --from dinov2 or --from timm"):
-        _guess(tmp_path / "layerscale.pth")
 
 
 def test_attention_and_the_page_on_a_converted_dinov2_model_with_registers(tmp_path, one_thread):

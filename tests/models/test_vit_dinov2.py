@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from selfsup.models.vit import VisionTransformer, swiglu_hidden, vit
+from selfsup.models.vit import VisionTransformer, vit
+from selfsup.models.vit_layers import swiglu_hidden
 
 sys.path.insert(0, str(Path(__file__).parent))
 with warnings.catch_warnings():

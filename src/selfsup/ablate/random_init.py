@@ -18,7 +18,7 @@ from torch import nn
 from selfsup.ablate.recipe import AblationRecipe, Variant
 from selfsup.config import PretrainConfig
 from selfsup.engine.pretrain import initial_network
-from selfsup.eval.knn_protocol import knn_of_weights
+from selfsup.eval.knn import knn_of_weights
 from selfsup.machine import machine_words
 from selfsup.models.io import BackboneSpec
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from selfsup.config import RECIPES, ConfigError, PretrainConfig, build_config, load_yaml, merge
 from selfsup.diagnostics import MODES
-from selfsup.eval.linear_protocol import LinearOptions
+from selfsup.eval.linear import LinearOptions
 from selfsup.validate import check_options
 
 ABLATIONS = RECIPES / "ablations"  # the shipped recipes, one per seed table

@@ -21,7 +21,7 @@ from selfsup.config import ConfigError, build_config
 from selfsup.engine.pretrain import pretrain
 from selfsup.errors import SelfsupError
 from selfsup.eval.context import build_context
-from selfsup.eval.linear_protocol import LinearOptions
+from selfsup.eval.linear import LinearOptions
 from selfsup.eval.protocols import run_protocol
 from selfsup.machine import machine_words
 

@@ -1,5 +1,5 @@
 """One pass over a list of image files in order, batch by batch, decoded by DataLoader workers: what frozen
-features of a streamed folder are computed from (`selfsup.eval.streamed_features`).
+features of a streamed folder are computed from (`selfsup.eval.feature_source`).
 
 Item i of `FileBatches` is the i-th run of `batch` files, each decoded as `image_folder` decodes it (shorter
 side resized to the side, centre-cropped) and brought to the wanted channels. Unlike pre-training's batches, an
@@ -19,8 +19,9 @@ import torch
 from torch.utils.data import Dataset
 
 from selfsup.data.channels import to_channels
+from selfsup.data.folder_index import PathTable
 from selfsup.data.skips import Failure
-from selfsup.data.streaming import PathTable, decode_many, loader
+from selfsup.data.streaming import decode_many, loader
 
 
 class FileBatch(NamedTuple):

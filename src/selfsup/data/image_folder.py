@@ -1,11 +1,7 @@
 """A folder of image files (any format Pillow reads) -> one in-memory Splits.
 
-Layouts, tried in order:
-  root/train/<class>/..., root/test/<class>/... (or root/val/...): the given train/test split;
-  root/<class>/...: one labelled tree, split 80/20 per class (seed 0);
-  root/*.png ...: a flat folder, unlabeled (labels None, no test split).
-Class sub-folders are searched recursively; hidden files and folders are ignored, as are files whose
-extension is not an image format. Every image is decoded once (`decode.py`: upright by its EXIF orientation,
+The files and their train/test split are the folder's index (`folder_index.py`: its layouts, labels and 80/20
+split, shared by every reader of a folder). Every image is decoded once (`decode.py`: upright by its EXIF orientation,
 8-bit), its shorter side resized to `image_size` (bilinear) and centre-cropped square. Grayscale images stay
 1-channel when all images are grayscale, otherwise everything is RGB (alpha dropped). Unreadable images are
 skipped with one warning.
@@ -17,7 +13,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,78 +23,9 @@ from PIL import Image
 
 from selfsup.data.dataset import DataError, ImageSet, Splits
 from selfsup.data.decode import decode, is_gray, to_array
+from selfsup.data.folder_index import index_folder
 
-LAYOUT = ("class sub-folders of images (root/<class>/*.png), optionally under root/train/ and root/test/ "
-          "(or root/val/), or a flat folder of images (unlabeled)")
 MAX_DEFAULT_SIZE = 224
-TEST_FRACTION = 0.2
-_NOT_RASTER = {"EPS", "MPEG", "WMF", "BUFR", "GRIB", "HDF5"}  # need external tools or are stubs
-
-
-def image_extensions() -> set[str]:
-    """Lower-case file extensions (".png", ".jpg", ...) of the raster formats this Pillow can open."""
-    Image.init()
-    return {ext for ext, fmt in Image.registered_extensions().items()
-            if fmt in Image.OPEN and fmt not in _NOT_RASTER}
-
-
-@dataclass
-class FileTree:
-    """Image files found under one folder; labels index `classes` (None for a flat folder)."""
-
-    files: list[Path] = field(default_factory=list)
-    labels: list[int] | None = None
-    classes: list[str] | None = None
-    ignored: int = 0
-
-
-def _visible(name: str) -> bool:
-    return not name.startswith(".")
-
-
-def _files_under(folder: Path, exts: set[str]) -> tuple[list[Path], int]:
-    """Image files anywhere under `folder` (sorted) and the count of other files there."""
-    found, ignored = [], 0
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if _visible(d)]
-        for name in filter(_visible, filenames):
-            if Path(name).suffix.lower() in exts:
-                found.append(Path(dirpath) / name)
-            else:
-                ignored += 1
-    return sorted(found), ignored
-
-
-def _scan_classes(folder: Path, exts: set[str]) -> FileTree:
-    """root/<class>/... -> a labelled tree; classes are the sorted sub-folder names that hold images."""
-    tree = FileTree(labels=[], classes=[])
-    for entry in sorted(folder.iterdir()):
-        if not _visible(entry.name):
-            continue
-        if not entry.is_dir():
-            tree.ignored += 1  # loose files next to class folders
-            continue
-        files, ignored = _files_under(entry, exts)
-        tree.ignored += ignored
-        if files:
-            tree.labels += [len(tree.classes)] * len(files)
-            tree.classes.append(entry.name)
-            tree.files += files
-    return tree
-
-
-def _scan_flat(folder: Path, exts: set[str]) -> FileTree:
-    entries = [p for p in sorted(folder.iterdir()) if _visible(p.name) and p.is_file()]
-    files = [p for p in entries if p.suffix.lower() in exts]
-    return FileTree(files=files, ignored=len(entries) - len(files))
-
-
-def _split_dirs(root: Path) -> tuple[Path, Path] | None:
-    """(train, test) sub-folders when root has train/ and test/ (or val/), else None."""
-    test = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
-    return (root / "train", test) if (root / "train").is_dir() and test is not None else None
-
-
 def _why(e: Exception, path: Path | BinaryIO) -> str:
     """The error as "Type: message", without the path that Pillow repeats in its messages."""
     message = str(e).replace(f" {str(path)!r}", "").replace(str(path), "the file")
@@ -187,90 +114,32 @@ def _warn_skipped(root: Path, failed: list[tuple[Path, str]]) -> None:
     warnings.warn(f"{root}: skipped {len(failed)} unreadable image file(s): {names}{more}", stacklevel=3)
 
 
-def stratified_split(labels: np.ndarray, test_fraction: float = TEST_FRACTION,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, test indices), both sorted: round(test_fraction * n) of each class's n images
-    (at least 1 when n >= 2) go to test, chosen by a seeded shuffle."""
-    rng = np.random.default_rng(seed)
-    test = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        k = int(np.floor(test_fraction * len(idx) + 0.5))
-        test.append(idx[: max(k, 1) if len(idx) >= 2 else 0])
-    test_idx = np.sort(np.concatenate(test)) if test else np.empty(0, dtype=np.int64)
-    return np.setdiff1d(np.arange(len(labels)), test_idx), test_idx
-
-
 def _subset(images: torch.Tensor, labels: np.ndarray | None, idx: np.ndarray,
             classes: list[str] | None) -> ImageSet:
     t = torch.from_numpy(idx)
     return ImageSet(images[t], None if labels is None else torch.from_numpy(labels[idx]), classes)
 
 
-def scan_folder(root: Path, exts: set[str]) -> tuple[FileTree, FileTree | None, str | None]:
-    """(train tree, test tree or None, note on the layout) of the image files under `root` with extensions
-    `exts` (see `image_extensions`); nothing is decoded."""
-    dirs = _split_dirs(root)
-    if dirs is not None:
-        train, test = _scan_classes(dirs[0], exts), _scan_classes(dirs[1], exts)
-        for tree, folder in ((train, dirs[0]), (test, dirs[1])):
-            if not tree.files:
-                raise DataError(f"{folder} holds no image files: expected {LAYOUT}")
-        extra = sorted(set(test.classes) - set(train.classes))
-        if extra:
-            raise DataError(f"{dirs[1]} has class folder(s) {', '.join(extra[:10])} that {dirs[0]} lacks: "
-                            "the test classes must be a subset of the train classes")
-        index = {name: i for i, name in enumerate(train.classes)}
-        test.labels = [index[test.classes[label]] for label in test.labels]
-        test.classes = train.classes
-        return train, test, (f"using {dirs[1].name}/ as the test split" if dirs[1].name != "test" else None)
-    tree = _scan_classes(root, exts)
-    if tree.files:
-        return tree, None, None
-    tree = _scan_flat(root, exts)
-    if not tree.files:
-        raise DataError(f"{root} holds no image files: expected {LAYOUT}")
-    return tree, None, f"{root} has no class sub-folders: {len(tree.files)} unlabeled images, no test split"
-
-
-def _assemble(train: FileTree, test: FileTree | None, out: DecodedFiles) -> tuple[ImageSet, ImageSet | None, str]:
-    """The decoded images -> (train set, test set or None, note on the split)."""
-    labels = None
-    if train.labels is not None:
-        labels = np.array(train.labels + (test.labels if test else []), dtype=np.int64)[out.kept]
-    if test is not None:
-        n_train = int(np.searchsorted(out.kept, len(train.files)))
-        train_idx, test_idx, note = np.arange(n_train), np.arange(n_train, len(out.kept)), ""
-    elif labels is not None:
-        train_idx, test_idx = stratified_split(labels)
-        note = (f"no train/ and test/ sub-folders: split {len(labels)} images 80/20 per class (seed 0) into "
-                f"{len(train_idx)} train / {len(test_idx)} test"
-                + ("" if len(test_idx) else " (too few images per class for a test split)"))
-    else:
-        train_idx, test_idx, note = np.arange(len(out.kept)), np.empty(0, dtype=np.int64), ""
-    test_set = _subset(out.images, labels, test_idx, train.classes) if len(test_idx) else None
-    return _subset(out.images, labels, train_idx, train.classes), test_set, note
-
-
 def load_image_folder(root: str | Path, image_size: int | None = None, workers: int | None = None) -> Splits:
     """An image folder -> Splits of (N, C, S, S) uint8 images, C in {1, 3}, S = image_size (default: the
     median shorter side, capped at 224). Labels are int64 (N,) indexing the sorted class-folder names;
-    a flat folder gives labels None and test None. `workers` threads decode (default min(8, CPUs))."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root} is not a folder: expected {LAYOUT}")
-    train, test, layout_note = scan_folder(root, image_extensions())
-    files = train.files + (test.files if test else [])
+    a flat folder gives labels None and test None. `workers` threads decode (default min(8, CPUs)). The splits
+    are the folder index's (`folder_index.py`), less the files that cannot be read."""
+    index = index_folder(root)
+    files = [Path(t[i]) for t in (index.train, index.test) for i in range(len(t))]
     out = decode_files(files, image_size, workers)
     if not len(out.kept):
-        raise DataError(f"{root}: none of the {len(files)} image files could be read, e.g. "
+        raise DataError(f"{index.root}: none of the {len(files)} image files could be read, e.g. "
                         f"{out.failed[0][0]} ({out.failed[0][1]})")
     if out.failed:
-        _warn_skipped(root, out.failed)
-    train_set, test_set, split_note = _assemble(train, test, out)
-    ignored = train.ignored + (test.ignored if test else 0)
-    notes = [split_note, layout_note, out.size_note,
-             f"skipped {len(out.failed)} unreadable image file(s)" if out.failed else "",
-             f"ignored {ignored} non-image file(s)" if ignored else ""]
-    return Splits(str(root), train_set, test_set, "; ".join(n for n in notes if n) or None)
+        _warn_skipped(index.root, out.failed)
+    labels = None
+    if index.train_labels is not None:
+        test_labels = index.test_labels if index.test_labels is not None else np.empty(0, dtype=np.int64)
+        labels = np.concatenate([index.train_labels, test_labels])[out.kept]
+    n_train = int(np.searchsorted(out.kept, len(index.train)))  # kept files before the first test file
+    train_set = _subset(out.images, labels, np.arange(n_train), index.classes)
+    test_set = _subset(out.images, labels, np.arange(n_train, len(out.kept)), index.classes) \
+        if len(out.kept) > n_train else None
+    notes = [*index.notes(), out.size_note, f"skipped {len(out.failed)} unreadable image file(s)" if out.failed else ""]
+    return Splits(str(index.root), train_set, test_set, "; ".join(n for n in notes if n) or None)

@@ -31,7 +31,8 @@ from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_expan
 
 from selfsup.data.batch_source import Layout
 from selfsup.data.dataset import DataError, ImageSet, Splits
-from selfsup.data.image_folder import decode_image, default_size, image_extensions, probe_image, scan_folder
+from selfsup.data.folder_index import image_extensions, scan_folder
+from selfsup.data.image_folder import decode_image, default_size, probe_image
 from selfsup.data.skips import Failure, SkipReport, fill_failed
 from selfsup.data.streaming import SAMPLE_IMAGES, load_side, loader
 

@@ -1,6 +1,6 @@
 """Image folders read lazily: a DataLoader whose workers decode the files of each step's batch.
 
-The folder is scanned as `image_folder` scans it (same layouts, labels and 80/20 split), but nothing is
+The folder is its index (`folder_index.py`: the layouts, labels and 80/20 split every reader sees), but nothing is
 decoded up front: memory holds the file names (packed, see `PathTable`), a bounded sample for the channel
 statistics and, for evaluation, a bounded labelled subset at the global crop side (`--data.eval-images`).
 Each file is decoded with Pillow at the load side L (`load_side`): its shorter side resized to L, then
@@ -12,7 +12,6 @@ steps of an epoch), so a resumed run reads exactly what an uninterrupted one wou
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,15 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from selfsup.data.batch_source import Layout, epoch_order
 from selfsup.data.dataset import DataError, ImageSet, Splits
-from selfsup.data.image_folder import (
-    LAYOUT,
-    decode_image,
-    default_size,
-    image_extensions,
-    probe_image,
-    scan_folder,
-    stratified_split,
-)
+from selfsup.data.folder_index import LAYOUT, PathTable, index_folder
+from selfsup.data.image_folder import decode_image, default_size, probe_image
 from selfsup.data.skips import Failure, SkipReport, fill_failed
 
 SAMPLE_IMAGES = 512  # images decoded for the channel statistics, the methods' data priors and the figures
@@ -49,25 +41,6 @@ def seeded_pick(count: int, limit: int, seed: int = 0) -> np.ndarray:
         return np.arange(count)
     pick = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:limit]
     return pick.sort().values.numpy()
-
-
-class PathTable:
-    """File paths packed into one bytes object: a tenth of the memory of a list of Paths, and worker
-    processes forked from the main one share it instead of copying it page by page as they touch it."""
-
-    def __init__(self, paths: Sequence[Path | str]) -> None:
-        encoded = [os.fsencode(p) for p in paths]
-        self.offsets = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int64)
-        self.blob = b"".join(encoded)
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> str:
-        return os.fsdecode(self.blob[self.offsets[i] : self.offsets[i + 1]])
-
-    def take(self, idx: Sequence[int] | np.ndarray) -> PathTable:
-        return PathTable([self[int(i)] for i in idx])
 
 
 def decode_many(paths: Sequence[str], channels: int, side: int, root: Path,
@@ -196,17 +169,11 @@ class StreamedFolder:
 
     def __init__(self, root: str | Path, load_size: int | None = None, workers: int = 4, eval_images: int = 5000,
                  image_size: int | None = None) -> None:
-        self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            raise DataError(f"{self.root} is not a folder: expected {LAYOUT}")
-        train, test, _ = scan_folder(self.root, image_extensions())
-        self.name, self.classes = str(self.root), train.classes
+        index = index_folder(root)  # its files, labels and 80/20 split, as every reader of a folder sees them
+        self.root, self.name, self.classes = index.root, str(index.root), index.classes
         self.load_size, self.workers, self.eval_images = load_size, workers, eval_images
-        self.files, self.labels = PathTable(train.files), _labels(train.labels)
-        self.test_files = PathTable(test.files if test else [])
-        self.test_labels = _labels(test.labels if test else None)
-        if test is None and self.labels is not None:  # root/<class>/...: the 80/20 split image_folder makes
-            self.hold_out(*stratified_split(self.labels))
+        self.files, self.labels = index.train, index.train_labels
+        self.test_files, self.test_labels = index.test, index.test_labels
         self.channels, self.size = self._probe(image_size)
         self._sample: tuple[int, torch.Tensor] | None = None
 
@@ -265,9 +232,5 @@ class StreamedFolder:
                             self.workers)
 
 
-def _labels(labels: list[int] | None) -> np.ndarray | None:
-    return None if labels is None else np.asarray(labels, dtype=np.int64)
-
-
-__all__ = ["FolderStream", "PathTable", "StreamedFolder", "decode_many", "load_side", "loader", "probe_paths",
+__all__ = ["FolderStream", "StreamedFolder", "decode_many", "load_side", "loader", "probe_paths",
            "seeded_pick"]

@@ -14,7 +14,6 @@ read nor needed.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from torch import nn
 
 from selfsup.config import BackboneConfig, ConfigError, PretrainConfig
 from selfsup.models.io import BackboneSpec, file_sha256
-from selfsup.models.vit import VisionTransformer
+from selfsup.models.vit import state_on_grid
 
 # BackboneConfig fields that the file decides.
 ARCHITECTURE = ("name", "patch_size", "width", "depth", "num_heads", "stem", "layerscale", "registers", "ffn",
@@ -92,10 +91,7 @@ def resolve_init(cfg: PretrainConfig, channels: int, saved: dict[str, Any] | Non
 def load_init(backbone: nn.Module, source: nn.Module) -> None:
     """`source`'s weights into the freshly built `backbone` of the same architecture; a ViT's position grid
     resampled from the source's to the backbone's with the source's interpolation."""
-    state = source.state_dict()
-    if isinstance(backbone, VisionTransformer) and isinstance(source, VisionTransformer):
-        side = math.isqrt(backbone.pos_embed.shape[1] - 1)
-        state["pos_embed"] = source.interpolate_pos_encoding(side, side).detach().clone()  # (1, 1 + side^2, D)
+    state = state_on_grid(source, backbone)
     try:
         backbone.load_state_dict(state)
     except RuntimeError as e:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric import Fabric
 
 from selfsup.config import ConfigError, PretrainConfig, save_yaml
 from selfsup.data import Splits
@@ -36,14 +35,15 @@ from selfsup.engine.fabric import make_fabric, precision_words
 from selfsup.engine.init import resolve_init
 from selfsup.engine.logging import RunLogger
 from selfsup.engine.meter import IntervalMeter
-from selfsup.engine.optim import apply_schedules, clip_gradients, optim_schedules, optimizer_for, warmup_steps
+from selfsup.engine.optim import optim_schedules, optimizer_for, warmup_steps
 from selfsup.engine.rng import gather_rng_states, restore_rng_states
+from selfsup.engine.step import optimization_step
 from selfsup.engine.stop import StopRequest
 from selfsup.engine.time_budget import TimeBudget
 from selfsup.errors import SelfsupError
-from selfsup.eval.knn_protocol import knn_of_weights
+from selfsup.eval.knn import knn_of_weights
 from selfsup.insight.reconstruction import save_reconstructions
-from selfsup.methods import METHODS, Method
+from selfsup.methods import METHODS
 from selfsup.models.io import BackboneSpec, save_backbone
 from selfsup.models.running_stats import RunningStats
 
@@ -66,53 +66,6 @@ class RunResult:
     replanned: bool = False  # resumed with another --optim.epochs/--optim.minutes: schedules re-planned
 
 
-def optimization_step(fabric: Fabric, model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
-                      views: list[torch.Tensor], step: int, lr: float, wd: float, clip: float,
-                      diagnostics: bool = True, stats: RunningStats | None = None, freeze_backbone: bool = False,
-                      clip_mode: str = "parameter"
-                      ) -> tuple[torch.Tensor | float, bool, dict[str, float]]:
-    """Forward, backward, clip (`clip_mode`: per parameter or global, engine/optim.py clip_gradients), step
-    and the method's hooks; `model` is the Fabric-wrapped `method`.
-
-    One host sync a step, the finite flag (as DINO's `math.isfinite(loss.item())`): the loss comes back as a
-    device tensor, read on logging steps only. A non-finite loss on any process skips the step on every
-    process (so DDP stays in step), leaves no trace and returns (nan, False, {}): the optimiser does not step,
-    `on_after_step` (where the methods apply their centre, queue and momentum updates) is not called, and the
-    running statistics that the forward updated are put back from `stats` (a RunningStats of `method`; one is
-    made here if None). The dict holds the method's diagnostics for this step, computed only if `diagnostics`. With
-    `freeze_backbone` the backbone's gradients are dropped, so that only the heads step (the optimiser skips a
-    parameter without a gradient, weight decay included; --optim.freeze-backbone-epochs).
-    """
-    stats = stats if stats is not None else RunningStats(method)
-    stats.save()
-    apply_schedules(optimizer, lr, wd)
-    loss, logs = model(views, step, diagnostics=diagnostics)
-    finite = bool(fabric.all_reduce(torch.isfinite(loss.detach()).float(), reduce_op="min").item() > 0)
-    if not finite:
-        stats.restore()
-        optimizer.zero_grad(set_to_none=True)
-        return float("nan"), False, {}
-    fabric.backward(loss)
-    method.on_after_backward(step)
-    if freeze_backbone:
-        for p in method.backbone.parameters():
-            p.grad = None
-    unscale_gradients(fabric, optimizer)
-    clip_gradients(method, clip, clip_mode)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    method.on_after_step(step)
-    method.update_average()
-    return loss.detach(), True, logs  # a tensor: read on the host on log steps only (IntervalMeter.flush)
-
-
-def unscale_gradients(fabric: Fabric, optimizer: torch.optim.Optimizer) -> None:
-    """Under 16-mixed, divide the gradients by GradScaler's loss scale before they are clipped (the scaler then
-    skips its own unscaling in the step); clipping the scaled gradients would shrink every update by the scale
-    (65,536 at first). A no-op for every other precision."""
-    fabric.strategy.precision.unscale_gradients(getattr(optimizer, "optimizer", optimizer))
-
-
 class Trainer:
     """One pre-training run. `fit()` trains to the end (or until stopped) and evaluates."""
 
@@ -126,7 +79,9 @@ class Trainer:
         self.collapse = CollapseWatch(cfg.method)  # one warning per cause per run
 
     # -- setup -------------------------------------------------------------------------------------
-    def _setup(self) -> None:
+    def setup(self) -> None:
+        """Everything a run needs before its first step: devices, data, the method and its optimiser, the
+        schedules, a resumed state; `fit` calls it, and so does `initial_network` (which trains nothing)."""
         f, cfg = self.fabric, self.cfg
         f.launch()
         self.precision = f.strategy.precision.precision
@@ -300,7 +255,7 @@ class Trainer:
         return bool(flags[0] > 0), bool(flags[1] > 0)
 
     def fit(self) -> RunResult:
-        self._setup()
+        self.setup()
         run = self.cfg.run
         log = RunLogger(self.out, self.total_steps, self.start_step, self.fabric.is_global_zero,
                         self.show_progress)
@@ -414,5 +369,5 @@ def initial_network(cfg: PretrainConfig) -> tuple[torch.nn.Module, BackboneSpec,
     run's evaluation splits (the floor its training is read against). Trains nothing; writes
     cfg.run.out/config.yaml, so pass a folder of its own."""
     trainer = Trainer(cfg, progress=False)
-    trainer._setup()
+    trainer.setup()
     return trainer.method.evaluated_backbone(), trainer.spec, trainer.splits

@@ -142,7 +142,7 @@ def add_knn_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_knn(args: argparse.Namespace) -> dict[str, Any]:
     """`selfsup eval knn` with one k; prints one line and returns the flat k-NN summary."""
-    from selfsup.eval.knn_protocol import KnnOptions
+    from selfsup.eval.knn import KnnOptions
     from selfsup.eval.protocols import run_protocol
 
     ctx = _context(args, KnnOptions(**check_options(KnnOptions, {"k": [args.k], "temperature": args.temperature},

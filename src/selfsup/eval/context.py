@@ -8,7 +8,8 @@ learning rate a sweep chose) to the options recorded with them. Its options are 
 `selfsup.options.opt` (default, help with tuning advice, the paper's value): the CLI makes one flag per field.
 
 An image folder can be streamed (`--data-stream`, `streamed_split.py`): its splits then hold file names and
-labels, and `features` computes the frozen features batch by batch from the files, never holding the images.
+labels, and `features` (through `feature_source.py`, which serves both kinds of split and owns the cache)
+computes the frozen features batch by batch from the files, never holding the images.
 Only protocols that read nothing but `features` (`Protocol.features_only`) get such a context.
 """
 
@@ -27,9 +28,8 @@ from torch import nn
 from selfsup.data import ImageSet, Splits, load_data
 from selfsup.errors import SelfsupError
 from selfsup.eval.adapt import adapt_splits
-from selfsup.eval.feature_cache import FeatureCache, cached_features
-from selfsup.eval.features import extract_features
-from selfsup.eval.streamed_features import streamed_features, streamed_key
+from selfsup.eval.feature_cache import FeatureCache
+from selfsup.eval.feature_source import FeatureSource
 from selfsup.eval.streamed_split import StreamedSplit, open_streamed_folder
 from selfsup.models.io import BackboneSpec, file_sha256, load_backbone, normalizer
 from selfsup.models.vit import POOLS, VIT_PRESETS
@@ -71,6 +71,11 @@ class EvalContext:
                             "a folder with train/ and test/ class sub-folders)")
         return images
 
+    def require_backbone(self) -> None:
+        """Refuses the raw-pixel baseline for protocols that train the backbone (finetune, supervised, ...)."""
+        if self.spec is None:
+            raise EvalError("this protocol trains the backbone: it needs a run (--checkpoint), not raw pixels")
+
     def labelled(self, split: str) -> ImageSet:
         return self.split(split, labelled=True)
 
@@ -78,21 +83,16 @@ class EvalContext:
     def num_classes(self) -> int:
         return max(self.labelled("train").num_classes, self.labelled("test").num_classes)
 
+    @property
+    def source(self) -> FeatureSource:
+        """Where `features` come from (`feature_source.py`): this context's backbone, device and cache."""
+        return FeatureSource(self.backbone, self.prepare, self.device, self.batch_size, self.cache, self.checkpoint,
+                             self.data, self.spec.feature if self.spec is not None else "pixels")
+
     def features(self, split: str, labelled: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Frozen features and labels of a split: (N, D) float32 and (N,) int64 (None if unlabelled and not
         `labelled`) on the CPU, cached on disk when the context has a cache (no augmentation, eval mode)."""
-        images = self.split(split, labelled)
-        if isinstance(images, StreamedSplit):
-            key = None if self.checkpoint is None else streamed_key(images, split, self.checkpoint, self.data,
-                                                                    self.spec.feature)
-            return streamed_features(images, self.backbone, self.prepare, self.batch_size, self.device, self.cache,
-                                     key)
-        if self.cache is None or self.checkpoint is None:
-            x = extract_features(self.backbone, images.images, self.batch_size, self.device, self.prepare)
-        else:
-            x = cached_features(self.cache, self.backbone, self.prepare, images.images, self.checkpoint,
-                                self.data, split, self.spec.feature, self.batch_size, self.device)
-        return x, images.labels
+        return self.source.features(split, self.split(split, labelled))
 
     @property
     def streamed(self) -> bool:

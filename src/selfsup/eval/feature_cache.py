@@ -9,7 +9,7 @@ recomputed (and the file overwritten) whenever the checkpoint or the data change
 is recomputed too. The data's digest is that of the images for data held in memory (`images_digest`), and for
 a streamed image folder that of its files' names, sizes, modification times and labels (`files_digest`: the
 images are not decoded to look the features up); the two sources keep separate files, and a streamed entry
-also stores which files were readable (see `streamed_features.py`).
+also stores which files were readable (see `feature_source.py`, the one place features are computed).
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-
-from selfsup.eval.features import extract_features
 
 CACHE_VERSION = 2  # bump when what is cached changes meaning (e.g. another feature than the backbone output)
 
@@ -128,17 +125,4 @@ class FeatureCache:
         return entry
 
 
-def cached_features(cache: FeatureCache, backbone: nn.Module, prepare: Callable[[torch.Tensor], torch.Tensor] | None,
-                    images: torch.Tensor, checkpoint: str, data: str, split: str, feature: str,
-                    batch_size: int = 512, device: str | torch.device = "cpu") -> torch.Tensor:
-    """`extract_features` of (N, C, S, S) uint8 images -> (N, D) float32, through `cache`.
-
-    `checkpoint` is the sha256 of the backbone file (`models.io.file_sha256`), `data` the --data value, `feature` what
-    `backbone` outputs (`BackboneSpec.feature`).
-    """
-    key = FeatureKey(checkpoint, data, split, images.shape[-1], images.shape[1], images_digest(images), feature)
-    return cache.get(key, lambda: extract_features(backbone, images, batch_size, device, prepare))
-
-
-__all__ = ["CACHE_VERSION", "FeatureCache", "FeatureKey", "cached_features", "files_digest",
-           "images_digest"]
+__all__ = ["CACHE_VERSION", "FeatureCache", "FeatureKey", "files_digest", "images_digest"]

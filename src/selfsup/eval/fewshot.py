@@ -16,9 +16,8 @@ from typing import Any
 
 import torch
 
-from selfsup.eval.context import EvalContext, EvalError
-from selfsup.eval.linear import DEFAULT_EPOCHS
-from selfsup.eval.linear_protocol import LinearOptions, probe
+from selfsup.eval.context import EvalContext
+from selfsup.eval.linear import DEFAULT_EPOCHS, LinearOptions, probe
 from selfsup.eval.subsets import stratified_subset
 from selfsup.options import opt
 
@@ -51,13 +50,6 @@ def fraction_label(fraction: float) -> str:
     return f"{fraction * 100:g}pct"
 
 
-def _check(opts: FewshotOptions) -> None:
-    if not opts.fractions or not all(0 < f <= 1 for f in opts.fractions):
-        raise EvalError(f"--fractions must list shares in (0, 1], got {opts.fractions}")
-    if opts.subsets < 1:
-        raise EvalError(f"--subsets must be >= 1, got {opts.subsets}")
-
-
 def mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (None for a single value)."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
@@ -81,7 +73,6 @@ def fewshot_protocol(ctx: EvalContext) -> dict[str, Any]:
     """"linear_1pct_top1_mean", "linear_1pct_top1_std", ... and, when fine-tuning, "finetune_1pct_top1_mean",
     ...; the per-subset values and subset sizes go to the settings."""
     opts = ctx.options or FewshotOptions()
-    _check(opts)
     do_finetune = opts.finetune and ctx.spec is not None  # raw pixels have no network to fine-tune
     train_x, train_y = ctx.features("train")
     test_x, test_y = ctx.features("test")

@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import kornia.augmentation as K
 import torch
@@ -31,6 +32,7 @@ from torch import nn
 
 from selfsup.data import ImageSet
 from selfsup.data.views import cropping_mode
+from selfsup.eval.context import EvalContext
 from selfsup.eval.layer_decay import find_vit, param_groups
 from selfsup.eval.precise_bn import recompute_bn_stats
 from selfsup.models.io import BackboneSpec, normalizer
@@ -350,5 +352,12 @@ def summary(res: TrainResult, n_train: int, n_test: int, num_classes: int) -> di
             "num_classes": num_classes, "settings": res.settings}
 
 
+def finetune_protocol(ctx: EvalContext) -> dict[str, Any]:
+    """Fine-tuned top-1/top-5 on test after training on every labelled training image."""
+    ctx.require_backbone()
+    return finetune(ctx.backbone, ctx.prepare, ctx.labelled("train"), ctx.labelled("test"),
+                    ctx.options or FinetuneConfig(), ctx.device, seed=ctx.seed)
+
+
 __all__ = ["Classifier", "FinetuneConfig", "TrainResult", "accuracy", "as_prepare", "evaluate", "finetune",
-           "fit_and_evaluate", "predict_proba", "set_drop_path", "summary", "train_classifier"]
+           "finetune_protocol", "fit_and_evaluate", "predict_proba", "set_drop_path", "summary", "train_classifier"]

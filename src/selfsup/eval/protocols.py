@@ -4,6 +4,10 @@ Each entry is a `Protocol` (see `context.py`): `run(ctx) -> dict` of numbers (+ 
 dataclass of its options (the CLI makes one flag per field) and a one-line help. `run_protocol` times it,
 writes `<run>/eval/<PROTOCOL>.json` (see `record.py`) and prints a short table.
 
+Each protocol's module holds its options, its run and the algorithm behind them (knn.py, linear.py, fewshot.py,
+finetune.py, supervised.py, pseudolabel.py, transfer.py, segmentation.py, video.py); option values are checked
+against their declarations here, once (`checked`), never by hand in a protocol.
+
 To add a protocol: write `my_protocol(ctx)` and `MyOptions` in its own module under `selfsup/eval/`, then
 add `"name": Protocol(my_protocol, MyOptions, "help")` below; pass `features_only=True` if it reads nothing but
 `ctx.features(...)`, so that `--data-stream auto` streams image folders for it (`data_stream`).
@@ -11,25 +15,22 @@ add `"name": Protocol(my_protocol, MyOptions, "help")` below; pass `features_onl
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
 from selfsup.eval.context import DATA_STREAMS, EvalContext, EvalError, Protocol
 from selfsup.eval.fewshot import FewshotOptions, features_only, fewshot_protocol
-from selfsup.eval.finetune import FinetuneConfig
-from selfsup.eval.finetune_protocols import (
-    PseudolabelOptions,
-    SupervisedOptions,
-    finetune_protocol,
-    pseudolabel_protocol,
-    supervised_protocol,
-)
-from selfsup.eval.knn_protocol import KnnOptions, knn_protocol
-from selfsup.eval.linear_protocol import LinearOptions, linear_protocol
+from selfsup.eval.finetune import FinetuneConfig, finetune_protocol
+from selfsup.eval.knn import KnnOptions, knn_protocol
+from selfsup.eval.linear import LinearOptions, linear_protocol
+from selfsup.eval.pseudolabel import PseudolabelOptions, pseudolabel_protocol
 from selfsup.eval.record import format_record, make_record, write_record
 from selfsup.eval.segmentation import SegmentationOptions, segmentation_protocol
+from selfsup.eval.supervised import SupervisedOptions, supervised_protocol
 from selfsup.eval.transfer import TransferOptions, transfer_protocol
 from selfsup.eval.video import VideoOptions, video_protocol
+from selfsup.validate import check_options
 
 PROTOCOLS: dict[str, Protocol] = {
     "knn": Protocol(knn_protocol, KnnOptions, "weighted k-NN on frozen features (DINO: k=20, T=0.07)", pixels=True,
@@ -76,12 +77,21 @@ def data_stream(name: str, options: Any, mode: str) -> str:
     return "never"
 
 
+def checked(protocol: Protocol, options: Any) -> Any:
+    """`options` (None: the protocol's defaults) checked against their declarations (`opt`'s ranges and choices,
+    the annotated types) and converted to them, whether they came from flags, Python or a recipe file: the one
+    place a protocol's option values are validated. Raises ConfigError naming the flag."""
+    if options is None:
+        return protocol.options()
+    values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    return type(options)(**check_options(type(options), values, lambda key: f"--{key.replace('_', '-')}"))
+
+
 def run_protocol(name: str, ctx: EvalContext, write: bool = True, echo: bool = True) -> dict[str, Any]:
     """Run protocol `name` on `ctx` (its options default to the protocol's defaults) and return the record;
     `write` saves it as `<ctx.run_dir>/eval/<name>.json`, `echo` prints the short table."""
     protocol = get_protocol(name)
-    if ctx.options is None:
-        ctx = ctx.with_options(protocol.options())
+    ctx = ctx.with_options(checked(protocol, ctx.options))
     if ctx.spec is None and not protocol.pixels:
         raise EvalError(f"protocol {name} needs a pre-trained backbone, not raw pixels")
     if ctx.streamed and protocol.reads_images(ctx.options):

@@ -18,16 +18,38 @@ a confidence of at most 1 - eps + eps / K (0.91 for eps = 0.1 and 10 classes), b
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from selfsup.data import ImageSet
+from selfsup.eval.context import EvalContext
 from selfsup.eval.finetune import FinetuneConfig, Prepare, as_prepare, fit_and_evaluate, predict_proba
 from selfsup.eval.subsets import stratified_subset
 from selfsup.models.io import BackboneSpec
+from selfsup.options import opt
 
 DEFAULT_THRESHOLD = 0.95  # FixMatch (Sohn et al., 2020): confidence threshold tau = 0.95
+
+
+@dataclass
+class PseudolabelOptions(FinetuneConfig):
+    """Options of `selfsup eval pseudolabel`: the fine-tuning recipe (label smoothing is turned off) plus the
+    labelled fraction and the confidence threshold."""
+
+    epochs: float = opt(30.0, "Fine-tuning epochs of each stage. The labelled fraction is a few batches per "
+                        "epoch, so it needs more epochs than full fine-tuning (as fewshot's --finetune-epochs).",
+                        paper=100, above=0)
+    smoothing: float = opt(0.0, "Not used: both stages train without label smoothing, which would cap the "
+                           "confidence a model learns at 1 - eps + eps / K (0.91 for eps 0.1 and 10 classes), "
+                           "below the threshold.", paper=0.0, low=0, below=1)
+    fraction: float = opt(0.1, "Share of each class's training labels kept (stratified, seeded by --seed); the "
+                          "rest are treated as unlabelled.", paper=0.1, above=0, high=1)
+    threshold: float = opt(DEFAULT_THRESHOLD, "Softmax confidence a prediction needs to become a pseudo-label. "
+                           "Lower it (0.8-0.9) when few predictions pass; the result reports how many were "
+                           "added and how many of them were right.", paper=DEFAULT_THRESHOLD, above=0, high=1)
 
 
 def select_confident(probs: torch.Tensor, threshold: float = DEFAULT_THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,5 +124,21 @@ def pseudolabel(backbone: nn.Module, spec_or_normalizer: BackboneSpec | Prepare 
             "retrained": retrained}
 
 
-__all__ = ["DEFAULT_THRESHOLD", "complement", "pseudo_label", "pseudo_labelled_set", "pseudolabel",
-           "select_confident"]
+
+def pseudolabel_protocol(ctx: EvalContext) -> dict[str, Any]:
+    """Top-1 after self-training next to the labelled-only top-1, with the pseudo-label count and accuracy."""
+    ctx.require_backbone()
+    opts = ctx.options or PseudolabelOptions()
+    r = pseudolabel(ctx.backbone, ctx.prepare, ctx.labelled("train"), ctx.labelled("test"), opts, opts.fraction,
+                    opts.threshold, ctx.device, ctx.seed)
+    first, second = r.pop("labelled_only"), r.pop("retrained")
+    r.pop("threshold")
+    r["settings"] = {**first["settings"], "threshold": opts.threshold, "fraction": opts.fraction,
+                     "labelled_only_steps": first["steps"], "retrained_steps": second["steps"] if second else 0,
+                     "minutes": first["minutes"] + (second["minutes"] if second else 0.0)}
+    r["top5"] = (second or first)["top5"]
+    return r
+
+
+__all__ = ["DEFAULT_THRESHOLD", "PseudolabelOptions", "complement", "pseudo_label", "pseudo_labelled_set",
+           "pseudolabel", "pseudolabel_protocol", "select_confident"]

@@ -1,15 +1,13 @@
 """Evaluation data streamed from an image folder (`--data-stream`): splits that hold the files' names and
-labels, never their images; their frozen features are computed batch by batch (`streamed_features.py`), so
+labels, never their images; their frozen features are computed batch by batch (`feature_source.py`), so
 memory holds the (N, D) features and (N,) labels, not the (N, C, S, S) images.
 
-The folder is scanned with the pieces pre-training's streaming uses (`scan_folder`, `PathTable`, the 80/20
-`stratified_split` when there are no train/ and test/ sub-folders). Each file is decoded as the in-memory
+The folder is its index (`data/folder_index.py`), as pre-training's streaming and the in-memory folder see it:
+the same files in the same train/test split. Each file is decoded as the in-memory
 folder decodes it at the backbone's side (`decode_image`: shorter side resized, centre crop), gray or RGB
 decided from the train and test headers as in memory (from a seeded sample of 512 when there are more), then
 brought to the backbone's channels as `adapt.py` brings in-memory images: the features equal the in-memory
-path's. One difference: in memory, a folder without train/ and test/ sub-folders is split 80/20 after its
-unreadable files are dropped; streamed, before (files are not decoded up front), so with unreadable files
-the two test splits can differ by a few images.
+path's.
 """
 
 from __future__ import annotations
@@ -22,9 +20,9 @@ import torch
 
 from selfsup.data.dataset import DataError, Splits
 from selfsup.data.file_batches import FileBatches
-from selfsup.data.image_folder import LAYOUT, image_extensions, scan_folder, stratified_split
+from selfsup.data.folder_index import PathTable, index_folder
 from selfsup.data.skips import SkipReport
-from selfsup.data.streaming import SAMPLE_IMAGES, PathTable, probe_paths, seeded_pick
+from selfsup.data.streaming import SAMPLE_IMAGES, probe_paths, seeded_pick
 from selfsup.eval.adapt import channel_change
 
 SKIPPED = "left out of the features"  # what becomes of an unreadable file, for SkipReport's warning
@@ -72,31 +70,19 @@ def open_streamed_folder(folder: str | Path, channels: int, size: int,
     """An image folder opened for streamed evaluation by a backbone of `channels` and side `size` -> (Splits
     whose train and test are `StreamedSplit`s, test None for a flat folder; the adaptation made, as
     `adapt_splits` names it). Nothing is decoded but the headers of a sample."""
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise DataError(f"{root} is not a folder: expected {LAYOUT}")
-    train, test, layout_note = scan_folder(root, image_extensions())
-    files, labels = PathTable(train.files), _labels(train.labels)
-    test_files, test_labels = PathTable(test.files if test else []), _labels(test.labels if test else None)
-    split_note = ""
-    if test is None and labels is not None:  # root/<class>/...: the 80/20 split image_folder makes
-        train_idx, test_idx = stratified_split(labels)
-        files, labels, test_files, test_labels = (files.take(train_idx), labels[train_idx],
-                                                  files.take(test_idx), labels[test_idx])
-        split_note = (f"no train/ and test/ sub-folders: split {len(train_idx) + len(test_idx)} files 80/20 per "
-                      f"class (seed 0) into {len(train_idx)} train / {len(test_idx)} test")
+    index = index_folder(folder)  # its files, labels and 80/20 split, as training and memory see them
+    root, files, labels, test_files, test_labels = (index.root, index.train, index.train_labels, index.test,
+                                                    index.test_labels)
     decode = folder_channels(files, test_files, root)
     skips = SkipReport(str(root), how=SKIPPED)
 
     def split(table: PathTable, y: np.ndarray | None) -> StreamedSplit:
-        return StreamedSplit(table, root, None if y is None else torch.from_numpy(y), train.classes, decode,
+        return StreamedSplit(table, root, None if y is None else torch.from_numpy(y), index.classes, decode,
                              channels, size, workers, skips)
 
-    ignored = train.ignored + (test.ignored if test else 0)
     decoders = f"{workers} worker processes" if workers else "this process"
     notes = [f"streamed (--data-stream): {len(files)} train / {len(test_files)} test files, decoded batch by "
-             f"batch by {decoders}",
-             split_note, layout_note, f"ignored {ignored} non-image file(s)" if ignored else ""]
+             f"batch by {decoders}", *index.notes()]
     test_split = split(test_files, test_labels) if len(test_files) else None
     splits = Splits(str(root), split(files, labels), test_split, "; ".join(n for n in notes if n))
     return splits, [channel_change(decode, channels)] if decode != channels else []
@@ -108,10 +94,6 @@ def folder_channels(train: PathTable, test: PathTable, root: Path) -> int:
     n = len(train)
     pick = seeded_pick(n + len(test), SAMPLE_IMAGES)
     return probe_paths([train[int(i)] if i < n else test[int(i) - n] for i in pick], root)[0]
-
-
-def _labels(labels: list[int] | None) -> np.ndarray | None:
-    return None if labels is None else np.asarray(labels, dtype=np.int64)
 
 
 __all__ = ["SKIPPED", "StreamedSplit", "folder_channels", "open_streamed_folder"]

@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -24,11 +26,27 @@ from torch import nn
 
 from selfsup.data import ImageSet
 from selfsup.data.views import channel_stats
+from selfsup.eval.context import EvalContext
 from selfsup.eval.finetune import FinetuneConfig, fit_and_evaluate
 from selfsup.eval.subsets import stratified_subset
 from selfsup.models.io import BackboneSpec, save_backbone
+from selfsup.options import opt
 
 SCRATCH_HEAD_INIT_STD = 0.02  # timm / DeiT trunc_normal_(std=.02) for every Linear, the head included
+
+
+@dataclass
+class SupervisedOptions(FinetuneConfig):
+    """Options of `selfsup eval supervised`: the fine-tuning recipe plus the label fraction."""
+
+    layer_decay: float | None = opt(None, "Not used: random weights train without layer decay (1.0), as "
+                                    "layer decay only protects pre-trained lower layers.", paper=1.0, above=0, high=1)
+    head_init_std: float = opt(SCRATCH_HEAD_INIT_STD, "Not used: random initialisation uses timm's / DeiT's "
+                               f"{SCRATCH_HEAD_INIT_STD} for the head.", paper=SCRATCH_HEAD_INIT_STD, low=0)
+    fraction: float = opt(1.0, "Share of each class's training labels (stratified, seeded by --seed). 0.01 and "
+                          "0.1 are the semi-supervised rows of SimCLR / BYOL.", paper=1.0, above=0, high=1)
+    out: str | None = opt(None, "Run directory for the trained backbone (backbone.safetensors + config.yaml), "
+                          "evaluable with --checkpoint like any run. Default: RUN/supervised-FRACTION.")
 
 
 def spec_for_data(name: str, train: ImageSet, patch_size: int | None = None,
@@ -103,5 +121,21 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["labelled_subset", "random_backbone", "save_supervised_run", "scratch_config", "spec_for_data",
-           "supervised"]
+
+def supervised_dir(ctx: EvalContext, opts: SupervisedOptions) -> Path:
+    return Path(opts.out) if opts.out else ctx.run_dir / f"supervised-{opts.fraction:g}"
+
+
+def supervised_protocol(ctx: EvalContext) -> dict[str, Any]:
+    """Top-1/top-5 of the run's architecture trained from scratch; its backbone is saved as a run directory."""
+    ctx.require_backbone()
+    opts = ctx.options or SupervisedOptions()
+    out = supervised_dir(ctx, opts)
+    result = supervised(ctx.spec, ctx.labelled("train"), ctx.labelled("test"), opts, opts.fraction, ctx.device,
+                        ctx.seed, out=out, data=ctx.data)
+    result["settings"] = {**result["settings"], "fraction": opts.fraction, "init": "random", "run": str(out)}
+    return {k: v for k, v in result.items() if k not in ("init", "run")}
+
+
+__all__ = ["SupervisedOptions", "labelled_subset", "random_backbone", "save_supervised_run", "scratch_config",
+           "spec_for_data", "supervised", "supervised_dir", "supervised_protocol"]

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfsup.eval.context import EvalContext
-from selfsup.eval.knn_protocol import KnnOptions, knn_protocol
-from selfsup.eval.linear import DEFAULT_EPOCHS
-from selfsup.eval.linear_protocol import LinearOptions, linear_protocol
+from selfsup.eval.knn import KnnOptions, knn_protocol
+from selfsup.eval.linear import DEFAULT_EPOCHS, LinearOptions, linear_protocol
 from selfsup.options import opt
 
 

@@ -30,7 +30,8 @@ from selfsup.diagnostics.collapse import collapse_logs
 from selfsup.methods.base import Method, one_view
 from selfsup.methods.masking import random_mask, shuffle_of, subset_mask, uniform_mask
 from selfsup.methods.recipe import optim, section
-from selfsup.models.vit import Block, VisionTransformer, sincos_pos_embed
+from selfsup.models.vit import VisionTransformer, sincos_pos_embed
+from selfsup.models.vit_layers import Block
 from selfsup.options import opt
 
 MASKS = ("random", "uniform")

@@ -28,7 +28,7 @@ from selfsup.methods.precision import fp32
 from selfsup.methods.recipe import optim, section
 from selfsup.methods.shuffled_bn import momentum_forward
 from selfsup.models.heads import mlp
-from selfsup.models.vit import PatchEmbed
+from selfsup.models.vit_layers import PatchEmbed
 from selfsup.options import opt
 from selfsup.schedules import cosine_schedule
 

@@ -17,7 +17,8 @@ import copy
 import torch
 from torch import nn
 
-from selfsup.models.vit import DropPath, VisionTransformer
+from selfsup.models.vit import VisionTransformer
+from selfsup.models.vit_layers import DropPath
 
 
 def momentum_copy(**modules: nn.Module) -> nn.ModuleDict:

@@ -16,7 +16,8 @@ from torch import nn
 
 from selfsup.errors import SelfsupError
 from selfsup.models import BACKBONES, build_backbone
-from selfsup.models.vit import FFNS, POOLS, POS_INTERPS, STEMS, VIT_PRESETS
+from selfsup.models.vit import POOLS, POS_INTERPS, STEMS, VIT_PRESETS
+from selfsup.models.vit_layers import FFNS
 
 
 @dataclass(frozen=True)

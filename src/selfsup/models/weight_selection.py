@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from selfsup.models.vit import VisionTransformer
+from selfsup.models.vit import VisionTransformer, state_on_grid
 
 
 def evenly(large: int, small: int) -> torch.Tensor:
@@ -47,12 +47,8 @@ def special_indices(key: str, axis: int, student: nn.Module, teacher: nn.Module)
 
 
 def source_state(student: nn.Module, teacher: nn.Module) -> dict[str, torch.Tensor]:
-    """The teacher's state with a ViT's position grid resampled to the student's (as `--backbone.init` does)."""
-    state = dict(teacher.state_dict())
-    if isinstance(student, VisionTransformer) and isinstance(teacher, VisionTransformer):
-        side = int((student.pos_embed.shape[1] - 1) ** 0.5)
-        state["pos_embed"] = teacher.interpolate_pos_encoding(side, side).detach()  # (1, 1 + side^2, D_t)
-    return state
+    """The teacher's state with a ViT's position grid resampled to the student's (as `--init` does)."""
+    return state_on_grid(teacher, student)
 
 
 def unselectable(student: nn.Module, teacher: nn.Module) -> str | None:
