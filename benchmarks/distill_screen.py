@@ -44,6 +44,8 @@ def merged(*parts: dict[str, Any]) -> dict[str, Any]:
 
 RANDOM = {"distill": {"student_init": "random"}}  # the first screen's students all started from random weights
 SELECT = {"distill": {"student_init": "select"}}  # Xu et al. 2024's weight selection from the teacher
+# the student's own SimCLR term beside the distillation, on the demo's two views (its SimCLR jitter and crops)
+OWN = merge({"views": recipe("demo")["views"]}, {"distill": {"contrastive_weight": 1.0}})
 VARIANTS: dict[str, dict[str, Any]] = {
     "LightlyTrain's recipe (crops 0.14-1, mixup, mse)": RANDOM,
     "crops 0.5-1": merged(RANDOM, DEMO_CROPS),
@@ -56,6 +58,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "crops 0.5-1, student selected from the teacher's weights": merged(SELECT, DEMO_CROPS),
     "crops 0.5-1, student selected from the teacher's weights, lr 2.5e-4": merged(SELECT, DEMO_CROPS,
                                                                                {"optim": {"lr": 2.5e-4}}),
+    "the demo's two views, + the student's own SimCLR term": merged(RANDOM, OWN),
+    "the demo's two views, + the student's own SimCLR term, no mixup": merged(RANDOM, OWN,
+                                                                              {"distill": {"mixup": False}}),
+    "the demo's two views, + the student's own SimCLR term, student selected from the teacher's weights":
+        merged(SELECT, OWN),
 }
 
 

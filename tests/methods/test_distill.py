@@ -8,7 +8,7 @@ from selfsup.config import build_config
 from selfsup.diagnostics import embedding_std
 from selfsup.engine.checkpoint import CheckpointError
 from selfsup.engine.pretrain import Trainer, pretrain
-from selfsup.methods.distill import Distill, DistillConfig, feature_loss
+from selfsup.methods.distill import Distill, DistillConfig, feature_loss, mixup
 from selfsup.models.io import BackboneSpec, file_sha256, save_backbone
 from selfsup.models.resnet import resnet18
 from selfsup.models.vit import VisionTransformer
@@ -24,10 +24,10 @@ def teacher_file(tmp_path):
     return path
 
 
-def student_method(teacher_file, student=None, **options) -> Distill:
+def student_method(teacher_file, student=None, n_global=1, **options) -> Distill:
     torch.manual_seed(0)
     student = student or VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=16, depth=2, num_heads=2)
-    method = Distill(student, DistillConfig(teacher=str(teacher_file), **options))
+    method = Distill(student, DistillConfig(teacher=str(teacher_file), **options), n_global)
     method.prepare_data(torch.zeros(2, 1, 16, 16, dtype=torch.uint8), [0.5], [0.25])
     return method
 
@@ -136,3 +136,29 @@ def test_a_slimmer_student_starts_from_a_selection_of_the_teachers_weights(teach
     assert student_method(teacher_file, resnet, student_init="auto").cfg.student_init == "random"  # none possible
     with pytest.raises(ValueError, match="no slimmer copy of the teacher .the student is a ResNet"):
         student_method(teacher_file, resnet, student_init="select")
+
+
+def test_the_contrastive_term_adds_the_students_own_nt_xent_over_its_two_views(teacher_file):
+    method = student_method(teacher_file, n_global=2, mixup=False, patch_weight=0.0, contrastive_weight=0.5,
+                            temperature=0.3)
+    distill_only = student_method(teacher_file, n_global=2, mixup=False, patch_weight=0.0)
+    distill_only.load_state_dict(method.state_dict(), strict=False)  # the same student and pooled projection
+    a, b = torch.randn(3, 1, 16, 16), torch.randn(3, 1, 16, 16)
+    loss, logs = method([a, b], 0)
+    base, _ = distill_only([a, b], 0)
+    z = F.normalize(method.projector(method.backbone.get_intermediate_layers(torch.cat([a, b]), 1)[0][:, 0]), dim=-1)
+    logits = z @ z.T / 0.3  # (6, 6): each view's positive is the other view of its image, itself left out
+    logits.fill_diagonal_(float("-inf"))
+    nt_xent = F.cross_entropy(logits, torch.tensor([3, 4, 5, 0, 1, 2]))
+    assert loss.item() == pytest.approx((base + 0.5 * nt_xent).item(), rel=1e-5)
+    assert logs["contrastive"] == pytest.approx(nt_xent.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="set --views.n-global 2"):
+        student_method(teacher_file, contrastive_weight=0.5)
+
+
+def test_two_views_mix_with_the_same_partner_and_weight():
+    a = torch.arange(4.0).view(4, 1, 1, 1)
+    torch.manual_seed(0)
+    mixed_a, mixed_b = mixup([a, 10 * a])
+    torch.testing.assert_close(mixed_b, 10 * mixed_a)
+    assert not torch.equal(mixed_a, a)

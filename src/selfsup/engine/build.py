@@ -96,7 +96,7 @@ def check_views(name: str, method: type[Method], n_global: int, n_local: int) ->
             raise ConfigError(f"{name} compares views of each image with each other: set --views.n-global 2, "
                               f"got {n_global} global and {n_local} local")
         return
-    if n_global != method.n_views or n_local:
+    if n_global not in (method.n_views_allowed or (method.n_views,)) or n_local:
         what = "one view of each image" if method.n_views == 1 else f"exactly {method.n_views} views"
         raise ConfigError(f"{name} takes {what}, got --views.n-global {n_global} and --views.n-local {n_local}: "
                           f"set --views.n-global {method.n_views} --views.n-local 0 (only dino, swav and simclr "

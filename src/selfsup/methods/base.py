@@ -85,6 +85,9 @@ class Method(nn.Module):
     recipes: ClassVar[dict[str, Recipe]] = {}
     # Global views per image for methods without multi-crop: 2 (joint embedding) or 1 (single-image methods).
     n_views: ClassVar[int] = 2
+    # Other counts of global views a method without multi-crop accepts (distillation: 1, or 2 with its
+    # contrastive term); empty: exactly `n_views`.
+    n_views_allowed: ClassVar[tuple[int, ...]] = ()
     # Backbone families the method works with ("vit", "resnet"); MAE's visible-token encoder needs a ViT.
     families: ClassVar[tuple[str, ...]] = ("vit", "resnet")
     # Parameters (names as in `named_parameters()`) kept out of weight decay besides biases and norms, as the
