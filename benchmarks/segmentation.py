@@ -1,10 +1,13 @@
 """Segmentation from attention on `cluttered`: random init, supervised and DINO, as the seed's table.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/segmentation.py [--minutes 12] [--work runs/segmentation] [--reuse]
+    # 5 seeds on 2 cores: two 1-thread processes, then one that scores and combines (docs/segmentation.md's run)
+    OMP_NUM_THREADS=1 ... --seeds 0 1 --reuse & OMP_NUM_THREADS=1 ... --seeds 2 3 --reuse; then
+    ... --seeds 4 --train dino & ... --seeds 4 --train supervised; then ... --seeds 0 1 2 3 4 --reuse
     .venv/bin/python benchmarks/segmentation.py --render      # docs/segmentation.md from docs/segmentation.json
 
 The same ViT (vit-cpu: width 128, 4 blocks, 4 heads, 8-px patches on 64-px images) three ways:
-  - random init (seed 0);
+  - random init: the network DINO's run of that seed starts from;
   - supervised: trained from random init on the train split's labels (the class of each image's largest
     object; `selfsup eval supervised`) for the same wall-clock minutes as DINO;
   - DINO: pre-trained without labels on the train split for --minutes (RECIPE below: the thesis's recipe
@@ -39,7 +42,7 @@ from selfsup.eval.video import VideoOptions
 from selfsup.insight.attention import cls_attention, mass_masks, upsample
 from selfsup.insight.figure import comparison_figure
 from selfsup.insight.visualize import image_attention, load_vit, save_attention
-from selfsup.machine import machine_words
+from selfsup.machine import cpu_name
 from selfsup.models.io import load_backbone, save_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +86,8 @@ def train_dino(work: Path, minutes: float, reuse: bool, seed: int = 0) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     (work / "dino-recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     result = pretrain(build_config(raw, where="benchmarks/segmentation.py"), progress=False)
-    summary = {"minutes": round(result.minutes, 2), "steps": result.steps, "images_per_s": round(result.images_per_s)}
+    summary = {"minutes": round(result.minutes, 2), "steps": result.steps, "images_per_s": round(result.images_per_s),
+               "threads": torch.get_num_threads()}
     (out / "summary.json").write_text(json.dumps(summary))
     return out
 
@@ -266,7 +270,9 @@ def main() -> None:
         dino = runs["DINO"]
         summary = json.loads((dino / "summary.json").read_text())
         _, spec = load_backbone(dino / "backbone.safetensors")
-        rec = {"machine": machine_words(), "date": time.strftime("%Y-%m-%d"), "rows": rows, "seeds": args.seeds,
+        threads = summary.get("threads", torch.get_num_threads())  # the training's, not this scoring process's
+        rec = {"machine": f"{cpu_name()}, {threads} thread(s) per training run", "date": time.strftime("%Y-%m-%d"),
+               "rows": rows, "seeds": args.seeds,
                "backbone": f"{spec.name}, {spec.patch_size}-px patches, {spec.img_size}-px images",
                "dino_minutes": summary["minutes"], "dino_steps": summary["steps"],
                "supervised_minutes": round(sup_record["settings"].get("minutes", args.minutes), 2),

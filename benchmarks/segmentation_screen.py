@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from selfsup.config import build_config
@@ -31,9 +32,10 @@ from selfsup.eval.segmentation import SegmentationOptions
 from selfsup.eval.subsets import holdout_splits
 from selfsup.eval.supervised import SupervisedOptions
 from selfsup.machine import machine_words
+from selfsup.models.io import load_backbone, save_backbone
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from segmentation import DATA, SUPERVISED_EPOCHS, random_run  # noqa: E402
+from segmentation import DATA, SUPERVISED_EPOCHS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLDOUT = 0.1  # of the train split, stratified by label, seed 0 (pre-training's --data.holdout draws the same)
@@ -90,6 +92,16 @@ def validation_context(run: Path, options: Any = None):
     """`run`'s evaluation context with the held-out train images in the test split's place."""
     ctx = build_context(run, DATA, options, cache=False)
     return dataclasses.replace(ctx, splits=holdout_splits(ctx.splits, HOLDOUT, 0))
+
+
+def random_run(work: Path, like: Path) -> Path:
+    """The architecture of the run `like` at random init (torch seed 0), as a run directory."""
+    _, spec = load_backbone(like / "backbone.safetensors")
+    torch.manual_seed(0)
+    out = work / "random"
+    save_backbone(spec.build(), spec, out / "backbone.safetensors")
+    (out / "config.yaml").write_text(yaml.safe_dump({"method": "random init", "data": {"name": DATA}}))
+    return out
 
 
 def train_supervised(work: Path, like: Path, minutes: float, reuse: bool) -> Path:

@@ -61,7 +61,7 @@ def run_demo(cfg: PretrainConfig, progress: bool = True) -> dict[str, Any] | Non
         "pixels": knn_eval(nn.Flatten(), None, splits).top1,  # [0, 1] pixels
     }
     minutes = (time.time() - t0) / 60
-    epochs = result.steps * cfg.optim.batch_size / len(splits.train)
+    epochs = round(result.steps * cfg.optim.batch_size / len(splits.train), 2)  # printed and reported alike
     _print_table(cfg, rows, result, minutes, epochs)
     summary = {"dataset": cfg.data.name, "method": cfg.method, "backbone": cfg.backbone.name,
                "feature": cfg.backbone.pool, "knn_learned": rows["learned"], "knn_random": rows["random"],

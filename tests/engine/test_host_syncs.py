@@ -48,4 +48,4 @@ def reads_in_a_step(name: str, monkeypatch) -> collections.Counter:
 def test_a_step_off_the_log_steps_reads_only_the_finite_flag(name, monkeypatch):
     found = reads_in_a_step(name, monkeypatch)
     device_reads = {k: n for k, n in found.items() if k.split(":")[0] not in HOST_BUILT}
-    assert list(device_reads.values()) == [1] and next(iter(device_reads)).startswith("pretrain.py:"), found
+    assert list(device_reads.values()) == [1] and next(iter(device_reads)).startswith("step.py:"), found

@@ -182,7 +182,8 @@ def test_simmim_keeps_cls_and_position_embeddings_out_of_weight_decay(name, exem
 def test_the_engine_clips_as_the_run_asks(tiny_cfg, monkeypatch):
     """The trainer hands --optim.clip-mode (SimMIM's recipe: global) to the clipping of every step."""
     seen = []
-    monkeypatch.setattr(pretrain, "clip_gradients", lambda model, clip, mode="parameter": seen.append((clip, mode)))
+    monkeypatch.setattr("selfsup.engine.step.clip_gradients",
+                        lambda model, clip, mode="parameter": seen.append((clip, mode)))
     trainer = pretrain.Trainer(tiny_cfg(method="simmim", optim={"batch_size": 8}, views={"n_local": 0}),
                                progress=False)
     trainer.setup()

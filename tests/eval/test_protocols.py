@@ -113,7 +113,8 @@ def test_unknown_protocol_and_bad_options(tiny_run):
         flag = {"knn": "--k", "fewshot": "--fractions", "linear": "--val-fraction", "supervised": "--fraction"}[name]
         with pytest.raises(ConfigError, match=f"^{flag}: got "):
             run_protocol(name, build_context(tiny_run, options=options), write=False, echo=False)
-    assert checked(PROTOCOLS["knn"], KnnOptions(k=["10"])).k == [10]  # converted to the declared type
+    converted = checked(PROTOCOLS["knn"], KnnOptions(k=(10, 20), temperature="0.1"))  # as YAML may give them
+    assert converted.k == [10, 20] and converted.temperature == 0.1
 
 
 def test_every_registered_protocol_declares_documented_options():
