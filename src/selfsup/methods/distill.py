@@ -42,6 +42,7 @@ from selfsup.models.io import BackboneSpec, file_sha256
 from selfsup.models.vit import VisionTransformer
 from selfsup.models.weight_selection import select_weights, unselectable
 from selfsup.options import opt
+from selfsup.validate import ConfigError
 
 LOSSES = ("mse", "cosine")
 STUDENT_INITS = ("auto", "select", "random")
@@ -169,7 +170,7 @@ class Distill(Method):
         self.pooled_proj = projection(s_dim, t_dim) if cfg.pooled_weight else None
         self.patch_proj = projection(s_dim, t_dim) if cfg.patch_weight else None
         if cfg.contrastive_weight and n_global != 2:
-            raise ValueError(f"--distill.contrastive-weight compares two views of each image: set --views.n-global 2 "
+            raise ConfigError(f"--distill.contrastive-weight compares two views of each image: set --views.n-global 2 "
                              f"(got {n_global}), or the weight to 0")
         head = SimCLRConfig()
         self.projector = mlp(s_dim, head.proj_hidden_dim, head.proj_output_dim, head.proj_layers, batch_norm=True,
