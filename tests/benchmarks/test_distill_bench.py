@@ -17,17 +17,21 @@ def teacher(tmp_path):
     return tmp_path / "teacher"
 
 
-def test_distill_benchmark_smoke_writes_the_three_rows(distill_bench, teacher, tmp_path):
+def test_distill_benchmark_smoke_writes_the_three_rows_over_two_seeds(distill_bench, teacher, tmp_path):
     module = distill_bench
     doc = tmp_path / "distill.md"
-    rows = module.main(["--smoke", "--teacher", str(teacher), "--out", str(tmp_path / "runs"), "--doc", str(doc)])
+    rows = module.main(["--smoke", "--teacher", str(teacher), "--out", str(tmp_path / "runs"), "--doc", str(doc),
+                        "--seeds", "0", "1"])
     assert [r["row"] for r in rows] == ["teacher (the demo)", "student, distilled",
                                         "student, from scratch (demo recipe)"]
     assert rows[1]["width"] == rows[2]["width"] == 64 and rows[0]["width"] is None
     assert all(0 <= r["knn_top1"] <= 100 and r["gflops_per_image"] > 0 for r in rows)
+    assert [len(r["knn_seeds"]) for r in rows] == [1, 2, 2]  # the teacher is one run; each student one per seed
+    assert (tmp_path / "runs" / "seed1" / "student" / "backbone.safetensors").exists()
     assert rows[1]["gflops_per_image"] < rows[0]["gflops_per_image"]  # half the width: about a quarter the FLOPs
     text = doc.read_text()
     assert "| student, distilled |" in text and "threads" in text
+    assert "Over seeds 0, 1:" in text and "from scratch on" in text
     assert json.loads(doc.with_suffix(".json").read_text()) == rows
 
 

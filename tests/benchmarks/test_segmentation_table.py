@@ -37,3 +37,31 @@ def test_seeds_are_combined_into_a_mean_with_its_spread(segmentation):
     assert ("DINO's best-head Jaccard is above the supervised ViT's on 3 of 3 seeds, by +8.00 points on average "
             "(+4.00, +8.00, +12.00)") in md
     assert "DINO's mean of heads is above the supervised ViT's on 0 of 3 seeds, by +0.00 points" in md
+
+
+def test_ibot_and_dinov2_rows_take_dinos_recipe_but_their_methods(segmentation):
+    dino = build_config(segmentation.recipe(1.0, 3, "out"), where="t")
+    for row, method in (("iBOT", "ibot"), ("DINOv2", "dinov2")):
+        cfg = build_config(segmentation.recipe(1.0, 3, "out", row), where="t")
+        assert cfg.method == method and cfg.run.seed == 3 and cfg.optim.minutes == 1.0
+        assert cfg.views == dino.views and cfg.optim.lr == dino.optim.lr  # DINO's crops, not the method's own
+        head = ("out_dim", "hidden_dim", "momentum_teacher")
+        assert [getattr(cfg.method_cfg, k) for k in head] == [getattr(dino.method_cfg, k) for k in head]
+        assert cfg.method_cfg.patch_loss_weight > 0
+
+
+def test_every_self_supervised_row_is_compared_with_supervised_seed_by_seed(segmentation):
+    def rows(gap):
+        base = record({"random": 20.0, "supervised": 26.0, "DINO": 30.0, "iBOT": 26.0 + gap, "DINOv2": 20.0})
+        return base["rows"]
+
+    combined = segmentation.combine([rows(1.0), rows(-3.0)])
+    md = segmentation.markdown({**record({}), "rows": combined, "seeds": [0, 1],
+                                "ssl": {"DINO": {"minutes": 12.1, "steps": 400}, "iBOT": {"minutes": 12.2,
+                                                                                         "steps": 300}}})
+    table = [line.split(" | ")[0] for line in md.splitlines() if line.startswith("| ") and "weights" not in line]
+    assert table == ["| random", "| supervised", "| DINO", "| iBOT", "| DINOv2"]
+    assert "| iBOT | 25.00 ± 2.83 |" in md and "| 55.00 | - | - |" in md  # no thesis number for iBOT
+    assert "iBOT's best-head Jaccard is above the supervised ViT's on 1 of 2 seeds, by -1.00 points" in md
+    assert "DINOv2's best-head Jaccard is above the supervised ViT's on 0 of 2 seeds" in md
+    assert "iBOT, 12.2 min, 300 steps" in md and "iBOT and DINOv2 rows take DINO's recipe" in md
