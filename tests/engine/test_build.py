@@ -1,7 +1,8 @@
 import pytest
 
 from selfsup.config import ConfigError, build_config
-from selfsup.engine.build import build_method, resolve_sizes
+from selfsup.engine.build import build_method, check_views, resolve_sizes
+from selfsup.methods import METHODS
 
 
 def cfg(**backbone):
@@ -43,3 +44,16 @@ def test_patch_dropout_is_refused_where_the_method_reads_the_patch_grid_or_the_b
         build_method(resolve_sizes(build_config(raw), 28), channels=1)
     with pytest.raises(ConfigError, match="resnet18 is a ResNet"):
         build_method(cfg(name="resnet18", patch_size=None, patch_dropout=0.5), channels=1)
+
+
+@pytest.mark.parametrize(("method", "n_global", "n_local", "fix"), [
+    ("distill", 3, 0, "set --views.n-global 1 or 2 --views.n-local 0"),  # one view, or two with its own term
+    ("byol", 1, 0, "set --views.n-global 2 --views.n-local 0"),
+    ("byol", 2, 4, "set --views.n-global 2 --views.n-local 0"),
+    ("rotation", 2, 0, "set --views.n-global 1 --views.n-local 0"),
+])
+def test_a_wrong_view_count_names_the_counts_the_method_takes(method, n_global, n_local, fix):
+    with pytest.raises(ConfigError, match=f"got --views.n-global {n_global} and --views.n-local {n_local}") as err:
+        check_views(method, METHODS[method], n_global, n_local)
+    assert fix in str(err.value) and "(only dino, " in str(err.value)
+    check_views(method, METHODS[method], int(fix.split()[2]), 0)  # the fix it names is accepted

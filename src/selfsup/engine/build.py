@@ -96,11 +96,14 @@ def check_views(name: str, method: type[Method], n_global: int, n_local: int) ->
             raise ConfigError(f"{name} compares views of each image with each other: set --views.n-global 2, "
                               f"got {n_global} global and {n_local} local")
         return
-    if n_global not in (method.n_views_allowed or (method.n_views,)) or n_local:
-        what = "one view of each image" if method.n_views == 1 else f"exactly {method.n_views} views"
+    allowed = method.n_views_allowed or (method.n_views,)
+    if n_global not in allowed or n_local:
+        counts = " or ".join(map(str, allowed))
+        what = "one view of each image" if allowed == (1,) else f"{counts} views of each image"
+        fix = f"--views.n-global {n_global if n_global in allowed else counts}"
+        multicrop = ", ".join(sorted(n for n, m in METHODS.items() if m.multicrop))
         raise ConfigError(f"{name} takes {what}, got --views.n-global {n_global} and --views.n-local {n_local}: "
-                          f"set --views.n-global {method.n_views} --views.n-local 0 (only dino, swav and simclr "
-                          "take local crops)")
+                          f"set {fix} --views.n-local 0 (only {multicrop} take local crops)")
 
 
 def backbone_spec(cfg: PretrainConfig, images: torch.Tensor, channels: int, mean: list[float], std: list[float]
