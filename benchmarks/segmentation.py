@@ -1,4 +1,5 @@
-"""Segmentation from attention on `cluttered`: random init, supervised and DINO, as the seed's table.
+"""Segmentation from attention on `cluttered`: random init, supervised and DINO, as the seed's table, with iBOT and
+DINOv2 rows on DINO's recipe (--rows picks the self-supervised rows; --train ibot|dinov2 trains one of them).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/segmentation.py [--minutes 12] [--work runs/segmentation] [--reuse]
     # 5 seeds on 2 cores: two 1-thread processes, then one that scores and combines (docs/segmentation.md's run)
@@ -205,10 +206,22 @@ def seed_by_seed(rows: dict[str, dict[str, Any]]) -> list[str]:
     return paragraphs
 
 
+def end_entropy(run: Path) -> dict[str, float]:
+    """The teacher's [CLS] entropy at the run's last logged step, and log K (how far it left the uniform start)."""
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    return {k: round(last[k], 2) for k in ("teacher_entropy", "log_K") if k in last}
+
+
 def trained(rec: dict[str, Any]) -> str:
-    """The self-supervised rows' minutes and steps (seed 0's); records before iBOT and DINOv2 had DINO's only."""
+    """The self-supervised rows' minutes, steps and final teacher entropy (seed 0's); records before iBOT and
+    DINOv2 had DINO's minutes and steps only."""
     ssl = rec.get("ssl") or {"DINO": {"minutes": rec["dino_minutes"], "steps": rec["dino_steps"]}}
-    return "; ".join(f"{name}, {r['minutes']} min, {r['steps']} steps" for name, r in ssl.items())
+    parts = []
+    for name, r in ssl.items():
+        entropy = f", teacher entropy {r['teacher_entropy']} of log K {r['log_K']} at the end" \
+            if "teacher_entropy" in r else ""
+        parts.append(f"{name}, {r['minutes']} min, {r['steps']} steps{entropy}")
+    return "; ".join(parts)
 
 
 def markdown(rec: dict[str, Any]) -> str:
@@ -302,7 +315,8 @@ def main() -> None:
         rec = {"machine": f"{cpu_name()}, {threads} thread(s) per training run", "date": time.strftime("%Y-%m-%d"),
                "rows": rows, "seeds": args.seeds,
                "backbone": f"{spec.name}, {spec.patch_size}-px patches, {spec.img_size}-px images",
-               "ssl": {row: {"minutes": r["minutes"], "steps": r["steps"]} for row, r in summaries.items()},
+               "ssl": {row: {"minutes": r["minutes"], "steps": r["steps"], **end_entropy(runs[row])}
+                       for row, r in summaries.items()},
                "supervised_minutes": round(sup_record["settings"].get("minutes", args.minutes), 2),
                "n_images": SegmentationOptions().max_images, "recipe": RECIPE}
         (ROOT / "docs" / "segmentation.json").write_text(json.dumps(rec, indent=1))

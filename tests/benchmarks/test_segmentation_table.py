@@ -65,3 +65,11 @@ def test_every_self_supervised_row_is_compared_with_supervised_seed_by_seed(segm
     assert "iBOT's best-head Jaccard is above the supervised ViT's on 1 of 2 seeds, by -1.00 points" in md
     assert "DINOv2's best-head Jaccard is above the supervised ViT's on 0 of 2 seeds" in md
     assert "iBOT, 12.2 min, 300 steps" in md and "iBOT and DINOv2 rows take DINO's recipe" in md
+
+
+def test_the_header_says_how_far_each_teacher_left_its_uniform_start(segmentation, tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "teacher_entropy": 6.9}\n'
+                                            '{"step": 2, "teacher_entropy": 5.917, "log_K": 6.9315}\n')
+    ssl = {"DINO": {"minutes": 12.1, "steps": 2, **segmentation.end_entropy(tmp_path)}}
+    md = segmentation.markdown({**record({"random": 1.0, "supervised": 2.0, "DINO": 3.0}), "ssl": ssl})
+    assert "DINO, 12.1 min, 2 steps, teacher entropy 5.92 of log K 6.93 at the end" in md
