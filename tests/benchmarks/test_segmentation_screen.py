@@ -37,3 +37,18 @@ def test_the_table_names_the_best_candidate(segmentation_screen):
     md = segmentation_screen.markdown(rec)
     assert "Best on validation: DINO lr 0.008 (Jaccard 34.00)" in md
     assert md.count("\n| ") == 5  # header and four rows
+
+
+def test_each_ibot_candidate_is_segmentations_ibot_row_on_the_held_out_split(segmentation, segmentation_screen,
+                                                                              tmp_path):
+    row = build_config(segmentation.recipe(3.0, 0, tmp_path / "x", "iBOT"), where="t")
+    for name, over in segmentation_screen.IBOT_CANDIDATES.items():
+        cfg = build_config(segmentation_screen.ibot_raw(over, 3.0, tmp_path / "x"), where=name)
+        assert cfg.method == "ibot" and cfg.data.holdout == 0.1 and cfg.views == row.views
+        assert cfg.optim.minutes == 3.0 and cfg.optim.lr == row.optim.lr
+        for k, v in over.get("ibot", {}).items():
+            assert getattr(cfg.method_cfg, k) == v
+    md = segmentation_screen.markdown({"machine": "m", "date": "d", "minutes": 12.0, "rows": {
+        name: {"per_head": [1.0], "knn_top1": 1.0, "steps": 1, "jaccard": j}
+        for name, j in (("DINO lr 0.008", 34.0), ("iBOT as segmentation.py", 27.0), ("iBOT DINO's teacher", 30.0))}})
+    assert "best iBOT DINO's teacher (Jaccard 30.00)" in md and "Best on validation: DINO lr 0.008" in md
