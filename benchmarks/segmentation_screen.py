@@ -70,17 +70,8 @@ IBOT_CANDIDATES: dict[str, dict[str, Any]] = {
 }
 
 
-def candidate_raw(over: dict[str, Any], minutes: float, out: Path) -> dict[str, Any]:
-    """BASE with `over` on the held-out split for `minutes`."""
-    raw = {**BASE, "data": {**BASE["data"], "holdout": HOLDOUT}, "run": {**BASE["run"], "out": str(out)}}
-    for section, values in {**over, "optim": {**over.get("optim", {}), "minutes": minutes}}.items():
-        raw[section] = {**raw[section], **values}
-    return raw
-
-
-def ibot_raw(over: dict[str, Any], minutes: float, out: Path) -> dict[str, Any]:
-    """segmentation.py's iBOT row with `over`, on the held-out split for `minutes`."""
-    base = SSL_RECIPES["iBOT"]
+def candidate_raw(over: dict[str, Any], minutes: float, out: Path, base: dict[str, Any] = BASE) -> dict[str, Any]:
+    """`base` (DINO's BASE, or segmentation.py's iBOT row) with `over` on the held-out split for `minutes`."""
     raw = {**base, "data": {**base["data"], "holdout": HOLDOUT}, "run": {**base["run"], "out": str(out)}}
     for section, values in {**over, "optim": {**over.get("optim", {}), "minutes": minutes}}.items():
         raw[section] = {**raw[section], **values}
@@ -90,8 +81,8 @@ def ibot_raw(over: dict[str, Any], minutes: float, out: Path) -> dict[str, Any]:
 def train_ibot(work: Path, name: str, minutes: float, reuse: bool) -> Path:
     out = work / ("ibot-" + name.replace("'", "").replace(".", "").replace(" ", "-"))
     if not (reuse and (out / "backbone.safetensors").exists()):
-        pretrain(build_config(ibot_raw(IBOT_CANDIDATES[name], minutes, out), where="segmentation_screen.py"),
-                 progress=False)
+        raw = candidate_raw(IBOT_CANDIDATES[name], minutes, out, SSL_RECIPES["iBOT"])
+        pretrain(build_config(raw, where="segmentation_screen.py"), progress=False)
     return out
 
 

@@ -43,7 +43,8 @@ def test_each_ibot_candidate_is_segmentations_ibot_row_on_the_held_out_split(seg
                                                                               tmp_path):
     row = build_config(segmentation.recipe(3.0, 0, tmp_path / "x", "iBOT"), where="t")
     for name, over in segmentation_screen.IBOT_CANDIDATES.items():
-        cfg = build_config(segmentation_screen.ibot_raw(over, 3.0, tmp_path / "x"), where=name)
+        raw = segmentation_screen.candidate_raw(over, 3.0, tmp_path / "x", segmentation.SSL_RECIPES["iBOT"])
+        cfg = build_config(raw, where=name)
         assert cfg.method == "ibot" and cfg.data.holdout == 0.1 and cfg.views == row.views
         assert cfg.optim.minutes == 3.0 and cfg.optim.lr == row.optim.lr
         for k, v in over.get("ibot", {}).items():
