@@ -166,9 +166,11 @@ def refresh_recipes(rows: list[dict], work: Path) -> None:
 
 
 def run_all(methods: list[str], data: str, minutes: float, seed: int, work: Path, reuse: bool = False,
-            recipe: str = "shared", size: int = 28, finetune_minutes: float = 0.0) -> list[dict]:
+            recipe: str = "shared", size: int = 28, finetune_minutes: float = 0.0, baselines: bool = True
+            ) -> list[dict]:
+    """The table's rows: raw pixels and random init (unless not `baselines`), then each method trained."""
     splits = load_data(data, size)
-    rows = [row("raw pixels", "-", measure(nn.Flatten(), None, splits, seed))]
+    rows = [row("raw pixels", "-", measure(nn.Flatten(), None, splits, seed))] if baselines else []
     for method in methods:
         if not trainable_on(method, splits.train.channels):
             print(f"{method}: skipped, it needs colour images and {data} has {splits.train.channels} channel(s)")
@@ -178,7 +180,7 @@ def run_all(methods: list[str], data: str, minutes: float, seed: int, work: Path
                                                                                   work / method, recipe, size)
         model, spec = load_backbone(work / method / "run" / "backbone.safetensors")
         splits_m = adapt_splits(splits, spec.in_chans, size)[0]  # colorization's backbone reads lightness
-        if not any(r["method"] == "random init" for r in rows):  # the same architecture, untrained
+        if baselines and not any(r["method"] == "random init" for r in rows):  # the same architecture, untrained
             torch.manual_seed(seed)
             rows.append(row("random init", spec.name, measure(spec.build(), normalizer(spec), splits_m, seed,
                                                               finetune_minutes)))
@@ -239,6 +241,10 @@ def markdown(rows: list[dict], args: argparse.Namespace, machine: str | None = N
         "| method | recipe | backbone | epochs | train minutes | images/s | peak mem (MB) | k-NN top-1 (%) | "
         f"linear top-1 (%) |{' fine-tune top-1 (%) |' if tune else ''} head std | feature std |",
         "|---|---|---|---|---|---|---|---|---|" + ("---|" if tune else "") + "---|---|"]
+    later = [r for r in rows if r.get("date") and r["date"] != (date or time.strftime("%Y-%m-%d"))]
+    if later:
+        lines[-2:-2] = ["Rows added later with `--add` (the same recipe, budget and seed): " + "; ".join(
+            f"{r['method']} on {r['date']} ({r['machine']})" for r in later) + ".", ""]
     for r in rows:
         lines.append(f"| {r['method']} | {r.get('recipe') or '-'} | {r['backbone']} | {fmt(r['epochs'], '.2f')} | "
                      f"{fmt(r['minutes'], '.1f')} | "
@@ -246,6 +252,24 @@ def markdown(rows: list[dict], args: argparse.Namespace, machine: str | None = N
                      f"{r['linear']:.2f} |{' ' + fmt(r.get('finetune'), '.2f') + ' |' if tune else ''} "
                      f"{fmt(r['head_std'], '.3f')} | {r['feature_std']:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def add_rows(args: argparse.Namespace, work: Path) -> None:
+    """Train args.methods with the saved table's settings and merge their rows (dated) into it."""
+    path = Path(args.out).with_suffix(".json")
+    if not path.exists():
+        sys.exit(f"--add: {path} does not exist; run the table once without --add first")
+    saved = json.loads(path.read_text())
+    a = argparse.Namespace(**saved["args"])
+    new = run_all(args.methods.split(","), a.data, a.minutes, a.seed, work, args.reuse, a.recipe,
+                  getattr(a, "size", 28), getattr(a, "finetune_minutes", 0.0), baselines=False)
+    for r in new:
+        r.update(date=time.strftime("%Y-%m-%d"), machine=machine_words())
+    names = {r["method"] for r in new}
+    saved["rows"] = [r for r in saved["rows"] if r["method"] not in names] + new
+    path.write_text(json.dumps(saved, indent=1))
+    Path(args.out).write_text(markdown(saved["rows"], a, saved.get("machine"), saved.get("date")))
+    print(Path(args.out).read_text())
 
 
 def main() -> None:
@@ -265,6 +289,8 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "docs" / "methods.md"))
     p.add_argument("--reuse", action="store_true", help="measure runs already finished in --work again instead "
                    "of re-training them (after an interruption)")
+    p.add_argument("--add", action="store_true", help="train --methods only and put their rows into --out's "
+                   "table (replacing rows of the same name), with the table's own recipe, budget, seed and size")
     p.add_argument("--render", action="store_true", help="only rewrite --out from the rows of its .json (after "
                    "a change to the table's text)")
     args = p.parse_args()
@@ -279,6 +305,9 @@ def main() -> None:
     work = Path(args.work)
     if work.exists() and any(work.iterdir()) and not args.reuse:
         sys.exit(f"{work} is not empty: pass a new --work directory")
+    if args.add:
+        add_rows(args, work)
+        return
     rows = run_all(args.methods.split(","), args.data, args.minutes, args.seed, work, args.reuse, args.recipe,
                    args.size, args.finetune_minutes)
     text = markdown(rows, args)

@@ -150,28 +150,46 @@ def markdown(rec: dict[str, Any]) -> str:
         heads = ", ".join(f"{v:.1f}" for v in r["per_head"])
         lines.append(f"| {name} | {r.get('steps') or '-'} | {r['jaccard']:.2f} | {heads} | {r['knn_top1']:.2f} | "
                      f"{r.get('machine', rec['machine'])} | {r.get('date', rec['date'])} |")
-    best = max((n for n in rec["rows"] if n.startswith("DINO")), key=lambda n: rec["rows"][n]["jaccard"])
+    at_budget = [n for n, r in rec["rows"].items() if r.get("minutes", rec["minutes"]) == rec["minutes"]]
+    best = max((n for n in at_budget if n.startswith("DINO")), key=lambda n: rec["rows"][n]["jaccard"])
     lines += ["", f"Best on validation: {best} (Jaccard {rec['rows'][best]['jaccard']:.2f}); `short`: warm-up "
               f"{SHORT['warmup_epochs']} epoch instead of {BASE['optim']['warmup_epochs']}, the head's last layer "
               "trained from the first step. One seed per row: a difference of a few points is within the spread "
               "between seeds that docs/segmentation.md reports.", ""]
-    ibot = [n for n in rec["rows"] if n.startswith("iBOT ")]
+    ibot = [n for n in at_budget if n.startswith("iBOT ")]
     if ibot:
         top = max(ibot, key=lambda n: rec["rows"][n]["jaccard"])
         lines += [f"iBOT rows: segmentation.py's iBOT row (DINO's recipe with iBOT's additions) and changes to it; "
                   f"best {top} (Jaccard {rec['rows'][top]['jaccard']:.2f}). `DINO's teacher`: teacher temperature "
                   "0.04 throughout and the last layer's norm fixed, as DINO's.", ""]
+    lines += [*curve(rec), ""] if curve(rec) else []
     return "\n".join(lines)
+
+
+def row_name(name: str, minutes: float, page_minutes: float) -> str:
+    """A row trained for the page's budget keeps its name; another budget is named in it (the curve's points)."""
+    return name if minutes == page_minutes else f"{name}, {minutes:g} min"
+
+
+def curve(rec: dict[str, Any]) -> list[str]:
+    """One sentence per row trained at several budgets: its Jaccard (best head, mean of heads) at each."""
+    points: dict[str, dict[float, dict[str, Any]]] = {}
+    for name, r in rec["rows"].items():
+        minutes = r.get("minutes", rec["minutes"])
+        points.setdefault(name.removesuffix(f", {minutes:g} min"), {})[minutes] = r
+    return [f"Against minutes, {name}: " + "; ".join(
+        f"{m:g} min {r['jaccard']:.2f} (mean of heads {sum(r['per_head']) / len(r['per_head']):.2f})"
+        for m, r in sorted(by.items())) + "." for name, by in points.items() if len(by) > 1]
 
 
 def record(name: str, run: Path, minutes: float) -> None:
     """Score `run` and merge its row into docs/segmentation_screen.json (read again now: runs in parallel
     processes each add their own rows), then rewrite the page."""
-    row = {**score(run), "machine": machine_words(), "date": time.strftime("%Y-%m-%d")}
+    row = {**score(run), "machine": machine_words(), "date": time.strftime("%Y-%m-%d"), "minutes": minutes}
     path = ROOT / "docs" / "segmentation_screen.json"
     rec = json.loads(path.read_text()) if path.exists() else {"machine": row["machine"], "date": row["date"],
                                                               "minutes": minutes, "rows": {}}
-    rec["rows"][name] = row
+    rec["rows"][row_name(name, minutes, rec["minutes"])] = row
     path.write_text(json.dumps(rec, indent=1))
     (ROOT / "docs" / "segmentation_screen.md").write_text(markdown(rec))
 

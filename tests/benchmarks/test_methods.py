@@ -42,3 +42,28 @@ def test_finetune_column_and_single_view_recipes(methods):
     assert methods.recipe_for("mae", "paper", 32)["backbone"]["patch_size"] == 8
     assert "n_global" not in methods.recipe_for("byol", "paper", 28)["views"]  # the method's recipe decides
     assert methods.trainable_on("mae", 1)
+
+
+def test_add_merges_new_rows_with_the_tables_own_settings(methods, tmp_path, monkeypatch):
+    out = tmp_path / "methods.md"
+    old = {**ROW, "method": "dino"}
+    record = {"args": {**ARGS, "finetune_minutes": 1.0}, "rows": [{**ROW, "method": "raw pixels"}, old, ROW],
+              "machine": "CPU X, 1 threads", "date": "2026-01-02"}
+    out.with_suffix(".json").write_text(json.dumps(record))
+    calls = []
+
+    def fake_run_all(names, data, minutes, seed, work, reuse, recipe, size, finetune_minutes, baselines):
+        calls.append((names, minutes, recipe, finetune_minutes, baselines))
+        return [{**ROW, "method": n, "knn": 77.77} for n in names]
+
+    monkeypatch.setattr(methods, "run_all", fake_run_all)
+    monkeypatch.setattr(methods, "machine_words", lambda: "CPU Y, 1 threads")
+    monkeypatch.setattr(sys, "argv", ["methods.py", "--add", "--methods", "ibot,byol", "--minutes", "9",
+                                      "--out", str(out), "--work", str(tmp_path / "work")])
+    methods.main()
+    assert calls == [(["ibot", "byol"], 2.5, "paper", 1.0, False)]  # the table's budget, not --minutes
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["raw pixels", "dino", "ibot", "byol"]  # byol replaced, dino kept
+    text = out.read_text()
+    assert "| ibot |" in text and "on 2026-01-02, torch" in text
+    assert "Rows added later" in text and "ibot on " in text and "(CPU Y, 1 threads)" in text
