@@ -35,7 +35,7 @@ from selfsup.machine import machine_words
 from selfsup.models.io import load_backbone, save_backbone
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from segmentation import DATA, SSL_RECIPES, SUPERVISED_EPOCHS  # noqa: E402
+from segmentation import DATA, METHODS, SSL_RECIPES, SUPERVISED_EPOCHS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLDOUT = 0.1  # of the train split, stratified by label, seed 0 (pre-training's --data.holdout draws the same)
@@ -61,13 +61,16 @@ CANDIDATES: dict[str, dict[str, Any]] = {  # name -> overrides of BASE; lr is th
     "lr 0.008, no local crops": {**CHOSEN, "views": {"n_local": 0}},
 }
 REFERENCE = "lr 0.008"  # the candidate whose architecture random init and the supervised ViT take
-# iBOT's row of segmentation.py (DINO's recipe and what iBOT adds) and changes to it: in 12 minutes its teacher
-# barely left the uniform start (entropy 6.73 of log K 6.93 against DINO's 5.92), so first the two things iBOT
-# changes in DINO's teacher: the temperature warm-up to 0.07 (DINO's stays at 0.04) and the trainable last-layer norm
-IBOT_CANDIDATES: dict[str, dict[str, Any]] = {
+# The iBOT and DINOv2 rows of segmentation.py (DINO's recipe and what each method adds) and changes to them, in
+# the method's own section: in 12 minutes their teachers barely left the uniform start (entropy 6.73 and 6.84 of
+# log K 6.93 against DINO's 5.92), so first the two things both change in DINO's teacher: the temperature warm-up
+# to 0.07 (DINO's stays at 0.04) and the trainable last-layer norm
+MIM_ROWS = ("iBOT", "DINOv2")
+MIM_CANDIDATES: dict[str, dict[str, Any]] = {
     "as segmentation.py": {},
-    "DINO's teacher": {"ibot": {"teacher_temp": 0.04, "warmup_teacher_temp_epochs": 0.0, "norm_last_layer": True}},
+    "DINO's teacher": {"teacher_temp": 0.04, "warmup_teacher_temp_epochs": 0.0, "norm_last_layer": True},
 }
+MIM_NAMES = {f"{row} {name}": (row, name) for row in MIM_ROWS for name in MIM_CANDIDATES}  # the table's rows
 
 
 def candidate_raw(over: dict[str, Any], minutes: float, out: Path, base: dict[str, Any] = BASE) -> dict[str, Any]:
@@ -78,10 +81,12 @@ def candidate_raw(over: dict[str, Any], minutes: float, out: Path, base: dict[st
     return raw
 
 
-def train_ibot(work: Path, name: str, minutes: float, reuse: bool) -> Path:
-    out = work / ("ibot-" + name.replace("'", "").replace(".", "").replace(" ", "-"))
+def train_mim(work: Path, row: str, name: str, minutes: float, reuse: bool) -> Path:
+    """segmentation.py's `row` (iBOT or DINOv2) with the candidate `name` on the held-out split."""
+    method = METHODS[row]
+    out = work / (f"{method}-" + name.replace("'", "").replace(".", "").replace(" ", "-"))
     if not (reuse and (out / "backbone.safetensors").exists()):
-        raw = candidate_raw(IBOT_CANDIDATES[name], minutes, out, SSL_RECIPES["iBOT"])
+        raw = candidate_raw({method: MIM_CANDIDATES[name]}, minutes, out, SSL_RECIPES[row])
         pretrain(build_config(raw, where="segmentation_screen.py"), progress=False)
     return out
 
@@ -156,12 +161,13 @@ def markdown(rec: dict[str, Any]) -> str:
               f"{SHORT['warmup_epochs']} epoch instead of {BASE['optim']['warmup_epochs']}, the head's last layer "
               "trained from the first step. One seed per row: a difference of a few points is within the spread "
               "between seeds that docs/segmentation.md reports.", ""]
-    ibot = [n for n in at_budget if n.startswith("iBOT ")]
-    if ibot:
-        top = max(ibot, key=lambda n: rec["rows"][n]["jaccard"])
-        lines += [f"iBOT rows: segmentation.py's iBOT row (DINO's recipe with iBOT's additions) and changes to it; "
-                  f"best {top} (Jaccard {rec['rows'][top]['jaccard']:.2f}). `DINO's teacher`: teacher temperature "
-                  "0.04 throughout and the last layer's norm fixed, as DINO's.", ""]
+    for row in MIM_ROWS:
+        mine = [n for n in at_budget if n.startswith(f"{row} ")]
+        if mine:
+            top = max(mine, key=lambda n: rec["rows"][n]["jaccard"])
+            lines += [f"{row} rows: segmentation.py's {row} row (DINO's recipe with {row}'s additions) and changes "
+                      f"to it; best {top} (Jaccard {rec['rows'][top]['jaccard']:.2f}). `DINO's teacher`: teacher "
+                      "temperature 0.04 throughout and the last layer's norm fixed, as DINO's.", ""]
     lines += [*curve(rec), ""] if curve(rec) else []
     return "\n".join(lines)
 
@@ -202,15 +208,15 @@ def main() -> None:
     p.add_argument("--only", default="", help="rows to run, separated by ';': candidate names, 'random' and "
                    "'supervised' (default: all); two processes at one thread each can split them")
     args = p.parse_args()
-    ibot = [f"iBOT {n}" for n in IBOT_CANDIDATES]
-    names = [n.strip() for n in args.only.split(";") if n.strip()] or [*CANDIDATES, *ibot, "random", "supervised"]
-    unknown = [n for n in names if n not in CANDIDATES and n not in ibot and n not in ("random", "supervised")]
+    names = [n.strip() for n in args.only.split(";") if n.strip()] or [*CANDIDATES, *MIM_NAMES, "random",
+                                                                         "supervised"]
+    unknown = [n for n in names if n not in CANDIDATES and n not in MIM_NAMES and n not in ("random", "supervised")]
     if unknown:
-        raise SystemExit(f"--only: unknown row {unknown[0]!r}; choose from {'; '.join([*CANDIDATES, *ibot])}; "
+        raise SystemExit(f"--only: unknown row {unknown[0]!r}; choose from {'; '.join([*CANDIDATES, *MIM_NAMES])}; "
                          "random; supervised")
     for name in names:
-        if name in ibot:
-            record(name, train_ibot(args.work, name.removeprefix("iBOT "), args.minutes, args.reuse), args.minutes)
+        if name in MIM_NAMES:
+            record(name, train_mim(args.work, *MIM_NAMES[name], args.minutes, args.reuse), args.minutes)
             continue
         if name in CANDIDATES:
             record(f"DINO {name}", train_dino(args.work, name, args.minutes, args.reuse), args.minutes)

@@ -54,17 +54,23 @@ def test_rows_at_another_budget_make_a_curve_and_are_not_chosen(segmentation_scr
     assert "Against minutes, supervised" not in md  # one budget: no curve
 
 
-def test_each_ibot_candidate_is_segmentations_ibot_row_on_the_held_out_split(segmentation, segmentation_screen,
-                                                                              tmp_path):
-    row = build_config(segmentation.recipe(3.0, 0, tmp_path / "x", "iBOT"), where="t")
-    for name, over in segmentation_screen.IBOT_CANDIDATES.items():
-        raw = segmentation_screen.candidate_raw(over, 3.0, tmp_path / "x", segmentation.SSL_RECIPES["iBOT"])
-        cfg = build_config(raw, where=name)
-        assert cfg.method == "ibot" and cfg.data.holdout == 0.1 and cfg.views == row.views
-        assert cfg.optim.minutes == 3.0 and cfg.optim.lr == row.optim.lr
-        for k, v in over.get("ibot", {}).items():
-            assert getattr(cfg.method_cfg, k) == v
+def test_each_mim_candidate_is_segmentations_row_on_the_held_out_split(segmentation, segmentation_screen, tmp_path):
+    assert set(segmentation_screen.MIM_NAMES) >= {"iBOT DINO's teacher", "DINOv2 DINO's teacher"}
+    for row in segmentation_screen.MIM_ROWS:
+        method = segmentation.METHODS[row]
+        ref = build_config(segmentation.recipe(3.0, 0, tmp_path / "x", row), where="t")
+        for name, over in segmentation_screen.MIM_CANDIDATES.items():
+            raw = segmentation_screen.candidate_raw({method: over}, 3.0, tmp_path / "x",
+                                                    segmentation.SSL_RECIPES[row])
+            cfg = build_config(raw, where=name)
+            assert cfg.method == method and cfg.data.holdout == 0.1 and cfg.views == ref.views
+            assert cfg.optim.minutes == 3.0 and cfg.optim.lr == ref.optim.lr
+            assert cfg.backbone == ref.backbone  # DINOv2's LayerScale stays
+            for k, v in over.items():
+                assert getattr(cfg.method_cfg, k) == v
     md = segmentation_screen.markdown({"machine": "m", "date": "d", "minutes": 12.0, "rows": {
         name: {"per_head": [1.0], "knn_top1": 1.0, "steps": 1, "jaccard": j}
-        for name, j in (("DINO lr 0.008", 34.0), ("iBOT as segmentation.py", 27.0), ("iBOT DINO's teacher", 30.0))}})
+        for name, j in (("DINO lr 0.008", 34.0), ("iBOT as segmentation.py", 27.0), ("iBOT DINO's teacher", 30.0),
+                        ("DINOv2 DINO's teacher", 26.0), ("DINOv2 as segmentation.py", 25.0))}})
     assert "best iBOT DINO's teacher (Jaccard 30.00)" in md and "Best on validation: DINO lr 0.008" in md
+    assert "DINOv2 rows: segmentation.py's DINOv2 row" in md and "best DINOv2 DINO's teacher (Jaccard 26.00)" in md
