@@ -68,6 +68,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "dino": {"out_dim": 1024, "hidden_dim": 1024, "momentum_teacher": 0.99, "freeze_last_layer": 0.1}},
     "feature cls": {"backbone": {"pool": "cls"}},
     "feature mean": {"backbone": {"pool": "mean"}},
+    # issue 32: the head reads the pooled feature that evaluation reads (the demo's head reads CLS, and its pooled
+    # features stay below raw pixels)
+    "head and feature mean": {"backbone": {"train_pool": "mean", "pool": "mean"}},
     "temperature 0.1": {"simclr": {"temperature": 0.1}},
     "temperature 0.5": {"simclr": {"temperature": 0.5}},
     "projector 512 wide": {"simclr": {"proj_hidden_dim": 512}},

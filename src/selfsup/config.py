@@ -16,7 +16,7 @@ import yaml
 from selfsup.data.views import ViewsConfig
 from selfsup.methods import METHODS
 from selfsup.models import BACKBONES
-from selfsup.models.vit import POOLS, POS_INTERPS, STEMS
+from selfsup.models.vit import POOLS, POS_INTERPS, STEMS, TRAIN_POOLS
 from selfsup.models.vit_layers import FFNS
 from selfsup.options import opt
 from selfsup.validate import ConfigError, check_sections
@@ -109,9 +109,14 @@ class BackboneConfig:
                     "avgpool) or cls-last4 (the CLS tokens of the last 4 blocks concatenated: DINO's linear "
                     "evaluation of ViT-S) or patches (the patch tokens in raster order, concatenated: keeps where each "
                     "part is, as raw pixels do; for small images, as it grows with the token grid). Pre-training "
-                    "heads always read the CLS token. On 28-px images with 16 tokens, patches is worth 2 k-NN "
+                    "heads read --backbone.train-pool. On 28-px images with 16 tokens, patches is worth 2 k-NN "
                     "points over cls+mean, and cls+mean 1-2 over cls (docs/demo_sweep.md). ResNets always "
                     "average-pool.", paper="cls", choices=POOLS)
+    train_pool: str = opt("cls", "The ViT feature the method's head reads in pre-training: cls (every paper's) or "
+                          "mean (of the patch tokens the view kept, after patch dropout), for the methods whose head "
+                          "reads the pooled feature (not the masked or token-grid ones). Training the feature that "
+                          "evaluation reads (--backbone.pool) is the direct way to make that feature good. ResNets "
+                          "always average-pool.", paper="cls", choices=TRAIN_POOLS)
     num_heads: int | None = opt(None, "ViT attention heads (default: the width over the preset's channels per head). "
                                 "Taken from a --backbone.init file (MoCo v3's ViT-S has 12 where DINO's has 6).",
                                 low=1)

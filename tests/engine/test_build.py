@@ -57,3 +57,27 @@ def test_a_wrong_view_count_names_the_counts_the_method_takes(method, n_global, 
         check_views(method, METHODS[method], n_global, n_local)
     assert fix in str(err.value) and "(only dino, " in str(err.value)
     check_views(method, METHODS[method], int(fix.split()[2]), 0)  # the fix it names is accepted
+
+
+def test_train_pool_is_what_the_head_reads_and_pool_what_evaluation_reads():
+    import torch
+
+    from selfsup.models.vit import pool_tokens
+
+    method = build_method(cfg(train_pool="mean", pool="patches", patch_dropout=0.5), channels=1)
+    backbone = method.backbone
+    assert backbone.pool == "mean"  # the head's input; the saved spec keeps --backbone.pool (patches)
+    x = torch.randn(3, 1, 28, 28)
+    backbone.eval()
+    tokens = backbone.get_intermediate_layers(x, 1)[0]
+    assert torch.allclose(backbone(x), pool_tokens(tokens, "mean", backbone.n_prefix), atol=1e-6)
+    assert not torch.allclose(backbone(x), tokens[:, 0], atol=1e-3)
+    assert build_method(cfg(), channels=1).backbone.pool == "cls"  # the papers' default
+
+
+def test_train_pool_is_refused_where_the_method_reads_the_tokens_itself():
+    raw = {"method": "ibot", "data": {"name": "digits"}, "views": {"global_size": 28, "n_local": 0},
+           "backbone": {"name": "vit-cpu", "patch_size": 7, "train_pool": "mean"}}
+    with pytest.raises(ConfigError, match=r"ibot reads the ViT's tokens itself.*drop --backbone.train-pool mean "
+                                          r"\(it applies to .*simclr"):
+        build_method(resolve_sizes(build_config(raw), 28), channels=1)

@@ -46,11 +46,12 @@ def build_method(cfg: PretrainConfig, channels: int, init: nn.Module | None = No
         raise ConfigError(f"{cfg.method} needs a {' or '.join(method.families)} backbone, got --backbone.name "
                           f"{b.name}: choose one of {', '.join(n for n in BACKBONES if family(n) in method.families)}")
     check_views(cfg.method, method, v.n_global, v.n_local)
+    check_train_pool(cfg.method, method, b.train_pool)
     try:
         backbone = build_backbone(b.name, v.global_size, method.input_channels(channels), b.patch_size,
-                                  b.drop_path, width=b.width, depth=b.depth, stem=b.stem, layerscale=b.layerscale,
-                                  registers=b.registers, ffn=b.ffn, num_heads=b.num_heads,
-                                  pos_interp=b.pos_interp)
+                                  b.drop_path, pool=b.train_pool, width=b.width, depth=b.depth, stem=b.stem,
+                                  layerscale=b.layerscale, registers=b.registers, ffn=b.ffn,
+                                  num_heads=b.num_heads, pos_interp=b.pos_interp)
     except ValueError as e:  # a width that does not split into the preset's attention heads
         raise ConfigError(str(e)) from e
     if init is not None:
@@ -87,6 +88,14 @@ def check_patch_dropout(name: str, method: type[Method], backbone: str) -> None:
     if not method.pooled_only:
         raise ConfigError(f"{name} reads the ViT's patch grid or masks patches itself: set "
                           "--backbone.patch-dropout 0 (its own mask options set how much it hides)")
+
+
+def check_train_pool(name: str, method: type[Method], train_pool: str) -> None:
+    """A head reads the backbone's pooled feature only where the method reads it through the backbone's forward."""
+    if train_pool != "cls" and not method.pooled_only:
+        pooled = ", ".join(sorted(n for n, m in METHODS.items() if m.pooled_only))
+        raise ConfigError(f"{name} reads the ViT's tokens itself, not its pooled feature: drop --backbone.train-pool "
+                          f"{train_pool} (it applies to {pooled})")
 
 
 def check_views(name: str, method: type[Method], n_global: int, n_local: int) -> None:

@@ -57,6 +57,7 @@ def pick_patch_size(preset_patch: int, image_size: int) -> int:
 
 
 POOLS = ("cls", "mean", "cls+mean", "cls-last4", "patches")
+TRAIN_POOLS = ("cls", "mean")  # what a pre-training head may read: one embed_dim vector, patch dropout allowed
 # How position embeddings are resized to another patch grid, each bicubic: "size" (to h x w, no antialias: selfsup's
 # own runs, MAE's util/pos_embed.py), "dino" (by the scale factor (h + 0.1) / side, no antialias: DINO's
 # vision_transformer.py and DINOv2's original models, interpolate_offset 0.1) or "size-antialias" (to h x w,
