@@ -61,7 +61,7 @@ def test_each_mim_candidate_is_segmentations_row_on_the_held_out_split(segmentat
         ref = build_config(segmentation.recipe(3.0, 0, tmp_path / "x", row), where="t")
         for name, over in segmentation_screen.MIM_CANDIDATES.items():
             raw = segmentation_screen.candidate_raw({method: over}, 3.0, tmp_path / "x",
-                                                    segmentation.SSL_RECIPES[row])
+                                                    segmentation.UNTUNED_RECIPES[row])
             cfg = build_config(raw, where=name)
             assert cfg.method == method and cfg.data.holdout == 0.1 and cfg.views == ref.views
             assert cfg.optim.minutes == 3.0 and cfg.optim.lr == ref.optim.lr
@@ -70,7 +70,21 @@ def test_each_mim_candidate_is_segmentations_row_on_the_held_out_split(segmentat
                 assert getattr(cfg.method_cfg, k) == v
     md = segmentation_screen.markdown({"machine": "m", "date": "d", "minutes": 12.0, "rows": {
         name: {"per_head": [1.0], "knn_top1": 1.0, "steps": 1, "jaccard": j}
-        for name, j in (("DINO lr 0.008", 34.0), ("iBOT as segmentation.py", 27.0), ("iBOT DINO's teacher", 30.0),
-                        ("DINOv2 DINO's teacher", 26.0), ("DINOv2 as segmentation.py", 25.0))}})
-    assert "best iBOT DINO's teacher (Jaccard 30.00)" in md and "Best on validation: DINO lr 0.008" in md
-    assert "DINOv2 rows: segmentation.py's DINOv2 row" in md and "best DINOv2 DINO's teacher (Jaccard 26.00)" in md
+        for name, j in (("DINO lr 0.008", 34.0), ("iBOT on DINO's recipe", 27.0), ("iBOT DINO's teacher", 30.0),
+                        ("DINOv2 DINO's teacher", 36.0), ("DINOv2 on DINO's recipe", 25.0))}})
+    assert "best iBOT DINO's teacher (Jaccard 30.00)" in md
+    assert "Best on validation: DINO lr 0.008" in md  # a DINOv2 row is not a DINO candidate
+    assert "DINOv2 rows: DINO's recipe with DINOv2's additions" in md and "best DINOv2 DINO's teacher (Jaccard 36" in md
+
+
+def test_the_ibot_and_dinov2_rows_take_their_validation_winners(segmentation, segmentation_screen):
+    rec = json.loads((DOCS / "segmentation_screen.json").read_text())
+    for row in segmentation_screen.MIM_ROWS:
+        mine = {n: r for n, r in rec["rows"].items() if n.startswith(f"{row} ")
+                and r.get("minutes", rec["minutes"]) == rec["minutes"]}
+        assert len(mine) == len(segmentation_screen.MIM_CANDIDATES), row  # every candidate was measured
+        best = max(mine, key=lambda n: mine[n]["jaccard"]).removeprefix(f"{row} ")
+        assert segmentation.TUNED.get(row, {}) == segmentation_screen.MIM_CANDIDATES[best], row
+        method = segmentation.METHODS[row]
+        assert segmentation.SSL_RECIPES[row][method] == {**segmentation.UNTUNED_RECIPES[row][method],
+                                                         **segmentation.TUNED.get(row, {})}

@@ -48,6 +48,8 @@ def test_ibot_and_dinov2_rows_take_dinos_recipe_but_their_methods(segmentation):
         head = ("out_dim", "hidden_dim", "momentum_teacher")
         assert [getattr(cfg.method_cfg, k) for k in head] == [getattr(dino.method_cfg, k) for k in head]
         assert cfg.method_cfg.patch_loss_weight > 0
+        for k, v in segmentation.TUNED.get(row, {}).items():  # what the validation split chose on top
+            assert getattr(cfg.method_cfg, k) == v
 
 
 def test_every_self_supervised_row_is_compared_with_supervised_seed_by_seed(segmentation):
@@ -65,6 +67,11 @@ def test_every_self_supervised_row_is_compared_with_supervised_seed_by_seed(segm
     assert "iBOT's best-head Jaccard is above the supervised ViT's on 1 of 2 seeds, by -1.00 points" in md
     assert "DINOv2's best-head Jaccard is above the supervised ViT's on 0 of 2 seeds" in md
     assert "iBOT, 12.2 min, 300 steps" in md and "iBOT and DINOv2 rows take DINO's recipe" in md
+    assert "nothing of theirs was tuned" in md  # a record from before the validation choice says so
+    tuned = segmentation.markdown({**record({}), "rows": combined, "seeds": [0, 1], "tuned": {
+        "iBOT": segmentation.DINO_TEACHER, "DINOv2": {}}})
+    assert ("on the validation split (docs/segmentation_screen.md) iBOT with DINO's teacher (temperature 0.04 "
+            "throughout, the last layer's norm fixed), the rest as it is.") in tuned
 
 
 def test_the_header_says_how_far_each_teacher_left_its_uniform_start(segmentation, tmp_path):
