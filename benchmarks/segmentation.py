@@ -221,6 +221,14 @@ def end_entropy(run: Path) -> dict[str, float]:
     return {k: round(last[k], 2) for k in ("teacher_entropy", "log_K") if k in last}
 
 
+def ran_with(run: Path, row: str) -> dict[str, Any]:
+    """What `run` (seed 0's run of `row`) trained with, from its config.yaml, so that the page describes the runs
+    it scores even where the code's recipe has moved on since: its global crops, and whether TUNED applied."""
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    return {"crops": cfg["views"]["global_scale"],
+            "tuned": all(cfg[METHODS[row]].get(k) == v for k, v in TUNED.get(row, {}).items())}
+
+
 def trained(rec: dict[str, Any]) -> str:
     """The self-supervised rows' minutes, steps and final teacher entropy (seed 0's); records before iBOT and
     DINOv2 had DINO's minutes and steps only."""
@@ -229,21 +237,27 @@ def trained(rec: dict[str, Any]) -> str:
     for name, r in ssl.items():
         entropy = f", teacher entropy {r['teacher_entropy']} of log K {r['log_K']} at the end" \
             if "teacher_entropy" in r else ""
-        parts.append(f"{name}, {r['minutes']} min, {r['steps']} steps{entropy}")
+        crops = f", global crops {r['crops'][0]:g}-{r['crops'][1]:g}" if "crops" in r else ""
+        parts.append(f"{name}, {r['minutes']} min, {r['steps']} steps{crops}{entropy}")
     return "; ".join(parts)
 
 
 def mim_words(rec: dict[str, Any]) -> str:
     """What the iBOT and DINOv2 rows trained with: DINO's recipe, the method's additions, and what the validation
     split chose for each (rec["tuned"]; none in records from before that choice)."""
-    tuned = rec.get("tuned", {})
+    tuned, ssl = rec.get("tuned", {}), rec.get("ssl", {})
+    crops = {tuple(ssl[r]["crops"]) for r in ssl if r != "DINO" and "crops" in ssl[r]}
+    dino = tuple(ssl.get("DINO", {}).get("crops", ()))
+    other = (f" Their runs took global crops of {', '.join(f'{a:g}-{b:g}' for a, b in sorted(crops))}, DINO's row "
+             f"{dino[0]:g}-{dino[1]:g} (DINO's recipe chose its crops after they ran)." if dino and crops - {dino}
+             else "")
     chosen = "; ".join(f"{row} with {TEACHER_WORDS if over == DINO_TEACHER else over}" for row, over in tuned.items()
                        if over)
     return ("The iBOT and DINOv2 rows take DINO's recipe (chosen on a validation split for DINO) with what each "
             "method adds: the masked patch loss, a trainable last-layer norm and the teacher temperature's warm-up "
             "(both), KoLeo and LayerScale (DINOv2)" + (f"; on the validation split (docs/segmentation_screen.md) "
-                                                       f"{chosen}, the rest as it is. " if chosen
-                                                       else "; nothing of theirs was tuned. "))
+                                                       f"{chosen}, the rest as it is." if chosen
+                                                       else "; nothing of theirs was tuned.") + other + " ")
 
 
 def markdown(rec: dict[str, Any]) -> str:
@@ -335,11 +349,12 @@ def main() -> None:
         rec = {"machine": f"{cpu_name()}, {threads} thread(s) per training run", "date": time.strftime("%Y-%m-%d"),
                "rows": rows, "seeds": args.seeds,
                "backbone": f"{spec.name}, {spec.patch_size}-px patches, {spec.img_size}-px images",
-               "ssl": {row: {"minutes": r["minutes"], "steps": r["steps"], **end_entropy(runs[row])}
-                       for row, r in summaries.items()},
+               "ssl": {row: {"minutes": r["minutes"], "steps": r["steps"], **end_entropy(runs[row]),
+                             **ran_with(runs[row], row)} for row, r in summaries.items()},
                "supervised_minutes": round(sup_record["settings"].get("minutes", args.minutes), 2),
-               "n_images": SegmentationOptions().max_images, "recipe": RECIPE,
-               "tuned": {row: TUNED.get(row, {}) for row in args.rows if row != "DINO"}}
+               "n_images": SegmentationOptions().max_images, "recipe": RECIPE}
+        rec["tuned"] = {row: TUNED.get(row, {}) if rec["ssl"][row]["tuned"] else {} for row in args.rows
+                        if row != "DINO"}
         (ROOT / "docs" / "segmentation.json").write_text(json.dumps(rec, indent=1))
         figures(runs)
     (ROOT / "docs" / "segmentation.md").write_text(markdown(rec))

@@ -80,3 +80,23 @@ def test_the_header_says_how_far_each_teacher_left_its_uniform_start(segmentatio
     ssl = {"DINO": {"minutes": 12.1, "steps": 2, **segmentation.end_entropy(tmp_path)}}
     md = segmentation.markdown({**record({"random": 1.0, "supervised": 2.0, "DINO": 3.0}), "ssl": ssl})
     assert "DINO, 12.1 min, 2 steps, teacher entropy 5.92 of log K 6.93 at the end" in md
+
+
+def test_the_page_says_what_the_scored_runs_trained_with(segmentation, tmp_path):
+    import yaml
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"views": {"global_scale": [0.4, 1.0]},  # as iBOT ran
+                                                          "ibot": {"teacher_temp": 0.07, "norm_last_layer": False}}))
+    assert segmentation.ran_with(tmp_path, "iBOT") == {"crops": [0.4, 1.0], "tuned": False}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"views": {"global_scale": [0.14, 1.0]},
+                                                          "ibot": dict(segmentation.DINO_TEACHER)}))
+    assert segmentation.ran_with(tmp_path, "iBOT") == {"crops": [0.14, 1.0], "tuned": True}
+    ssl = {"DINO": {"minutes": 12.0, "steps": 400, "crops": [0.14, 1.0]},
+           "iBOT": {"minutes": 12.0, "steps": 300, "crops": [0.4, 1.0]}}
+    rows = record({"random": 20.0, "supervised": 26.0, "DINO": 30.0, "iBOT": 27.0, "DINOv2": 20.0})["rows"]
+    md = segmentation.markdown({**record({}), "rows": rows, "ssl": ssl, "tuned": {"iBOT": {}, "DINOv2": {}}})
+    assert "DINO, 12.0 min, 400 steps, global crops 0.14-1" in md
+    assert "iBOT, 12.0 min, 300 steps, global crops 0.4-1" in md
+    assert "Their runs took global crops of 0.4-1, DINO's row 0.14-1" in md and "nothing of theirs was tuned" in md
+    same = {**ssl, "iBOT": {**ssl["iBOT"], "crops": [0.14, 1.0]}}
+    assert "Their runs took" not in segmentation.markdown({**record({}), "rows": rows, "ssl": same})
