@@ -1,7 +1,8 @@
-"""Choose the DINO learning rate of benchmarks/segmentation.py on a validation split; the test split is not read.
+"""Choose benchmarks/segmentation.py's recipes (DINO's; what iBOT and DINOv2 take on top) on a validation split;
+the test split is not read.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/segmentation_screen.py [--minutes 12]
-                                                       [--work runs/segmentation-screen] [--reuse]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/segmentation_screen.py [--minutes 12] [--only "ROW; ROW"]
+                                                       [--seed 0] [--work runs/segmentation-screen] [--reuse]
 
 segmentation.py's recipe (BASE below) with --data.holdout 0.1: each candidate pre-trains DINO for --minutes on
 9,000 of the 10,000 train images of `cluttered`; a supervised ViT of the same size trains for the same minutes on
